@@ -1,0 +1,44 @@
+"""The ``metriport-inbox`` command: one click group whose subcommands are entry points.
+
+Each subcommand is declared in ``setup.cfg`` under ``metriport_inbox.commands`` and lives in a
+module of this package (one module per command family). The group imports only the command
+being run, so a scheduled ``reconcile --once`` does not pay for Flask or gunicorn.
+
+Every deliberate error (``inbox.errors.InboxError``) ends the command with one line,
+``error: <code>: <sentence>``, and its exit code (2 for configuration), never a traceback.
+"""
+
+import sys
+from importlib.metadata import entry_points
+
+import click
+
+from inbox.errors import InboxError
+
+GROUP = "metriport_inbox.commands"
+
+
+class _EntryPointGroup(click.Group):
+    """A group that finds its commands among the installed entry points, loading them lazily."""
+
+    def _entry_points(self):
+        return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+    def list_commands(self, ctx):
+        return sorted(self._entry_points())
+
+    def get_command(self, ctx, name):
+        entry_point = self._entry_points().get(name)
+        return entry_point.load() if entry_point else None
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except InboxError as exc:
+            click.echo(f"error: {exc.code}: {exc.detail}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=_EntryPointGroup)
+def main():
+    """metriport-inbox: a complete, deduplicated Redis copy of your Metriport secure messages."""

@@ -1,0 +1,30 @@
+"""What every command needs first: the settings, and a Redis to talk to.
+
+``redis_for(settings)`` yields settings whose ``REDIS_URL`` points at a live server: the one
+configured, or, when ``REDIS_URL`` is not set at all, a private embedded redis-server that is
+stopped when the block ends (also on Ctrl-C).
+"""
+
+import contextlib
+import os
+
+import click
+
+from inbox.embedded import EmbeddedRedis
+from inbox.settings import Settings
+
+
+def load_settings():
+    """Settings from the environment; a bad value ends the command with exit code 2."""
+    return Settings.from_env()
+
+
+@contextlib.contextmanager
+def redis_for(settings):
+    """Settings bound to a reachable Redis: the configured one, or an embedded one."""
+    if os.environ.get("REDIS_URL"):
+        yield settings
+        return
+    with EmbeddedRedis() as server:
+        click.echo(f"REDIS_URL is not set: using an embedded redis-server on {server.url}", err=True)
+        yield settings.replace(redis_url=server.url)

@@ -1,0 +1,67 @@
+"""Every error this project raises on purpose, under one base with a machine code.
+
+    InboxError                      code: what went wrong, as a stable machine string
+    ├── ConfigError                 a setting is missing or malformed (exit 2)
+    ├── StoreUnavailable            Redis refused, timed out or is unreachable (HTTP 503)
+    ├── InvalidMessage              a message or body cannot be used (HTTP 400), code per reason
+    ├── SignatureError              a webhook signature is missing or wrong (HTTP 401), code per reason
+    ├── DecryptionError             a stored record cannot be decrypted (wrong key, tampered)
+    └── MetriportError              the Metriport API answered badly or not at all
+
+The ``code`` becomes ``{"error": code}`` in HTTP answers, a metric label and the CLI's message.
+``detail`` is one sentence for a person. Neither ever holds message content: ids, sizes and
+reasons only.
+"""
+
+
+class InboxError(Exception):
+    """Base of every deliberate error; carries a machine ``code`` and a one-sentence ``detail``."""
+
+    code = "inbox_error"
+    exit_code = 1
+
+    def __init__(self, detail, code=None):
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+
+    def __str__(self):
+        return self.detail
+
+
+class ConfigError(InboxError):
+    """Raised when an environment variable is missing or malformed; names the variable."""
+
+    code = "config_invalid"
+    exit_code = 2
+
+
+class StoreUnavailable(InboxError):
+    """Raised when Redis cannot be reached in time; callers answer 503 or exit non-zero."""
+
+    code = "store_unavailable"
+
+
+class InvalidMessage(InboxError):
+    """Raised when a message or webhook body cannot be stored; nothing was written."""
+
+    code = "invalid_message"
+
+
+class SignatureError(InboxError):
+    """Raised when a webhook's ``x-metriport-signature`` does not verify."""
+
+    code = "signature_mismatch"
+
+
+class DecryptionError(InboxError):
+    """Raised when a stored record does not decrypt: unknown key id, wrong message id or tampering."""
+
+    code = "decrypt_failed"
+
+
+class MetriportError(InboxError):
+    """Raised when the Metriport API fails, refuses, or answers with something unusable."""
+
+    code = "metriport_error"

@@ -1,0 +1,125 @@
+--[[ messages_upsert.lua: record a batch of 1..N messages atomically.
+
+For each message decide created / updated / duplicate / stale, and write the record, its
+indexes, one feed entry per change and the counters together: a crash can never leave a record
+without its feed entry, or the reverse. A webhook delivery passes its ledger key so that a
+replayed delivery (same meta.messageId, same body hash) costs nothing, in the same round trip.
+
+KEYS
+  1   {ns}:feed                 stream  one entry per change: ids and routing fields only
+  2   {ns}:stats                hash    counters shared by every process
+  3   {ns}:idx:all              zset    every id, score 0, listed by id (BYLEX)
+  4   {ns}:delivery:<deliveryId> string body hash of a webhook delivery (KEYS[2] when unused)
+  per message i, at b = 4 + 3*(i-1):
+  b+1 {ns}:msg:<id>             hash    the record (fields below)
+  b+2 {ns}:idx:dir:<direction>  zset    (KEYS[3] when the direction is unknown)
+  b+3 {ns}:idx:patient:<pid>    zset    (KEYS[3] when there is no patient)
+
+ARGV
+  1   via: webhook | reconcile | fetch
+  2   now, milliseconds since the epoch
+  3   feed length cap (approximate MAXLEN)
+  4   delivery body hash, "" for no ledger
+  5   delivery ledger TTL, seconds
+  per message i, at b = 5 + 8*(i-1):
+  b+1 id   b+2 blob (stored resource)   b+3 digests, comma-joined, current first
+  b+4 direction or ""   b+5 patient id or ""   b+6 status or ""
+  b+7 message time ms or ""   b+8 as-of ms
+
+Record fields: r blob, h digest, v version, d direction, p patient, s status, t message time,
+a as-of, c first channel, w channel of this version, f first seen ms, u last change ms.
+
+Rule for "newer": a terminal status beats a non-terminal one (never goes back); otherwise the
+later as-of wins; on a tie the incoming version wins only when it comes from reconciliation.
+
+Returns "replay" when the ledger already holds this delivery, else { outcomes, moved } where
+outcomes[i] is the outcome of message i and moved lists id, old patient pairs of records whose
+patient changed (the caller removes them from the old patient index).
+]]
+
+local feed, stats, idx_all, ledger = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local via, now, maxlen = ARGV[1], ARGV[2], ARGV[3]
+local body_hash, ledger_ttl = ARGV[4], ARGV[5]
+
+local TERMINAL = {
+  ['completed'] = true, ['failed'] = true, ['entered-in-error'] = true,
+  ['stopped'] = true, ['not-done'] = true,
+}
+
+if body_hash ~= '' then
+  if redis.call('GET', ledger) == body_hash then
+    redis.call('HINCRBY', stats, 'replay', 1)
+    return 'replay'
+  end
+end
+
+local function is_newer(old_status, old_as_of, status, as_of)
+  local old_terminal, terminal = TERMINAL[old_status] or false, TERMINAL[status] or false
+  if old_terminal ~= terminal then return terminal end
+  if as_of ~= old_as_of then return as_of > old_as_of end
+  return via == 'reconcile'
+end
+
+local function announce(event, id, version, direction, patient, status)
+  redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*',
+    'event', event, 'id', id, 'via', via, 'version', version,
+    'direction', direction, 'patient', patient, 'status', status)
+end
+
+local counts = { created = 0, updated = 0, duplicate = 0, stale = 0 }
+local outcomes, moved = {}, {}
+local n = (#KEYS - 4) / 3
+
+for i = 1, n do
+  local k, a = 4 + 3 * (i - 1), 5 + 8 * (i - 1)
+  local msg, idx_dir, idx_patient = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+  local id, blob, digests = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local direction, patient, status = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+  local message_time, as_of_text = ARGV[a + 7], ARGV[a + 8]
+  local as_of = tonumber(as_of_text)
+  local digest = string.match(digests, '^[^,]+')
+
+  local old = redis.call('HMGET', msg, 'h', 'v', 's', 'a', 'd', 'p')
+  local outcome
+  if not old[1] then
+    outcome = 'created'
+    redis.call('HSET', msg, 'r', blob, 'h', digest, 'v', 1, 'd', direction, 'p', patient,
+      's', status, 't', message_time, 'a', as_of_text, 'c', via, 'w', via, 'f', now, 'u', now)
+    redis.call('ZADD', idx_all, 0, id)
+    if direction ~= '' then redis.call('ZADD', idx_dir, 0, id) end
+    if patient ~= '' then redis.call('ZADD', idx_patient, 0, id) end
+    announce('created', id, 1, direction, patient, status)
+  elseif string.find(',' .. digests .. ',', ',' .. old[1] .. ',', 1, true) then
+    outcome = 'duplicate'
+  elseif is_newer(old[3], tonumber(old[4]), status, as_of) then
+    outcome = 'updated'
+    local version = tonumber(old[2]) + 1
+    if direction == '' then direction = old[5] end
+    redis.call('HSET', msg, 'r', blob, 'h', digest, 'v', version, 'd', direction, 'p', patient,
+      's', status, 't', message_time, 'a', as_of_text, 'w', via, 'u', now)
+    if direction ~= '' and direction ~= old[5] then redis.call('ZADD', idx_dir, 0, id) end
+    if patient ~= old[6] then
+      if patient ~= '' then redis.call('ZADD', idx_patient, 0, id) end
+      if old[6] ~= '' then
+        moved[#moved + 1] = id
+        moved[#moved + 1] = old[6]
+      end
+    end
+    announce('updated', id, version, direction, patient, status)
+  else
+    outcome = 'stale'
+  end
+  outcomes[i] = outcome
+  counts[outcome] = counts[outcome] + 1
+end
+
+for outcome, count in pairs(counts) do
+  if count > 0 then
+    redis.call('HINCRBY', stats, outcome, count)
+    redis.call('HINCRBY', stats, outcome .. ':' .. via, count)
+  end
+end
+if body_hash ~= '' then
+  redis.call('SET', ledger, body_hash, 'EX', ledger_ttl)
+end
+return { outcomes, moved }

@@ -1,0 +1,217 @@
+"""The message store: one atomic Lua upsert per message or page, and the reads around it.
+
+Both ways in (webhooks, reconciliation) end in ``Store.upsert``; the feed stream is written by
+the same script call, so the store and the feed always agree. Redis failures surface as
+``StoreUnavailable`` (translated in ``inbox.connection``), never as redis-py exceptions.
+"""
+
+import collections
+import dataclasses
+import enum
+import importlib.resources
+import json
+import time
+
+from inbox.connection import Connections
+from inbox.connection import translate_errors
+from inbox.crypto import Vault
+from inbox.keys import Keys
+
+#: how long a webhook delivery id is remembered (Metriport's manual retries come within days)
+LEDGER_TTL_SECONDS = 30 * 24 * 3600
+
+
+class Via(str, enum.Enum):
+    """The channel a version of a message came through."""
+
+    WEBHOOK = "webhook"
+    RECONCILE = "reconcile"
+    FETCH = "fetch"
+
+
+class Outcome(str, enum.Enum):
+    """What the upsert decided for one message."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    DUPLICATE = "duplicate"
+    STALE = "stale"
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivery:
+    """A webhook delivery: Metriport's ``meta.messageId`` and a hash of the exact body."""
+
+    id: str
+    body_hash: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """Outcomes of one upsert call, in the order of the records; ``replay`` if the ledger hit."""
+
+    outcomes: tuple = ()
+    replay: bool = False
+
+    def counts(self):
+        """``{"created": n, "updated": n, "duplicates": n, "stale": n}`` for summaries."""
+        tally = collections.Counter(self.outcomes)
+        return {
+            "created": tally[Outcome.CREATED],
+            "updated": tally[Outcome.UPDATED],
+            "duplicates": tally[Outcome.DUPLICATE],
+            "stale": tally[Outcome.STALE],
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredMessage:
+    """A record as the store holds it, with the resource opened (decrypted) and parsed."""
+
+    id: str
+    resource: dict
+    version: int
+    direction: str | None
+    patient: str | None
+    status: str | None
+    message_time: int | None
+    as_of: int
+    first_via: str
+    via: str
+    first_seen: int
+    updated: int
+
+
+def load_script(name):
+    """The text of ``inbox/scripts/<name>.lua``."""
+    return importlib.resources.files("inbox").joinpath("scripts", f"{name}.lua").read_text()
+
+
+class Store:
+    """Records, indexes, feed and counters of one namespace on one Redis."""
+
+    def __init__(self, settings, client=None):
+        self.settings = settings
+        self.keys = Keys(settings.namespace)
+        self.vault = Vault(settings.encryption_keys)
+        self.client = client if client is not None else Connections(settings).store
+        self._upsert = self.client.register_script(load_script("messages_upsert"))
+
+    def upsert(self, records, via, delivery=None):
+        """Record ``records`` (normalized) in one atomic call; a ``Result`` in the same order.
+
+        With a ``delivery``, a replay of the same delivery id and body is answered
+        ``Result(replay=True)`` without touching any record.
+        """
+        via = Via(via)
+        keys = [self.keys.feed, self.keys.stats, self.keys.idx_all]
+        keys.append(self.keys.delivery(delivery.id) if delivery else self.keys.stats)
+        args = [
+            via.value,
+            int(time.time() * 1000),
+            self.settings.feed_maxlen,
+            delivery.body_hash if delivery else "",
+            LEDGER_TTL_SECONDS,
+        ]
+        for record in records:
+            keys.append(self.keys.msg(record.id))
+            keys.append(self.keys.idx_direction(record.direction) if record.direction else self.keys.idx_all)
+            keys.append(self.keys.idx_patient(record.patient) if record.patient else self.keys.idx_all)
+            args.extend((
+                record.id,
+                self.vault.seal(record.id, record.body),
+                self.vault.digests(record.canonical),
+                record.direction or "",
+                record.patient or "",
+                record.status or "",
+                "" if record.message_time is None else record.message_time,
+                record.as_of,
+            ))
+        with translate_errors("store messages"):
+            reply = self._upsert(keys=keys, args=args)
+            if reply == b"replay":
+                return Result(replay=True)
+            outcomes, moved = reply
+            if moved:
+                self._unindex_moved(moved)
+        return Result(outcomes=tuple(Outcome(o.decode()) for o in outcomes))
+
+    def _unindex_moved(self, moved):
+        """Drop ids from the patient index they left (a message re-linked to another patient)."""
+        pipe = self.client.pipeline(transaction=False)
+        for message_id, old_patient in zip(moved[::2], moved[1::2]):
+            pipe.zrem(self.keys.idx_patient(old_patient.decode()), message_id)
+        pipe.execute()
+
+    def get(self, message_id):
+        """The stored message ``message_id``, or None if unknown."""
+        return self.get_many([message_id])[0]
+
+    def get_many(self, message_ids):
+        """Stored messages for ``message_ids`` in one round trip; None where unknown.
+
+        Raises ``DecryptionError`` for a record that cannot be opened.
+        """
+        with translate_errors("read messages"):
+            pipe = self.client.pipeline(transaction=False)
+            for message_id in message_ids:
+                pipe.hgetall(self.keys.msg(message_id))
+            rows = pipe.execute()
+        return [self._stored(i, row) if row else None for i, row in zip(message_ids, rows)]
+
+    def _stored(self, message_id, row):
+        text = lambda field: row.get(field, b"").decode() or None  # noqa: E731
+        number = lambda field: int(row[field]) if row.get(field) else None  # noqa: E731
+        return StoredMessage(
+            id=message_id,
+            resource=json.loads(self.vault.open(message_id, row[b"r"])),
+            version=number(b"v"),
+            direction=text(b"d"),
+            patient=text(b"p"),
+            status=text(b"s"),
+            message_time=number(b"t"),
+            as_of=number(b"a") or 0,
+            first_via=text(b"c"),
+            via=text(b"w"),
+            first_seen=number(b"f"),
+            updated=number(b"u"),
+        )
+
+    def index_key(self, direction=None, patient=None):
+        """The sorted set listing ids for a filter (the patient index when a patient is given)."""
+        if patient:
+            return self.keys.idx_patient(patient)
+        if direction:
+            return self.keys.idx_direction(direction)
+        return self.keys.idx_all
+
+    def ids(self, index_key, start=None, count=50, descending=True):
+        """Up to ``count`` ids of ``index_key`` from ``start`` (inclusive), by id.
+
+        Descending is Metriport's listing order (newest first for time-ordered ids); ascending
+        serves ``toItem`` cursors. Inserts during a walk never shift it: the cursor is an id.
+        """
+        if descending:
+            high, low = (f"[{start}" if start else "+"), "-"
+            args = dict(start=high, end=low, desc=True)
+        else:
+            args = dict(start=f"[{start}" if start else "-", end="+")
+        with translate_errors("list messages"):
+            rows = self.client.zrange(index_key, bylex=True, offset=0, num=count, **args)
+        return [row.decode() for row in rows]
+
+    def count(self, index_key):
+        """How many ids ``index_key`` holds."""
+        with translate_errors("count messages"):
+            return self.client.zcard(index_key)
+
+    def stats(self):
+        """The shared counters, as ``{name: int}``."""
+        with translate_errors("read counters"):
+            raw = self.client.hgetall(self.keys.stats)
+        return {name.decode(): int(value) for name, value in raw.items()}
+
+    def count_event(self, name, by=1):
+        """Add ``by`` to the shared counter ``name`` (e.g. ``rejected:signature_mismatch``)."""
+        with translate_errors("count an event"):
+            self.client.hincrby(self.keys.stats, name, by)

@@ -1,0 +1,22 @@
+"""First checks of the store against a real Redis: the fixtures go in once each."""
+
+from conftest import fixture_json
+from inbox.normalize import normalize
+from inbox.store import Outcome
+
+
+def test_page_fixture_is_created_then_duplicate(store):
+    """A list page stored twice: created the first time, duplicate the second, one feed entry each."""
+    page = fixture_json("list-messages-page-1.json")
+    records = [normalize(m, direction="inbound") for m in page["messages"]]
+    first = store.upsert(records, "reconcile")
+    second = store.upsert(records, "reconcile")
+    assert first.outcomes == (Outcome.CREATED, Outcome.CREATED)
+    assert second.outcomes == (Outcome.DUPLICATE, Outcome.DUPLICATE)
+    assert store.client.xlen(store.keys.feed) == 2
+    stored = store.get(records[0].id)
+    assert stored.resource == page["messages"][0]
+    assert stored.patient == "0195c3d1-2f4a-7e81-b9c2-5a7d3e6f8b10"
+    assert store.ids(store.index_key(direction="inbound")) == sorted(
+        (r.id for r in records), reverse=True
+    )
