@@ -96,6 +96,7 @@ class Store:
         self.vault = Vault(settings.encryption_keys)
         self.client = client if client is not None else Connections(settings).store
         self._upsert = self.client.register_script(load_script("messages_upsert"))
+        self._status = self.client.register_script(load_script("message_status"))
 
     def upsert(self, records, via, delivery=None):
         """Record ``records`` (normalized) in one atomic call; a ``Result`` in the same order.
@@ -135,6 +136,19 @@ class Store:
             if moved:
                 self._unindex_moved(moved)
         return Result(outcomes=tuple(Outcome(o.decode()) for o in outcomes))
+
+    def apply_status(self, message_id, status, as_of, via=Via.WEBHOOK):
+        """Apply a delivery status (``message.status``) to a stored message.
+
+        Returns the ``Outcome``, or None when the message is not stored yet (the caller then
+        fetches it). The resource stays as received; the canonical one follows by fetch.
+        """
+        keys = [self.keys.msg(message_id), self.keys.feed, self.keys.stats]
+        args = [message_id, Via(via).value, int(time.time() * 1000), self.settings.feed_maxlen,
+                status, as_of or 0]
+        with translate_errors("apply a message status"):
+            reply = self._status(keys=keys, args=args).decode()
+        return None if reply == "unknown" else Outcome(reply)
 
     def _unindex_moved(self, moved):
         """Drop ids from the patient index they left (a message re-linked to another patient)."""

@@ -20,3 +20,16 @@ def test_page_fixture_is_created_then_duplicate(store):
     assert store.ids(store.index_key(direction="inbound")) == sorted(
         (r.id for r in records), reverse=True
     )
+
+
+def test_status_applies_to_a_stored_message_once(store):
+    """A failed status updates a processing message once; the same status again is a duplicate."""
+    record = normalize({"id": "m-1", "status": "processing", "updatedAt": "2026-01-01T00:00:00Z"},
+                       direction="outbound")
+    store.upsert([record], "reconcile")
+    assert store.apply_status("m-1", "failed", record.as_of + 1000) == Outcome.UPDATED
+    assert store.apply_status("m-1", "failed", record.as_of + 2000) == Outcome.DUPLICATE
+    assert store.apply_status("m-2", "failed", 1) is None
+    stored = store.get("m-1")
+    assert (stored.status, stored.version) == ("failed", 2)
+    assert store.client.xlen(store.keys.feed) == 2

@@ -30,7 +30,8 @@ Record fields: r blob, h digest, v version, d direction, p patient, s status, t 
 a as-of, c first channel, w channel of this version, f first seen ms, u last change ms.
 
 Rule for "newer": a terminal status beats a non-terminal one (never goes back); otherwise the
-later as-of wins; on a tie the incoming version wins only when it comes from reconciliation.
+later as-of wins; on a tie the incoming version wins only when it was read from Metriport's API
+(reconcile or fetch: the API is the source of truth), never when it came by webhook.
 
 Returns "replay" when the ledger already holds this delivery, else { outcomes, moved } where
 outcomes[i] is the outcome of message i and moved lists id, old patient pairs of records whose
@@ -57,7 +58,7 @@ local function is_newer(old_status, old_as_of, status, as_of)
   local old_terminal, terminal = TERMINAL[old_status] or false, TERMINAL[status] or false
   if old_terminal ~= terminal then return terminal end
   if as_of ~= old_as_of then return as_of > old_as_of end
-  return via == 'reconcile'
+  return via ~= 'webhook'
 end
 
 local function announce(event, id, version, direction, patient, status)

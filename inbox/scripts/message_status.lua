@@ -1,0 +1,49 @@
+--[[ message_status.lua: apply a delivery status (message.status webhook) to a stored message.
+
+The resource itself is kept as received; the record's status, version and as-of change, and one
+`updated` feed entry announces it. The canonical resource follows through a fetch or the next
+reconciliation (an API read wins an as-of tie, see messages_upsert.lua).
+
+KEYS
+  1  {ns}:msg:<id>   hash    the record
+  2  {ns}:feed       stream  feed
+  3  {ns}:stats      hash    counters
+
+ARGV
+  1  id   2 via   3 now ms   4 feed length cap   5 status   6 as-of ms (the status time)
+
+Returns "unknown" when no record exists (nothing written), else "updated", "duplicate" (same
+status) or "stale" (older, or a terminal status going back).
+]]
+
+local msg, feed, stats = KEYS[1], KEYS[2], KEYS[3]
+local id, via, now, maxlen, status, as_of = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+
+local TERMINAL = {
+  ['completed'] = true, ['failed'] = true, ['entered-in-error'] = true,
+  ['stopped'] = true, ['not-done'] = true,
+}
+
+local old = redis.call('HMGET', msg, 'v', 's', 'a', 'd', 'p')
+if not old[1] then return 'unknown' end
+
+local outcome
+local old_terminal, terminal = TERMINAL[old[2]] or false, TERMINAL[status] or false
+if old[2] == status then
+  outcome = 'duplicate'
+elseif old_terminal and not terminal then
+  outcome = 'stale'
+elseif old_terminal == terminal and tonumber(as_of) <= tonumber(old[3]) then
+  outcome = 'stale'
+else
+  outcome = 'updated'
+  local version = tonumber(old[1]) + 1
+  local newest = tonumber(as_of) > tonumber(old[3]) and as_of or old[3]
+  redis.call('HSET', msg, 's', status, 'v', version, 'a', newest, 'w', via, 'u', now)
+  redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*',
+    'event', 'updated', 'id', id, 'via', via, 'version', version,
+    'direction', old[4], 'patient', old[5], 'status', status)
+end
+redis.call('HINCRBY', stats, outcome, 1)
+redis.call('HINCRBY', stats, outcome .. ':' .. via, 1)
+return outcome
