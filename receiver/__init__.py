@@ -1,0 +1,29 @@
+"""The receiver: a Flask app that takes Metriport's webhooks and serves downstream apps.
+
+``create_app()`` builds the app from the settings; each module of this package that serves
+routes exposes ``init_app(app)`` and is wired here, in order. gunicorn calls
+``receiver:create_app()`` (see ``receiver/gunicorn.conf.py``).
+"""
+
+from flask import Flask
+
+from inbox.connection import Connections
+from inbox.settings import Settings
+from inbox.store import Store
+from receiver import errors
+
+
+def create_app(settings=None):
+    """The WSGI app for ``settings`` (default: read from the environment once)."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_bytes
+    # One set of lazily-connected clients per process; redis-py reconnects after gunicorn forks.
+    connections = Connections(settings)
+    app.extensions["inbox"] = {
+        "settings": settings,
+        "connections": connections,
+        "store": Store(settings, client=connections.store),
+    }
+    errors.init_app(app)
+    return app
