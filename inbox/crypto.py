@@ -111,7 +111,7 @@ class Vault:
         if not blob or blob[0] != FORMAT_VERSION:
             return blob
         kid = self.kid_of(blob)
-        start = 2 + blob[1]
+        start = 2 + len(kid)
         if not _KID.match(kid) or len(blob) < start + _NONCE_BYTES + _TAG_BYTES:
             raise DecryptionError(
                 f"Message {message_id} has a malformed encryption header: tampered or truncated.",
