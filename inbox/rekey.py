@@ -34,6 +34,7 @@ class Progress:
     resealed: int = 0
     current: int = 0
     vanished: int = 0
+    retried: int = 0
     busy: list = dataclasses.field(default_factory=list)
     failed: list = dataclasses.field(default_factory=list)
     done: bool = False
@@ -42,7 +43,8 @@ class Progress:
         """One progress line: counts only, never content."""
         return (
             f"rekey to {self.kid}: {self.scanned}/{self.total} scanned, {self.resealed} resealed, "
-            f"{self.current} already current, {len(self.busy)} busy, {len(self.failed)} failed"
+            f"{self.current} already current, {self.retried} changed meanwhile and re-read, "
+            f"{len(self.busy)} busy, {len(self.failed)} failed"
         )
 
 
@@ -119,6 +121,7 @@ def _reseal(store, script, ids, progress):
         pending = [w[0] for w, ok in zip(writes, replies) if not ok]
         if not pending:
             return
+        progress.retried += len(pending)
     progress.busy.extend(pending)
 
 
