@@ -136,4 +136,4 @@ def _resealed(vault, message_id, blob, progress):
     except (ValueError, InvalidMessage):
         progress.failed.append((message_id, "unreadable"))
         return None
-    return vault.seal(message_id, plaintext), vault.digests(canonical).split(",")[0]
+    return vault.seal(message_id, plaintext), vault.digest(canonical)

@@ -127,3 +127,11 @@ def test_encryption_warning_only_without_keys():
     """The warning names INBOX_ENCRYPTION_KEYS when off and is None when a key is set."""
     assert "INBOX_ENCRYPTION_KEYS" in encryption_warning(Settings())
     assert encryption_warning(Settings(encryption_keys=(OLD,))) is None
+
+
+def test_single_digest_is_the_current_one():
+    """digest() is the first of digests(): what a record stores and what the delivery ledger holds."""
+    ring = Vault([NEW, OLD])
+    assert ring.digest(BODY) == ring.digests(BODY).split(",")[0]
+    assert Vault().digest(BODY) == Vault().digests(BODY)
+    assert ring.digest(BODY) != Vault().digest(BODY)
