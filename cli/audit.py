@@ -25,8 +25,14 @@ def audit(limit, as_json):
         if as_json:
             click.echo(json.dumps(entry.as_dict(), sort_keys=True))
             continue
-        when = datetime.datetime.fromtimestamp(entry.at_ms / 1000, datetime.timezone.utc)
-        what = " ".join(f"{k}={v}" for k, v in sorted(entry.query.items()))
-        ids = ",".join(entry.ids[:5]) + (",…" if len(entry.ids) > 5 else "")
-        click.echo(f"{when:%Y-%m-%dT%H:%M:%S.%f}"[:-3] + f"Z {entry.who} {entry.action} "
-                   f"n={entry.count} {what} {ids}".rstrip())
+        click.echo(_line(entry))
+
+
+def _line(entry):
+    """``<time> <who> <action> n=<count> [query…] [ids]``: the first five ids, then an ellipsis."""
+    when = datetime.datetime.fromtimestamp(entry.at_ms / 1000, datetime.timezone.utc)
+    parts = [f"{when:%Y-%m-%dT%H:%M:%S.%f}"[:-3] + "Z", entry.who, entry.action, f"n={entry.count}"]
+    parts.extend(f"{name}={value}" for name, value in sorted(entry.query.items()))
+    if entry.ids:
+        parts.append(",".join(entry.ids[:5]) + (",…" if len(entry.ids) > 5 else ""))
+    return " ".join(parts)

@@ -161,3 +161,14 @@ def test_stored_digest_is_keyed_per_ring(settings):
         store.client.delete(store.keys.msg("m-h"))
     assert digests[0] != digests[1]
     assert hashlib.sha256(record.canonical).hexdigest()[:32] not in digests
+
+
+def test_api_read_rewrites_a_record_whose_key_was_lost(settings):
+    """A record sealed under a key no longer in the ring is rewritten under the current key by a reconcile read."""
+    record = normalize(communication("m-lost", "x"), direction="inbound")
+    Store(settings.replace(encryption_keys=(OLD,))).upsert([record], "reconcile")
+    store = Store(settings.replace(encryption_keys=(NEW,)))
+    with pytest.raises(DecryptionError):
+        store.get("m-lost")
+    assert store.upsert([record], "reconcile").outcomes == (Outcome.UPDATED,)
+    assert store.get("m-lost").resource["id"] == "m-lost"
