@@ -15,8 +15,8 @@ from inbox.connection import translate_errors
 
 #: approximate number of entries kept (XADD MAXLEN ~)
 MAXLEN = 100_000
-#: query parameters worth recording; anything else a client sends is dropped
-QUERY_FIELDS = ("direction", "patientId", "fromItem", "toItem", "count")
+#: query parameters worth recording (mirror listing, feed polling); anything else is dropped
+QUERY_FIELDS = ("direction", "patientId", "fromItem", "toItem", "count", "after", "limit")
 #: ids listed per entry; a page longer than this is recorded by its first ids and its count
 MAX_IDS = 100
 _FINGERPRINT = re.compile(r"^[0-9a-f]{12}$")
@@ -44,6 +44,8 @@ class Entry:
 
 def record(client, keys, who, action, ids=(), query=None, maxlen=MAXLEN):
     """Append one audit entry; ``who`` must be a fingerprint, so a raw API key is refused.
+
+    ``query`` may be Flask's ``request.args`` as is: only ``QUERY_FIELDS`` are kept.
 
     Raises ``StoreUnavailable`` when Redis is down: a read that cannot be audited should not
     be served (fail closed).

@@ -1,6 +1,7 @@
 """The audit trail against a real Redis: fingerprints not keys, only known query fields, capped."""
 
 import pytest
+from werkzeug.datastructures import MultiDict
 
 from inbox import audit
 from inbox.crypto import fingerprint
@@ -59,3 +60,12 @@ def test_stream_is_capped(redis_client, settings):
         audit.record(redis_client, keys, fingerprint(READER_KEY), "message.get", ids=[f"m-{n}"], maxlen=50)
     assert 50 <= redis_client.xlen(keys.audit) < 200
     assert audit.read(redis_client, keys, limit=1)[0].ids == ("m-999",)
+
+
+def test_request_args_can_be_passed_as_they_are(redis_client, settings):
+    """A werkzeug MultiDict (Flask's request.args) is accepted; feed polling's after/limit are kept."""
+    keys = Keys(settings.namespace)
+    args = MultiDict([("after", "1-0"), ("limit", "10"), ("limit", "20"), ("junk", "x")])
+    audit.record(redis_client, keys, fingerprint(READER_KEY), "feed.read", ids=[], query=args)
+    entry = audit.read(redis_client, keys)[0]
+    assert (entry.query, entry.ids, entry.count) == ({"after": "1-0", "limit": "10"}, (), 0)
