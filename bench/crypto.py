@@ -32,7 +32,8 @@ def main():
     message = {"resourceType": "Communication", "id": "019a7f3e-5c21-7b44-9d0e-3f6a2b8c1d47",
                "status": "completed", "subject": {"reference": "Patient/p-1"},
                "topic": {"text": "Discharge summary"}, "payload": [{"contentString": ""}]}
-    message["payload"][0]["contentString"] = "x" * (1024 - len(json.dumps(message, separators=(",", ":"))))
+    compact = json.dumps(message, separators=(",", ":"))
+    message["payload"][0]["contentString"] = "x" * (1024 - len(compact))
     record = normalize(message, direction="inbound")
     one = Vault([("k1", os.urandom(32))])
     two = Vault([("k2", os.urandom(32)), ("k1", os.urandom(32))])

@@ -20,7 +20,8 @@ def keygen(kid):
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--kid") from None
     click.echo(entry)
-    click.echo("Put it first in INBOX_ENCRYPTION_KEYS to encrypt with it; keep it secret.", err=True)
+    click.echo("Put it first in INBOX_ENCRYPTION_KEYS to encrypt with it; keep it secret.",
+               err=True)
 
 
 @click.command()

@@ -32,13 +32,14 @@ FINGERPRINT_HEX = 12
 
 
 def keygen(kid=None):
-    """A new ``kid:key`` ring entry: 32 random bytes, URL-safe base64, as INBOX_ENCRYPTION_KEYS takes.
+    """A new ``kid:key`` entry for INBOX_ENCRYPTION_KEYS: 32 random bytes in URL-safe base64.
 
     The default kid is ``k`` + today's UTC date + 4 random hex digits, so ids sort by age and
     two keys made the same day still differ.
     """
     if kid is None:
-        kid = "k" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d") + os.urandom(2).hex()
+        today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
+        kid = "k" + today + os.urandom(2).hex()
     if not _KID.match(kid):
         raise ValueError("A key id must be 1-16 characters of A-Z a-z 0-9 _ -.")
     return kid + ":" + base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")

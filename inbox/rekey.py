@@ -56,7 +56,9 @@ def rekey(store, batch=DEFAULT_BATCH, on_batch=None):
     """
     vault = store.vault
     if not vault.enabled:
-        raise ConfigError("rekey needs INBOX_ENCRYPTION_KEYS: the new key first, then the old ones.")
+        raise ConfigError(
+            "rekey needs INBOX_ENCRYPTION_KEYS: the new key first, then the old ones."
+        )
     if batch <= 0:
         raise ValueError("batch must be positive")
     script = store.client.register_script(load_script("record_reseal"))
@@ -73,7 +75,8 @@ def rekey(store, batch=DEFAULT_BATCH, on_batch=None):
         _reseal(store, script, ids, progress)
         after = ids[-1]
         with translate_errors("save the rekey cursor"):
-            store.client.hset(store.keys.rekey_cursor, mapping={"kid": progress.kid, "after": after})
+            store.client.hset(store.keys.rekey_cursor,
+                              mapping={"kid": progress.kid, "after": after})
         if on_batch is not None:
             on_batch(progress)
     with translate_errors("clear the rekey cursor"):
