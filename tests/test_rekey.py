@@ -6,9 +6,12 @@ import threading
 import pytest
 
 from inbox.crypto import Vault
+from inbox.embedded import EmbeddedRedis
 from inbox.errors import ConfigError
+from inbox.errors import StoreUnavailable
 from inbox.normalize import normalize
 from inbox.rekey import rekey
+from inbox.settings import Settings
 from inbox.store import Outcome
 from inbox.store import Store
 from inbox.store import load_script
@@ -133,6 +136,20 @@ def test_interrupted_rekey_resumes_after_the_last_batch(settings):
     second = rekey(store, batch=10)
     assert (second.resumed_after, second.scanned, second.resealed) == ("m-00019", 80, 80)
     assert kids(store) == {"new"}
+
+
+def test_redis_outage_mid_rekey_fails_fast_and_the_next_run_resumes():
+    """Redis stopping after a batch ends rekey with StoreUnavailable; after restart it resumes there."""
+    with EmbeddedRedis(appendonly=True) as server:
+        settings = Settings(redis_url=server.url, namespace="rekey-outage")
+        fill(settings, (OLD,), range(30))
+        store = Store(settings.replace(encryption_keys=(NEW, OLD)))
+        with pytest.raises(StoreUnavailable):
+            rekey(store, batch=10, on_batch=lambda progress: server.stop())
+        server.start()
+        resumed = rekey(store, batch=10)
+        assert (resumed.resumed_after, resumed.resealed) == ("m-00009", 20)
+        assert kids(store) == {"new"}
 
 
 def test_cursor_of_a_rekey_to_another_key_is_ignored(settings):
