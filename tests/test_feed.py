@@ -88,6 +88,14 @@ def test_undecryptable_record_is_reported_not_raised(encrypted_store, redis_clie
     assert entries[0].message.id == ids[0]
 
 
+def test_record_that_is_not_json_is_reported(settings, store, redis_client):
+    """A clear-text record that does not parse is flagged ``record_unreadable``."""
+    ids = fill(store, 2)
+    redis_client.hset(store.keys.msg(ids[0]), "r", b"{not json")
+    entries = Consumer(settings, "g", "c").read()
+    assert [e.error for e in entries] == ["record_unreadable", None]
+
+
 def test_new_group_from_now_skips_history(settings, store):
     """A group created with from_start=False sees only entries written after it exists."""
     fill(store, 5)
