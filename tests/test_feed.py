@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -106,13 +107,16 @@ def test_new_group_from_now_skips_history(settings, store):
 
 
 def test_blocking_read_returns_an_entry_written_meanwhile(settings, store):
-    """A blocking read with nothing pending waits, then returns nothing without error."""
+    """A blocking read with nothing new wakes up with the entry written while it waits."""
     consumer = Consumer(settings, "g", "c")
-    started = time.monotonic()
-    assert consumer.read(block=0.3) == []
-    assert time.monotonic() - started >= 0.25
-    fill(store, 1)
-    assert len(consumer.read(block=1)) == 1
+    assert consumer.read(block=0.2) == []
+    writer = threading.Timer(0.3, fill, args=(store, 1))
+    writer.start()
+    try:
+        entries = consumer.read(block=10)
+    finally:
+        writer.join()
+    assert [e.message_id for e in entries] == [communication(0)["id"]]
 
 
 CRASHING_CONSUMER = textwrap.dedent(
