@@ -11,6 +11,10 @@ from inbox.connection import Connections
 from inbox.settings import Settings
 from inbox.store import Store
 from receiver import errors
+from receiver import feed_api
+from receiver import metrics
+from receiver import mirror
+from receiver import openapi
 
 
 def create_app(settings=None):
@@ -26,4 +30,8 @@ def create_app(settings=None):
         "store": Store(settings, client=connections.store),
     }
     errors.init_app(app)
+    mirror.init_app(app)
+    feed_api.init_app(app)
+    metrics.init_app(app)
+    openapi.init_app(app)
     return app
