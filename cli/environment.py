@@ -15,13 +15,14 @@ from inbox.embedded import EmbeddedRedis
 from inbox.settings import Settings
 
 
-def load_settings():
+def load_settings(warn_unencrypted=False):
     """Settings from the environment; a bad value ends the command with exit code 2.
 
-    Says once on stderr when messages would be stored unencrypted.
+    Commands that store messages (``warn_unencrypted=True``) say once on stderr when messages
+    would be stored unencrypted; read-only commands stay quiet.
     """
     settings = Settings.from_env()
-    warning = encryption_warning(settings)
+    warning = encryption_warning(settings) if warn_unencrypted else None
     if warning:
         click.echo(f"warning: {warning}", err=True)
     return settings

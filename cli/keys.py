@@ -33,7 +33,7 @@ def rekey(batch):
     Safe while the service runs (once every process has the new ring) and resumable: run it
     again after an interruption. When it reports 0 busy and 0 failed, older keys can be removed.
     """
-    settings = load_settings()
+    settings = load_settings(warn_unencrypted=True)
     with redis_for(settings) as settings:
         store = Store(settings)
         progress = rekey_store(store, batch=batch, on_batch=lambda p: click.echo(p.line()))

@@ -11,7 +11,7 @@ from inbox.connection import translate_errors
 @click.command()
 def selfcheck():
     """Load the settings, reach Redis, and report what is configured."""
-    settings = load_settings()
+    settings = load_settings(warn_unencrypted=True)
     with redis_for(settings) as settings:
         with translate_errors("ping"):
             Connections(settings).store.ping()
