@@ -8,7 +8,9 @@ Skipped only where no redis-server/redis-cli pair can build a cluster, and never
 import concurrent.futures
 import copy
 import os
+import pathlib
 import subprocess
+import sys
 import uuid
 
 import pytest
@@ -241,3 +243,13 @@ def test_master_restart_loses_no_acknowledged_message(cluster, cluster_store, cl
     assert client.xpending(feed, "downstream")["pending"] == 30
     [[_, rest]] = client.xreadgroup("downstream", "c1", {feed: ">"}, count=500)
     assert len(rest) == 250
+
+
+def test_selfcheck_reaches_the_cluster(cluster, redis_url):
+    """`metriport-inbox selfcheck` with a cluster store and a standalone queue pings the cluster."""
+    env = dict(os.environ, REDIS_URL=cluster.url, RQ_REDIS_URL=redis_url)
+    command = pathlib.Path(sys.executable).with_name("metriport-inbox")
+    done = subprocess.run([str(command), "selfcheck"], env=env, capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "redis: ok" in done.stdout
