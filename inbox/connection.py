@@ -62,7 +62,9 @@ def _common_options(socket_timeout):
 def connect(url, socket_timeout=SOCKET_TIMEOUT):
     """A client for ``url`` (any form in the module docstring) that fails fast.
 
-    redis-py connects lazily, so this does no I/O: safe to call before gunicorn forks.
+    redis-py connects lazily, so this does no I/O (safe to call before gunicorn forks), except
+    for a cluster: its client reads the slot map when created, and raises ``StoreUnavailable``
+    when no startup node answers. Pools notice a fork either way and reconnect in the child.
     """
     scheme = url.split("://", 1)[0]
     if scheme == CLUSTER_SCHEME:
@@ -83,12 +85,13 @@ def _cluster(url, socket_timeout):
         raise ConfigError("A redis+cluster:// URL takes no database or path (a cluster has db 0 only).")
     options = _common_options(socket_timeout)
     retry = options.pop("retry")
-    return redis.RedisCluster(
-        startup_nodes=[redis.cluster.ClusterNode(host, port) for host, port in nodes],
-        retry=retry,
-        **credentials,
-        **options,
-    )
+    with translate_errors("read the cluster's slot map"):
+        return redis.RedisCluster(
+            startup_nodes=[redis.cluster.ClusterNode(host, port) for host, port in nodes],
+            retry=retry,
+            **credentials,
+            **options,
+        )
 
 
 def _sentinel(url, socket_timeout):
@@ -98,8 +101,12 @@ def _sentinel(url, socket_timeout):
         raise ConfigError(
             "A redis+sentinel:// URL must end in /<master-name> or /<master-name>/<db>."
         )
-    timeouts = dict(socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT)
-    sentinel = redis.Sentinel(nodes, sentinel_kwargs=timeouts)
+    # no retries per Sentinel query: the primary's connection already retries the whole lookup
+    sentinel = redis.Sentinel(nodes, sentinel_kwargs=dict(
+        socket_timeout=SOCKET_TIMEOUT,
+        socket_connect_timeout=SOCKET_TIMEOUT,
+        retry=Retry(ExponentialWithJitterBackoff(**BACKOFF), 0),
+    ))
     return sentinel.master_for(
         master, db=int(db or 0), **credentials, **_common_options(socket_timeout)
     )
@@ -166,7 +173,22 @@ def translate_errors(action):
     """
     try:
         yield
-    except _UNAVAILABLE as exc:
+    except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+        if not _unavailable(exc):
+            raise
         raise StoreUnavailable(
             f"Redis is unavailable while trying to {action} ({type(exc).__name__})."
         ) from exc
+
+
+def _unavailable(exc):
+    """True for errors that mean "Redis cannot answer now", not "this call is wrong".
+
+    The cluster client reports unreachable nodes and uncovered slots found while re-reading
+    the slot map as a bare ``RedisClusterException``, caused by a connection error.
+    """
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    if type(exc) is redis.exceptions.RedisClusterException:
+        return isinstance(exc.__cause__, _UNAVAILABLE) or "slots are not covered" in str(exc)
+    return False

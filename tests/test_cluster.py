@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from conftest import fixture_json
+from inbox.connection import Connections
 from inbox.connection import connect
 from inbox.embedded import EmbeddedCluster
 from inbox.errors import ConfigError
@@ -166,6 +167,8 @@ def test_feed_consumer_group_read_and_ack(cluster_store, client):
     [[_, rest]] = client.xreadgroup("downstream", "c1", {feed: ">"}, count=50)
     assert len(rest) == 10
     assert {fields[b"id"] for _, fields in entries + rest} == {f"f-{i:05d}".encode() for i in range(30)}
+    blocking = Connections(cluster_store.settings).blocking(block_seconds=1)
+    assert blocking.xreadgroup("downstream", "c1", {feed: ">"}, count=1, block=300) == []
 
 
 def test_reconcile_like_page_walk(cluster_store, client):

@@ -14,10 +14,12 @@ import rq
 
 from inbox.connection import Connections
 from inbox.connection import connect
+from inbox.connection import translate_errors
 from inbox.embedded import EmbeddedRedis
 from inbox.embedded import find_redis_server
 from inbox.embedded import free_port
 from inbox.errors import ConfigError
+from inbox.errors import StoreUnavailable
 from inbox.settings import Settings
 
 pytestmark = pytest.mark.cluster
@@ -66,6 +68,15 @@ def test_malformed_multi_node_urls_are_config_errors(url):
     """A node without a port, a cluster db or a Sentinel URL without a master name is a ConfigError."""
     with pytest.raises(ConfigError):
         connect(url)
+
+
+def test_unreachable_cluster_or_sentinel_is_store_unavailable():
+    """Nothing listening behind a cluster or Sentinel URL is StoreUnavailable, not a redis-py error."""
+    with pytest.raises(StoreUnavailable):
+        connect(f"redis+cluster://127.0.0.1:{free_port()},127.0.0.1:{free_port()}/")
+    client = connect(f"redis+sentinel://127.0.0.1:{free_port()}/mymaster")
+    with pytest.raises(StoreUnavailable), translate_errors("ping"):
+        client.ping()
 
 
 def test_selfcheck_exits_2_for_a_cluster_without_queue_url():
