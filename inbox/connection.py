@@ -82,7 +82,9 @@ def is_cluster_url(url):
 def _cluster(url, socket_timeout):
     credentials, nodes, path = _split(url)
     if path.strip("/"):
-        raise ConfigError("A redis+cluster:// URL takes no database or path (a cluster has db 0 only).")
+        raise ConfigError(
+            "A redis+cluster:// URL takes no database or path (a cluster has db 0 only)."
+        )
     options = _common_options(socket_timeout)
     retry = options.pop("retry")
     with translate_errors("read the cluster's slot map"):

@@ -134,7 +134,9 @@ def find_cluster_binaries():
         cli = pathlib.Path(server).with_name("redis-cli")
         if cli.exists() and os.access(server, os.X_OK) and os.access(cli, os.X_OK):
             return server, str(cli)
-    raise ConfigError("No redis-server with a redis-cli next to it was found (needed for a cluster).")
+    raise ConfigError(
+        "No redis-server with a redis-cli next to it was found (needed for a cluster)."
+    )
 
 
 def free_cluster_port(taken=()):
