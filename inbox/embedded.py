@@ -140,9 +140,12 @@ def find_cluster_binaries():
 
 
 def free_cluster_port(taken=()):
-    """A free port whose cluster bus port (port + 10000) is free too, both on 127.0.0.1."""
+    """A free port whose cluster bus port (port + 10000) is free too, both on 127.0.0.1.
+
+    Both stay below Linux's ephemeral range (32768+), where outgoing connections take ports.
+    """
     for _ in range(200):
-        port = random.randrange(20000, 45000)
+        port = random.randrange(10000, 22700)
         if port in taken or port + 10000 in taken:
             continue
         try:
