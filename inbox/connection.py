@@ -18,7 +18,6 @@ translated once, here, into ``StoreUnavailable``.
 
 import contextlib
 import functools
-
 from urllib.parse import unquote
 
 import redis
@@ -44,7 +43,7 @@ _UNAVAILABLE = (
     redis.exceptions.TryAgainError,
     redis.exceptions.SlotNotCoveredError,
 )
-#: schemes ``connect`` builds a cluster client for / a Sentinel-managed client for
+#: URL schemes for which ``connect`` builds a cluster client / a Sentinel-managed client
 CLUSTER_SCHEME = "redis+cluster"
 SENTINEL_SCHEME = "redis+sentinel"
 
@@ -117,7 +116,7 @@ def _sentinel(url, socket_timeout):
 def _split(url):
     """``(credentials, [(host, port)...], path)`` of a URL whose netloc lists several nodes."""
     rest = url.split("://", 1)[1]
-    netloc, slash, path = rest.partition("/")
+    netloc, _, path = rest.partition("/")
     userinfo, at, hosts = netloc.rpartition("@")
     credentials = {}
     if at:
