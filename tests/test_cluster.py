@@ -258,3 +258,21 @@ def test_selfcheck_reaches_the_cluster(cluster, redis_url):
                           timeout=30)
     assert done.returncode == 0, done.stderr
     assert "redis: ok" in done.stdout
+
+
+def test_whole_cluster_down_is_store_unavailable_then_recovers(cluster, cluster_store):
+    """With every master stopped calls raise StoreUnavailable, not a redis-py error; then recover."""
+    cluster_store.upsert(batch("d", 10), "webhook")
+    for member in cluster.nodes:
+        member.stop()
+    try:
+        with pytest.raises(StoreUnavailable):
+            cluster_store.stats()
+        with pytest.raises(StoreUnavailable):
+            cluster_store.upsert(batch("e", 10), "webhook")
+    finally:
+        for member in cluster.nodes:
+            member.start()
+        cluster.wait_ok()
+    assert cluster_store.count(cluster_store.index_key()) == 10
+    assert cluster_store.upsert(batch("e", 10), "webhook").counts()["created"] == 10
