@@ -6,6 +6,7 @@ from cli.environment import load_settings
 from cli.environment import redis_for
 from inbox.connection import Connections
 from inbox.connection import translate_errors
+from inbox.settings import redact_url
 
 
 @click.command()
@@ -15,7 +16,7 @@ def selfcheck():
     with redis_for(settings) as settings:
         with translate_errors("ping"):
             Connections(settings).store.ping()
-        click.echo(f"redis: ok ({settings.redis_url})")
+        click.echo(f"redis: ok ({redact_url(settings.redis_url)})")
         click.echo(f"namespace: {settings.namespace}")
         click.echo(f"webhook keys: {len(settings.webhook_keys)}")
         click.echo(f"encryption: {'on' if settings.encryption_on else 'off'}")

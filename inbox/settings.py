@@ -76,6 +76,16 @@ class Settings:
         return bool(self.encryption_keys)
 
 
+def redact_url(url):
+    """``url`` with any password replaced by ``***``, for printing."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return parts._replace(netloc=f"{user}:***@{hosts}").geturl()
+
+
 def _redis_url(variable, raw):
     scheme = urlsplit(raw).scheme
     if scheme not in REDIS_SCHEMES:
