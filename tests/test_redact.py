@@ -1,3 +1,5 @@
+"""Printing settings never shows a secret."""
+
 
 
 def test_redact_url_hides_only_the_password():
