@@ -15,6 +15,7 @@ from flask import Flask
 from flask import Response
 from flask import request
 
+from simulator import control
 from simulator import faults as fault_kinds
 
 LIST_PATH = "/medical/v1/message"
@@ -104,6 +105,7 @@ def create_app(simulator):
         simulator.sender.retry_failed_async()
         return Response(status=200)
 
+    control.init_app(app)
     return app
 
 

@@ -61,6 +61,28 @@ class Simulator:
         with self._count_lock:
             self.requests.clear()
 
+    def webhook_deliveries(self, message_ids=None, shape="communication", ping=False):
+        """New deliveries for ``message_ids`` (default: every message, oldest first):
+        ``message.received`` for inbound messages, ``message.status`` for outbound messages
+        in a terminal state (in-progress ones have nothing to announce yet)."""
+        mailbox = self.mailbox
+        deliveries = [self.sender.ping()] if ping else []
+        for message_id in mailbox.ids() if message_ids is None else message_ids:
+            resource = mailbox.get(message_id)
+            if resource is None:
+                continue
+            if mailbox.direction(message_id) == "inbound":
+                deliveries.append(self.sender.message_received(resource, "inbound", shape))
+            elif resource["status"] != "in-progress":
+                deliveries.append(self.sender.message_status(resource))
+        return deliveries
+
+    def deliver_webhooks(self, message_ids=None, shape="communication", ping=False, **chaos):
+        """Create and send the webhooks of ``message_ids`` with ``chaos`` (see
+        ``WebhookSender.deliver``); the ``Report``."""
+        deliveries = self.webhook_deliveries(message_ids, shape, ping)
+        return self.sender.deliver(deliveries, **chaos)
+
     @property
     def port(self):
         return self._server.port if self._server else None
@@ -76,7 +98,10 @@ class Simulator:
             "127.0.0.1", port, self.app, threaded=True, request_handler=_QuietHandler
         )
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="metriport-simulator", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="metriport-simulator",
+            daemon=True,
         )
         self._thread.start()
         return self
