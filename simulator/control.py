@@ -98,15 +98,19 @@ def ids():
 
 @bp.post("/messages")
 def add_messages():
-    """Generate ``count`` new messages (optionally one ``direction``); their ids."""
+    """Generate ``count`` new messages (optionally one ``direction``; ``pending`` true: outbound
+    ones still in progress); their ids."""
     body = _body()
     count = body.get("count", 1)
     direction = body.get("direction")
     if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 100000:
         raise _BadRequest("count must be a whole number from 0 to 100000.")
+    pending = body.get("pending")
     if direction not in (None, "inbound", "outbound"):
         raise _BadRequest("direction must be inbound or outbound.")
-    return jsonify(ids=_simulator().mailbox.add(count, direction))
+    if pending not in (None, True, False):
+        raise _BadRequest("pending must be true or false.")
+    return jsonify(ids=_simulator().mailbox.add(count, direction, pending))
 
 
 @bp.post("/updates")

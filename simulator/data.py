@@ -156,7 +156,10 @@ class Generator:
         if rng.random() < 0.03:
             text = " ".join(rng.choice(_SENTENCES) for _ in range(120))[: rng.randint(3000, BODY_MAX)]
         else:
-            text = " ".join(rng.sample(_SENTENCES, rng.randint(1, 3)))
+            first = int(rng.random() * len(_SENTENCES))
+            text = " ".join(
+                _SENTENCES[(first + 3 * step) % len(_SENTENCES)] for step in range(rng.randint(1, 3))
+            )
         payload.append({"contentString": text})
         for _ in range(rng.choice((0, 0, 0, 1, 1, 2, 3))):
             document = uuid7(sent - rng.randint(1, 60000), rng)
