@@ -9,6 +9,7 @@ time order, as the list endpoint's id-descending pages assume.
 import bisect
 import copy
 import datetime
+import json
 import random
 import threading
 
@@ -219,6 +220,7 @@ class Mailbox:
         self.generator = Generator(seed, patients=patients or max(5, min(500, messages // 20)))
         self._lock = threading.RLock()
         self._resources = {}
+        self._encoded = {}
         self._directions = {}
         self._views = {}
         self.add(messages)
@@ -265,12 +267,23 @@ class Mailbox:
                     resource["statusReason"] = {"text": rng.choice(_REASONS)}
                 resource["meta"]["lastUpdated"] = iso(self.generator.tick())
                 self._resources[message_id] = resource
+                self._encoded.pop(message_id, None)
                 changed.append(message_id)
             return changed
 
     def get(self, message_id):
         """The current resource of ``message_id``, or None."""
         return self._resources.get(message_id)
+
+    def encoded(self, message_id):
+        """The resource as compact UTF-8 JSON, cached until it changes (pages are mostly
+        serialization, and a resource is immutable between updates)."""
+        body = self._encoded.get(message_id)
+        if body is None:
+            resource = self._resources[message_id]
+            body = json.dumps(resource, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            self._encoded[message_id] = body
+        return body
 
     def direction(self, message_id):
         return self._directions.get(message_id)
@@ -291,7 +304,7 @@ class Mailbox:
             return view
 
     def page(self, direction=None, patient=None, count=50, from_item=None, to_item=None):
-        """One page, id-descending: ``(resources, next_from_item, prev_to_item, total)``.
+        """One page, id-descending: ``(ids, next_from_item, prev_to_item, total)``.
 
         Cursors are inclusive ids: ``from_item`` starts the page at the largest id <= it,
         ``to_item`` ends it at the smallest id >= it. ``next_from_item`` is the first id of the
@@ -306,7 +319,6 @@ class Mailbox:
                 high = len(view) - 1 if from_item is None else bisect.bisect_right(view, from_item) - 1
                 low = max(0, high - count + 1)
             chosen = view[low : high + 1][::-1] if high >= low else []
-            resources = [self._resources[message_id] for message_id in chosen]
             next_id = view[low - 1] if low > 0 else None
             prev_id = view[high + 1] if high + 1 < len(view) else None
-            return resources, next_id, prev_id, len(view)
+            return chosen, next_id, prev_id, len(view)
