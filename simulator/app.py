@@ -107,6 +107,14 @@ def create_app(simulator):
         simulator.sender.retry_failed_async()
         return Response(status=200)
 
+    @app.errorhandler(404)
+    def _not_found(exc):
+        return _error(404, "NotFoundError", "Route not found")
+
+    @app.errorhandler(405)
+    def _method_not_allowed(exc):
+        return _error(404, "NotFoundError", "Route not found")
+
     control.init_app(app)
     return app
 

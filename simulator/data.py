@@ -13,7 +13,6 @@ import json
 import random
 import threading
 
-DIRECTIONS = ("inbound", "outbound")
 TERMINAL = ("completed", "failed")
 ORGANIZATION = "Northside Family Clinic"
 DATA_SOURCE = "https://public.metriport.com/fhir/StructureDefinition/data-source.json"

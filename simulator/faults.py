@@ -61,10 +61,6 @@ class Faults:
         self._consecutive = 0
         self.injected = 0
 
-    @property
-    def active(self):
-        return bool(self.rate_limit or self.server_error or self.slow)
-
     def draw(self):
         """The ``Fault`` for the next request."""
         with self._lock:
