@@ -173,9 +173,17 @@ def deliveries():
 
 @bp.put("/faults")
 def set_faults():
-    """Replace the fault plan (rates as fractions; omitted ones are 0)."""
+    """Replace the fault plan (rates as fractions; omitted ones are 0; ``script`` forces
+    statuses on given request numbers, counted from this call)."""
+    body = _body()
+    options = _options(body, _FAULTS)
+    script = body.get("script", {})
     try:
-        _simulator().faults = Faults(**_options(_body(), _FAULTS))
+        options["script"] = {int(number): int(status) for number, status in script.items()}
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise _BadRequest('script must map request numbers to statuses, e.g. {"3": 503}.') from exc
+    try:
+        _simulator().faults = Faults(**options)
     except ValueError as exc:
         raise _BadRequest(str(exc)) from exc
     return jsonify(ok=True)

@@ -99,3 +99,40 @@ def test_forbidden_requests_are_not_faulted():
         response = requests.get(sim.url + LIST, timeout=5)
         assert response.status_code == 403
         assert sim.faults.injected == 0
+
+
+def test_scripted_faults_hit_exact_requests():
+    """script={2: 503, 3: 429} answers exactly the 2nd and 3rd API requests with those statuses."""
+    with Simulator(seed=1, messages=3, faults=Faults(script={2: 503, 3: 429})) as sim:
+        statuses = [
+            requests.get(sim.url + LIST, headers={"x-api-key": sim.api_key}, timeout=5).status_code
+            for _ in range(5)
+        ]
+    assert statuses == [200, 503, 429, 200, 200]
+
+
+def test_outage_restart_on_the_same_port_keeps_the_messages():
+    """stop() refuses connections; start(port) on the same port serves the same messages again."""
+    with Simulator(seed=1, messages=8) as sim:
+        url, port = sim.url, sim.port
+        before = requests.get(url + LIST, headers={"x-api-key": sim.api_key}, timeout=5).json()
+        sim.stop()
+        with pytest.raises(requests.ConnectionError):
+            requests.get(url + LIST, headers={"x-api-key": sim.api_key}, timeout=5)
+        sim.start(port=port)
+        after = requests.get(url + LIST, headers={"x-api-key": sim.api_key}, timeout=5).json()
+    assert after == before
+
+
+def test_control_api_scripts_faults():
+    """PUT /_simulator/faults with a script forces statuses on the next API requests."""
+    with Simulator(seed=1, messages=3) as sim:
+        headers = {"x-api-key": sim.api_key}
+        put = requests.put(sim.url + "/_simulator/faults", json={"script": {"1": 502}}, headers=headers, timeout=5)
+        assert put.status_code == 200
+        first = requests.get(sim.url + LIST, headers=headers, timeout=5)
+        second = requests.get(sim.url + LIST, headers=headers, timeout=5)
+        bad = requests.put(sim.url + "/_simulator/faults", json={"script": {"1": 404}}, headers=headers, timeout=5)
+    assert (first.status_code, second.status_code) == (502, 200)
+    assert first.json() == {"message": "Internal server error"}
+    assert bad.status_code == 400
