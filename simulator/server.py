@@ -8,6 +8,7 @@ the foreground, for use as a subprocess.
 """
 
 import collections
+import socket
 import threading
 
 from werkzeug.serving import WSGIRequestHandler
@@ -92,11 +93,25 @@ class Simulator:
         """Base URL clients use as ``METRIPORT_API_URL``."""
         return f"http://127.0.0.1:{self.port}" if self._server else None
 
+    def _bind(self, port):
+        """A threaded WSGI server on 127.0.0.1:``port``; raises OSError if the port is taken
+        (werkzeug would print and exit the whole process instead, so we bind the socket)."""
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", port))
+            listener.listen(128)
+            return make_server(
+                "127.0.0.1",
+                listener.getsockname()[1],
+                self.app,
+                threaded=True,
+                request_handler=_QuietHandler,
+                fd=listener.fileno(),
+            )
+
     def start(self, port=0):
         """Serve on 127.0.0.1 (``port`` 0 = a free one) in a daemon thread; returns self."""
-        self._server = make_server(
-            "127.0.0.1", port, self.app, threaded=True, request_handler=_QuietHandler
-        )
+        self._server = self._bind(port)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -108,9 +123,7 @@ class Simulator:
 
     def serve_forever(self, port=0, ready=None):
         """Serve in the calling thread until interrupted; ``ready(simulator)`` is called once bound."""
-        self._server = make_server(
-            "127.0.0.1", port, self.app, threaded=True, request_handler=_QuietHandler
-        )
+        self._server = self._bind(port)
         if ready is not None:
             ready(self)
         try:

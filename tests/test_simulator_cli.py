@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -86,3 +87,18 @@ def test_control_api_delivers_webhooks_and_changes_faults(simulate):
         requests.get(f"{url}/medical/v1/message", headers=headers, timeout=5).status_code for _ in range(10)
     }
     assert statuses == {200}
+
+
+def test_simulate_on_a_busy_port_is_a_clear_error():
+    """A port already taken ends simulate with one error line and exit 2, no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*CLI, "simulate", "--port", str(port), "--messages", "1"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: port_unavailable: Cannot listen on 127.0.0.1:{port}")
+    assert "Traceback" not in result.stderr
