@@ -7,8 +7,10 @@ time order, as the list endpoint's id-descending pages assume.
 """
 
 import bisect
+import contextlib
 import copy
 import datetime
+import gc
 import json
 import random
 import threading
@@ -208,6 +210,20 @@ def as_dto(resource, direction):
     return dto
 
 
+@contextlib.contextmanager
+def _collector_paused(pause):
+    """Pause the cyclic garbage collector while building many small dicts (none of them cyclic):
+    its repeated full passes over a growing heap otherwise cost a third of a bulk build."""
+    was_enabled = gc.isenabled()
+    if pause:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if pause and was_enabled:
+            gc.enable()
+
+
 class Mailbox:
     """The simulator's messages, thread-safe, with the id-cursor pages of Metriport's list.
 
@@ -229,7 +245,7 @@ class Mailbox:
 
     def add(self, count=1, direction=None, pending=None):
         """Generate ``count`` new messages (newer than every existing one); their ids."""
-        with self._lock:
+        with self._lock, _collector_paused(count >= 1000):
             ids = []
             for _ in range(count):
                 message_direction, resource = self.generator.message(direction, pending)

@@ -133,7 +133,9 @@ class Simulator:
             self._server = None
 
     def stop(self):
-        """Stop serving and wait for the server thread; a second call does nothing."""
+        """Stop serving and wait for the server thread and any background webhook retry; a
+        second call does nothing."""
+        self.sender.wait(timeout=10)
         if self._server is None:
             return
         self._server.shutdown()
