@@ -67,14 +67,13 @@ def _read_body(limit):
         if "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
             raise LengthRequired("A webhook needs a Content-Length or chunked encoding.")
         request.max_content_length = limit + 1
-    too_large = RequestEntityTooLarge(f"The body is larger than {limit} bytes.")
     try:
         body = request.get_data()
     except RequestEntityTooLarge:
-        raise too_large from None
+        body = None
+    if body is None or len(body) > limit:
+        raise RequestEntityTooLarge(f"The body is larger than {limit} bytes.")
     requestlog.note(bytes=len(body))
-    if len(body) > limit:
-        raise too_large
     return body
 
 

@@ -62,7 +62,9 @@ def fetch_jobs_for(queue, message_id):
     return [job for job in queue.jobs if job.func_name == FETCH_JOB and job.args == (message_id,)]
 
 
-@pytest.mark.parametrize("keys", [(TEST_WEBHOOK_KEY, "new-key-after-rotation"), ("old-key", TEST_WEBHOOK_KEY)])
+@pytest.mark.parametrize(
+    "keys", [(TEST_WEBHOOK_KEY, "new-key-after-rotation"), ("old-key", TEST_WEBHOOK_KEY)]
+)
 def test_fixture_verifies_with_either_of_two_keys(settings, keys):
     """During a key cut-over, a delivery signed with either configured key is accepted."""
     client = create_app(settings.replace(webhook_keys=keys)).test_client()
@@ -130,7 +132,8 @@ def _dto():
         ({"messages": [_communication(), _dto()]}, [_communication()["id"], _dto()["id"]]),
         ({"payload": {"messages": [{"communication": _communication()}]}}, [_communication()["id"]]),
     ],
-    ids=["payload-dto", "payload-communication", "payload.communication", "messages", "payload.messages"],
+    ids=["payload-dto", "payload-communication", "payload.communication", "messages",
+         "payload.messages"],
 )
 def test_each_message_shape_is_ingested(client, store, fields, expected_ids):
     """Every plausible message.received shape ends in the store, inbound, via webhook."""
@@ -142,7 +145,9 @@ def test_each_message_shape_is_ingested(client, store, fields, expected_ids):
         assert (stored.direction, stored.first_via) == ("inbound", "webhook")
 
 
-@pytest.mark.parametrize("shared_fixture", [RECEIVED, "webhook-message-received.alt-communication.json"])
+@pytest.mark.parametrize(
+    "shared_fixture", [RECEIVED, "webhook-message-received.alt-communication.json"]
+)
 def test_shared_fixtures_are_ingested(client, store, shared_fixture):
     """Both fixture shapes, with their original signatures, are stored as received."""
     response = post_fixture(client, shared_fixture)
@@ -221,12 +226,14 @@ def _nested(depth):
         (event_body("message.received", payload=42), "not_an_object"),
         (event_body("message.received", payload="not an id!"), "invalid_id"),
         (event_body("message.received", payload=message(extra=_nested(80))), "json_too_deep"),
-        (event_body("message.received", messages=[message() for _ in range(501)]), "too_many_messages"),
+        (event_body("message.received", messages=[message()] * 501), "too_many_messages"),
         (event_body("message.status", payload={"id": "m-1"}), "invalid_status"),
         (event_body("message.status"), "no_message"),
     ],
 )
-def test_signed_but_unusable_bodies_are_400_and_store_nothing(client, redis_client, settings, store, body, code):
+def test_signed_but_unusable_bodies_are_400_and_store_nothing(
+    client, redis_client, settings, store, body, code
+):
     """Each unusable body answers 400 with its reason code; not one record or feed entry."""
     response = post(client, body)
     assert response.status_code == 400
@@ -262,7 +269,9 @@ def test_message_status_of_unknown_message_enqueues_a_fetch(client, fetch_queue)
 
 
 @pytest.mark.parametrize("kind", ["medical.consolidated-data", "patient.admit", "some.future-type"])
-def test_other_event_types_are_acknowledged_and_counted(client, redis_client, settings, store, kind):
+def test_other_event_types_are_acknowledged_and_counted(
+    client, redis_client, settings, store, kind
+):
     """Events of other types sharing the URL get 200 and a counter, nothing else."""
     response = post(client, event_body(kind, patients=[{"patientId": "p-1"}]))
     assert response.status_code == 200
