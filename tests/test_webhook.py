@@ -1,8 +1,11 @@
 """POST /webhook through the Flask test client against a real Redis."""
 
 import json
+import logging
 import uuid
 
+import hypothesis
+import hypothesis.strategies
 import pytest
 from rq import Queue
 
@@ -17,6 +20,7 @@ from inbox.normalize import normalize
 from inbox.signing import HEADER
 from inbox.store import Via
 from receiver import create_app
+from receiver import requestlog
 from receiver.webhook import FETCH_JOB
 from receiver.webhook import QUEUE
 from webhook_helpers import compact
@@ -298,3 +302,66 @@ def test_get_on_webhook_is_json_405(client):
     response = client.get("/webhook")
     assert response.status_code == 405
     assert response.get_json()["error"] == "method_not_allowed"
+
+
+@pytest.fixture
+def log_lines():
+    """Every request log line written during the test, parsed."""
+    lines = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(json.loads(record.getMessage()))
+    requestlog.LOGGER.addHandler(handler)
+    yield lines
+    requestlog.LOGGER.removeHandler(handler)
+
+
+def test_one_structured_log_line_per_request(client, log_lines):
+    """Each request logs one JSON line with route, status, reason, delivery, ids, size, time."""
+    post_fixture(client, RECEIVED)
+    post(client, b"[1]")
+    accepted, refused = log_lines
+    assert accepted["route"] == "/webhook" and accepted["status"] == 200
+    assert accepted["delivery"] == fixture_json(RECEIVED)["meta"]["messageId"]
+    assert accepted["messages"] == [RECEIVED_ID]
+    assert accepted["bytes"] == len(fixture_bytes(RECEIVED)) and accepted["ms"] >= 0
+    assert (refused["status"], refused["reason"]) == (400, "not_an_object")
+
+
+def test_unexpected_error_is_json_500_without_its_message(settings, log_lines, caplog):
+    """A bug answers 500 internal_error; the exception's text (it may quote data) is not logged."""
+    app = create_app(settings)
+
+    @app.get("/boom")
+    def boom():
+        raise ValueError("CANARY-subject-line")
+
+    response = app.test_client().get("/boom")
+    assert (response.status_code, response.get_json()["error"]) == (500, "internal_error")
+    assert log_lines[0]["reason"] == "internal_error"
+    assert "ValueError" in caplog.text and "CANARY" not in caplog.text
+    assert "CANARY" not in response.get_data(as_text=True)
+
+
+json_values = hypothesis.strategies.recursive(
+    hypothesis.strategies.none() | hypothesis.strategies.booleans()
+    | hypothesis.strategies.integers() | hypothesis.strategies.text(max_size=20),
+    lambda inner: hypothesis.strategies.lists(inner, max_size=4)
+    | hypothesis.strategies.dictionaries(
+        hypothesis.strategies.sampled_from(["id", "messageId", "communication", "messages",
+                                            "status", "subject", "direction", "x"]),
+        inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@hypothesis.settings(max_examples=150, deadline=None,
+                     suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
+@hypothesis.given(
+    kind=hypothesis.strategies.sampled_from(["message.received", "message.status", "other"]),
+    payload=json_values,
+)
+def test_any_signed_payload_gets_a_deliberate_answer(client, kind, payload):
+    """Whatever JSON a signed body carries, the answer is 2xx or a coded 400, never a 500."""
+    response = post(client, event_body(kind, payload=payload))
+    assert response.status_code in (200, 202, 400)
+    assert response.status_code != 400 or response.get_json()["error"]
