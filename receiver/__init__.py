@@ -12,9 +12,12 @@ from inbox.settings import Settings
 from inbox.store import Store
 from receiver import errors
 from receiver import feed_api
+from receiver import health
 from receiver import metrics
 from receiver import mirror
 from receiver import openapi
+from receiver import requestlog
+from receiver import webhook
 
 
 def create_app(settings=None):
@@ -30,6 +33,9 @@ def create_app(settings=None):
         "store": Store(settings, client=connections.store),
     }
     errors.init_app(app)
+    requestlog.init_app(app)
+    webhook.init_app(app)
+    health.init_app(app)
     mirror.init_app(app)
     feed_api.init_app(app)
     metrics.init_app(app)
