@@ -10,6 +10,8 @@ import hmac
 from flask import current_app
 from flask import request
 
+from inbox import audit
+from inbox.crypto import fingerprint
 from receiver.errors import error_response
 
 HEADER = "x-api-key"
@@ -43,3 +45,13 @@ def api_key_required(view):
         return view(*args, **kwargs)
 
     return guarded
+
+
+def audit_read(action, ids=()):
+    """Record who (the key's fingerprint, never the key) read what, before the answer leaves.
+
+    Fails closed: when the audit entry cannot be written the read is not served (503).
+    """
+    store = current_app.extensions["inbox"]["store"]
+    who = fingerprint(request.headers[HEADER])
+    audit.record(store.client, store.keys, who, action, ids=ids, query=request.args)

@@ -6,6 +6,7 @@ from flask import has_request_context
 from flask import jsonify
 from werkzeug.exceptions import HTTPException
 
+from inbox.errors import DecryptionError
 from inbox.errors import InboxError
 from inbox.errors import InvalidMessage
 from inbox.errors import SignatureError
@@ -13,7 +14,7 @@ from inbox.errors import StoreUnavailable
 from receiver import requestlog
 
 #: HTTP status for each family of deliberate errors
-STATUS = {InvalidMessage: 400, SignatureError: 401, StoreUnavailable: 503}
+STATUS = {InvalidMessage: 400, SignatureError: 401, StoreUnavailable: 503, DecryptionError: 500}
 #: machine codes for HTTP errors whose generic names say less than they could
 HTTP_CODES = {411: "length_required", 413: "body_too_large"}
 

@@ -12,6 +12,7 @@ from flask import request
 from inbox.errors import InvalidPosition
 from inbox.feed import Feed
 from receiver.auth import api_key_required
+from receiver.auth import audit_read
 from receiver.errors import error_response
 
 DEFAULT_LIMIT = 100
@@ -34,6 +35,7 @@ def poll():
     except InvalidPosition as exc:
         return error_response(400, exc.code, exc.detail)
     position = entries[-1].id if entries else (after or "0-0")
+    audit_read("feed.read", ids=[e.message_id for e in entries])
     return jsonify(entries=[e.routing() for e in entries], next=position)
 
 

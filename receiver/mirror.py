@@ -17,6 +17,7 @@ from flask import request
 from inbox.connection import translate_errors
 from inbox.settings import DIRECTIONS
 from receiver.auth import api_key_required
+from receiver.auth import audit_read
 
 ROUTE = "/medical/v1/message"
 DEFAULT_COUNT = 50
@@ -67,12 +68,14 @@ def list_messages():
     meta["itemsOnPage"] = len(page)
     if page and first:
         meta["itemsInTotal"] = _total(store, filters)
+    audit_read("message.list", ids=[m.id for m in page])
     return _json({"meta": meta, "messages": [m.resource for m in page]})
 
 
 @api_key_required
 def get_message(message_id):
     """``GET /medical/v1/message/<id>``: ``{"communication": <resource as stored>}``."""
+    audit_read("message.get", ids=[message_id])
     message = _store().get(message_id)
     if message is None:
         return metriport_error(404, f"Message {message_id} not found.")

@@ -7,7 +7,6 @@ HMAC, one JSON parse and one Redis round trip: the records and the delivery ledg
 store in the same atomic call.
 """
 
-import hashlib
 
 from flask import Blueprint
 from flask import current_app
@@ -84,7 +83,8 @@ def _received(inbox, event, body, delivery_id):
     # Queue fetches before the ledger records the delivery: a lost enqueue is then retried
     # with the delivery instead of being hidden as a replay.
     _enqueue_fetches(inbox, fetch_ids)
-    delivery = Delivery(delivery_id, hashlib.sha256(body).hexdigest()) if delivery_id else None
+    body_hash = inbox["store"].vault.digest(body)
+    delivery = Delivery(delivery_id, body_hash) if delivery_id else None
     result = Result()
     if records or delivery:
         result = inbox["store"].upsert(records, Via.WEBHOOK, delivery=delivery)
