@@ -1,0 +1,241 @@
+"""Benchmark of the message store: upsert throughput and Redis memory per stored message.
+
+Measures on this machine, with at-rest encryption off and on in the same run:
+
+- single-call throughput: one ``Store.upsert`` (one round trip) per message;
+- page throughput: one call per page of 500, Metriport's largest list page;
+- Redis memory per stored message: ``INFO memory`` ``used_memory`` before and after storing N
+  realistic ~1 KB Communications in a fresh namespace, and where it goes (``MEMORY USAGE``).
+
+Throughput includes the Python side (normalization, canonical JSON, digest, sealing). Figures are
+printed with ratios (page vs single, encrypted vs plain); see bench/RESULTS-store.md.
+
+    .venv/bin/python bench/store.py                      # 50,000 messages, embedded redis-server
+    .venv/bin/python bench/store.py --messages 5000 --single 1000   # quicker
+    REDIS_URL=redis://127.0.0.1:6379/15 .venv/bin/python bench/store.py   # an existing server
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import random
+import statistics
+import time
+import uuid
+
+from inbox.connection import connect
+from inbox.embedded import EmbeddedRedis
+from inbox.keys import Keys
+from inbox.normalize import normalize
+from inbox.settings import Settings
+from inbox.store import Store
+
+PAGE = 500
+WORDS = ("patient", "follow-up", "results", "attached", "please", "schedule", "clinic", "visit",
+         "discharge", "summary", "referral", "medication", "review", "labs", "within", "days",
+         "cardiology", "imaging", "report", "consult", "thank", "you", "regards", "team")
+
+
+def communications(count, seed=7):
+    """``count`` realistic Communications of about 1 KB, ids time-ordered like UUIDv7."""
+    rng = random.Random(seed)
+    base_ms = 1_789_400_000_000
+    patients = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(max(1, count // 25))]
+    messages = []
+    for i in range(count):
+        when_ms = base_ms + i * 1000
+        message_id = "%012x-%04x-7%03x-8%03x-%012x" % (
+            when_ms, rng.getrandbits(16), rng.getrandbits(12), rng.getrandbits(12),
+            rng.getrandbits(48))
+        message_id = f"{message_id[:8]}-{message_id[8:12]}{message_id[12:]}"
+        text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(25, 45)))
+        sent = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when_ms / 1000)) + ".000Z"
+        resource = {
+            "resourceType": "Communication",
+            "id": message_id,
+            "status": "completed",
+            "subject": {"reference": f"Patient/{rng.choice(patients)}"},
+            "topic": {"text": f"Re: {rng.choice(WORDS)} {rng.choice(WORDS)} {i}"},
+            "sender": {"display": f"clinician{rng.randint(1, 999)}@hospital.direct.example.org"},
+            "recipient": [{"type": "Organization", "display": "Northside Family Clinic"}],
+            "sent": sent,
+            "received": sent,
+            "payload": [
+                {"contentString": text},
+                {"contentReference": {"reference": f"DocumentReference/{uuid.UUID(int=i)}"}},
+            ],
+            "extension": [{
+                "url": "https://public.metriport.com/fhir/StructureDefinition/data-source.json",
+                "valueCoding": {
+                    "system": "https://public.metriport.com/fhir/StructureDefinition/"
+                              "data-source.json",
+                    "code": "CAREQUALITY",
+                },
+            }],
+        }
+        messages.append(resource)
+    return messages
+
+
+def used_memory(client):
+    return client.info("memory")["used_memory"]
+
+
+def clear(client, namespace):
+    """Delete every key of ``namespace`` (only ours, also on a shared server)."""
+    keys = list(client.scan_iter(match=Keys(namespace).pattern(), count=5000))
+    for start in range(0, len(keys), 1000):
+        client.delete(*keys[start:start + 1000])
+
+
+def store_pages(store, messages):
+    """Normalize and upsert ``messages`` one page per call; seconds taken."""
+    began = time.perf_counter()
+    for start in range(0, len(messages), PAGE):
+        records = [normalize(m, direction="inbound") for m in messages[start:start + PAGE]]
+        store.upsert(records, "reconcile")
+    return time.perf_counter() - began
+
+
+def store_singly(store, messages):
+    """Normalize and upsert ``messages`` one call each; seconds taken."""
+    began = time.perf_counter()
+    for message in messages:
+        store.upsert([normalize(message, direction="inbound")], "webhook")
+    return time.perf_counter() - began
+
+
+def breakdown(store, count):
+    """Bytes per message of each structure, from ``MEMORY USAGE`` (samples records)."""
+    client = store.client
+    sample = store.ids(store.index_key(), count=200)
+    record = statistics.mean(client.memory_usage(store.keys.msg(i), samples=0) for i in sample)
+    indexes = sum(client.memory_usage(k, samples=0) or 0 for k in (
+        store.keys.idx_all, store.keys.idx_direction("inbound")))
+    patient_keys = list(client.scan_iter(match=Keys(store.keys.namespace).pattern()[:-1]
+                                         + "idx:patient:*", count=5000))
+    patients = sum(client.memory_usage(k, samples=0) or 0 for k in patient_keys)
+    feed = client.memory_usage(store.keys.feed, samples=0) or 0
+    return {
+        "record": record,
+        "idx all+direction": indexes / count,
+        "idx patients": patients / count,
+        "feed": feed / count,
+    }
+
+
+def measure_memory(client, settings, messages, mode):
+    """Store ``messages`` by pages in a fresh namespace: memory per message and where it goes."""
+    namespace = f"bench-{uuid.uuid4().hex[:8]}"
+    store = Store(settings.replace(namespace=namespace), client=client)
+    try:
+        client.config_resetstat()
+        before = used_memory(client)
+        seconds = store_pages(store, messages)
+        after = used_memory(client)
+        evalsha = client.info("commandstats").get("cmdstat_evalsha", {})
+        calls = evalsha.get("calls", 0) - evalsha.get("failed_calls", 0)
+        return {
+            "mode": mode,
+            "page_msg_s": [len(messages) / seconds],
+            "single_msg_s": [],
+            "bytes_per_msg": (after - before) / len(messages),
+            "calls_per_page": calls / -(-len(messages) // PAGE),
+            "breakdown": breakdown(store, len(messages)),
+        }
+    finally:
+        clear(client, namespace)
+
+
+def measure_throughput(client, settings, messages, single, figures):
+    """One more round of page and single-call throughput, appended to ``figures``."""
+    for path, count, key in ((store_pages, len(messages), "page_msg_s"),
+                             (store_singly, single, "single_msg_s")):
+        namespace = f"bench-{uuid.uuid4().hex[:8]}"
+        store = Store(settings.replace(namespace=namespace), client=client)
+        try:
+            figures[key].append(count / path(store, messages[:count]))
+        finally:
+            clear(client, namespace)
+
+
+def python_share(messages, settings):
+    """Seconds per message of the Python side alone (normalize + digest + seal), for profiling."""
+    store = Store(settings, client=connect("redis://127.0.0.1:1/0"))
+    began = time.perf_counter()
+    for message in messages:
+        record = normalize(message, direction="inbound")
+        store.vault.seal(record.id, record.body)
+        store.vault.digests(record.canonical)
+    return (time.perf_counter() - began) / len(messages)
+
+
+@contextlib.contextmanager
+def redis_server():
+    """REDIS_URL if set, else a private embedded redis-server for this run."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"], "REDIS_URL"
+        return
+    with EmbeddedRedis() as server:
+        yield server.url, "embedded"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=50_000,
+                        help="messages stored through the page path (and for memory)")
+    parser.add_argument("--single", type=int, default=5_000,
+                        help="messages stored one call each")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="throughput rounds per mode; the best is reported")
+    args = parser.parse_args()
+
+    load = os.getloadavg()
+    messages = communications(args.messages)
+    sizes = [len(json.dumps(m, separators=(",", ":"))) for m in messages[:1000]]
+    key = ("bench", os.urandom(32))
+    with redis_server() as (url, where):
+        client = connect(url, socket_timeout=30)
+        version = client.info("server")["redis_version"]
+        plain_settings = Settings(redis_url=url)
+        sealed_settings = plain_settings.replace(encryption_keys=(key,))
+        modes = (("plain", plain_settings), ("encrypted", sealed_settings))
+        runs = [measure_memory(client, settings, messages, mode) for mode, settings in modes]
+        # rounds alternate the modes, so a burst of load on this shared machine hits both
+        for _ in range(args.rounds):
+            for run, (_, settings) in zip(runs, modes):
+                measure_throughput(client, settings, messages, args.single, run)
+        python = {mode: min(python_share(messages[:5000], settings) for _ in range(args.rounds))
+                  for mode, settings in modes}
+    for run in runs:
+        run["page"], run["single"] = max(run["page_msg_s"]), max(run["single_msg_s"])
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
+          f"{platform.python_version()}, redis-server {version} ({where}); "
+          f"load average {load[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end")
+    print(f"messages: {len(messages)} (page path), {args.single} (single path), best of "
+          f"{args.rounds} rounds; resource JSON mean {statistics.mean(sizes):.0f} B")
+    print()
+    print(f"{'mode':<10} {'page msg/s':>11} {'single msg/s':>13} {'page/single':>12} "
+          f"{'B/msg':>7} {'B/msg/B json':>13} {'python us/msg':>14}")
+    for run in runs:
+        print(f"{run['mode']:<10} {run['page']:>11,.0f} {run['single']:>13,.0f} "
+              f"{run['page'] / run['single']:>12.1f} {run['bytes_per_msg']:>7,.0f} "
+              f"{run['bytes_per_msg'] / statistics.mean(sizes):>13.2f} "
+              f"{python[run['mode']] * 1e6:>14.1f}")
+    plain, sealed = runs
+    print()
+    print(f"script calls per page of {PAGE}: "
+          + ", ".join(f"{run['mode']} {run['calls_per_page']:.2f}" for run in runs))
+    print(f"encrypted/plain throughput: page {sealed['page'] / plain['page']:.2f}, "
+          f"single {sealed['single'] / plain['single']:.2f}; "
+          f"memory {sealed['bytes_per_msg'] / plain['bytes_per_msg']:.2f}")
+    for run in runs:
+        parts = ", ".join(f"{name} {value:,.0f}" for name, value in run["breakdown"].items())
+        print(f"MEMORY USAGE per message ({run['mode']}): {parts}")
+
+
+if __name__ == "__main__":
+    main()
