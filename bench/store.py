@@ -141,6 +141,8 @@ def measure_memory(client, settings, messages, mode):
             "mode": mode,
             "page_msg_s": [len(messages) / seconds],
             "single_msg_s": [],
+            "client_us": [],
+            "server_us": [],
             "bytes_per_msg": (after - before) / len(messages),
             "calls_per_page": calls / -(-len(messages) // PAGE),
             "breakdown": breakdown(store, len(messages)),
@@ -150,13 +152,23 @@ def measure_memory(client, settings, messages, mode):
 
 
 def measure_throughput(client, settings, messages, single, figures):
-    """One more round of page and single-call throughput, appended to ``figures``."""
+    """One more round of page and single-call throughput, appended to ``figures``.
+
+    Also the CPU each side spent per message on the page path (this process, and the server's
+    script time from INFO commandstats): on a shared machine these move less than wall time.
+    """
     for path, count, key in ((store_pages, len(messages), "page_msg_s"),
                              (store_singly, single, "single_msg_s")):
         namespace = f"bench-{uuid.uuid4().hex[:8]}"
         store = Store(settings.replace(namespace=namespace), client=client)
         try:
+            client.config_resetstat()
+            cpu = time.process_time()
             figures[key].append(count / path(store, messages[:count]))
+            if key == "page_msg_s":
+                figures["client_us"].append((time.process_time() - cpu) / count * 1e6)
+                usec = client.info("commandstats").get("cmdstat_evalsha", {}).get("usec", 0)
+                figures["server_us"].append(usec / count)
         finally:
             clear(client, namespace)
 
@@ -227,6 +239,11 @@ def main():
               f"{python[run['mode']] * 1e6:>14.1f}")
     plain, sealed = runs
     print()
+    print("page path CPU per message (best round): "
+          + "; ".join(f"{run['mode']} client {min(run['client_us']):.1f} us + server script "
+                      f"{min(run['server_us']):.1f} us = at most "
+                      f"{1e6 / (min(run['client_us']) + min(run['server_us'])):,.0f} msg/s "
+                      "on one client" for run in runs))
     print(f"script calls per page of {PAGE}: "
           + ", ".join(f"{run['mode']} {run['calls_per_page']:.2f}" for run in runs))
     print(f"encrypted/plain throughput: page {sealed['page'] / plain['page']:.2f}, "
