@@ -83,6 +83,12 @@ def used_memory(client):
     return client.info("memory")["used_memory"]
 
 
+def server_seconds(client):
+    """CPU seconds redis-server has used so far (user + system)."""
+    cpu = client.info("cpu")
+    return cpu["used_cpu_user"] + cpu["used_cpu_sys"]
+
+
 def clear(client, namespace):
     """Delete every key of ``namespace`` (only ours, also on a shared server)."""
     keys = list(client.scan_iter(match=Keys(namespace).pattern(), count=5000))
@@ -154,21 +160,19 @@ def measure_memory(client, settings, messages, mode):
 def measure_throughput(client, settings, messages, single, figures):
     """One more round of page and single-call throughput, appended to ``figures``.
 
-    Also the CPU each side spent per message on the page path (this process, and the server's
-    script time from INFO commandstats): on a shared machine these move less than wall time.
+    Also the CPU each side spent per message on the page path (this process, and redis-server's
+    from INFO cpu): on a shared machine these move much less than wall time.
     """
     for path, count, key in ((store_pages, len(messages), "page_msg_s"),
                              (store_singly, single, "single_msg_s")):
         namespace = f"bench-{uuid.uuid4().hex[:8]}"
         store = Store(settings.replace(namespace=namespace), client=client)
         try:
-            client.config_resetstat()
-            cpu = time.process_time()
+            cpu, server_cpu = time.process_time(), server_seconds(client)
             figures[key].append(count / path(store, messages[:count]))
             if key == "page_msg_s":
                 figures["client_us"].append((time.process_time() - cpu) / count * 1e6)
-                usec = client.info("commandstats").get("cmdstat_evalsha", {}).get("usec", 0)
-                figures["server_us"].append(usec / count)
+                figures["server_us"].append((server_seconds(client) - server_cpu) / count * 1e6)
         finally:
             clear(client, namespace)
 
@@ -250,14 +254,16 @@ def main():
     plain, sealed = runs
     print()
     print("page path CPU per message (best round): "
-          + "; ".join(f"{run['mode']} client {min(run['client_us']):.1f} us + server script "
+          + "; ".join(f"{run['mode']} client {min(run['client_us']):.1f} us + server "
                       f"{min(run['server_us']):.1f} us = at most "
                       f"{1e6 / (min(run['client_us']) + min(run['server_us'])):,.0f} msg/s "
                       "on one client" for run in runs))
     print(f"script calls per page of {PAGE}: "
           + ", ".join(f"{run['mode']} {run['calls_per_page']:.2f}" for run in runs))
+    cpu = {run["mode"]: min(run["client_us"]) + min(run["server_us"]) for run in runs}
     print(f"encrypted/plain throughput: page {sealed['page'] / plain['page']:.2f}, "
-          f"single {sealed['single'] / plain['single']:.2f}; "
+          f"single {sealed['single'] / plain['single']:.2f}, by page-path CPU "
+          f"{cpu['plain'] / cpu['encrypted']:.2f}; "
           f"memory {sealed['bytes_per_msg'] / plain['bytes_per_msg']:.2f}")
     for run in runs:
         parts = ", ".join(f"{name} {value:,.0f}" for name, value in run["breakdown"].items())
