@@ -15,7 +15,9 @@ import time
 from inbox.connection import Connections
 from inbox.connection import translate_errors
 from inbox.crypto import Vault
+from inbox.errors import InvalidMessage
 from inbox.keys import Keys
+from inbox.normalize import status_code
 
 #: how long a webhook delivery id is remembered (Metriport's manual retries come within days)
 LEDGER_TTL_SECONDS = 30 * 24 * 3600
@@ -97,6 +99,7 @@ class Store:
         self.client = client if client is not None else Connections(settings).store
         self._upsert = self.client.register_script(load_script("messages_upsert"))
         self._status = self.client.register_script(load_script("message_status"))
+        self._unindex = self.client.register_script(load_script("patient_unindex"))
 
     def upsert(self, records, via, delivery=None):
         """Record ``records`` (normalized) in one atomic call; a ``Result`` in the same order.
@@ -142,7 +145,11 @@ class Store:
 
         Returns the ``Outcome``, or None when the message is not stored yet (the caller then
         fetches it). The resource stays as received; the canonical one follows by fetch.
+        Raises ``InvalidMessage`` (``invalid_status``) for a status that is not a code.
         """
+        if status_code(status) is None:
+            raise InvalidMessage("The status must be a code such as completed or failed.",
+                                 "invalid_status")
         keys = [self.keys.msg(message_id), self.keys.feed, self.keys.stats]
         args = [message_id, Via(via).value, int(time.time() * 1000), self.settings.feed_maxlen,
                 status, as_of or 0]
@@ -152,10 +159,10 @@ class Store:
 
     def _unindex_moved(self, moved):
         """Drop ids from the patient index they left (a message re-linked to another patient)."""
-        pipe = self.client.pipeline(transaction=False)
         for message_id, old_patient in zip(moved[::2], moved[1::2]):
-            pipe.zrem(self.keys.idx_patient(old_patient.decode()), message_id)
-        pipe.execute()
+            message_id = message_id.decode()
+            keys = [self.keys.msg(message_id), self.keys.idx_patient(old_patient.decode())]
+            self._unindex(keys=keys, args=[message_id, old_patient])
 
     def get(self, message_id):
         """The stored message ``message_id``, or None if unknown."""
@@ -174,21 +181,22 @@ class Store:
         return [self._stored(i, row) if row else None for i, row in zip(message_ids, rows)]
 
     def _stored(self, message_id, row):
-        text = lambda field: row.get(field, b"").decode() or None  # noqa: E731
-        number = lambda field: int(row[field]) if row.get(field) else None  # noqa: E731
+        # m: version|direction|patient|message time|as-of|first via|via|first seen|updated|status
+        (version, direction, patient, message_time, as_of, first_via, via, first_seen, updated,
+         status) = row[b"m"].decode().split("|", 9)
         return StoredMessage(
             id=message_id,
             resource=json.loads(self.vault.open(message_id, row[b"r"])),
-            version=number(b"v"),
-            direction=text(b"d"),
-            patient=text(b"p"),
-            status=text(b"s"),
-            message_time=number(b"t"),
-            as_of=number(b"a") or 0,
-            first_via=text(b"c"),
-            via=text(b"w"),
-            first_seen=number(b"f"),
-            updated=number(b"u"),
+            version=int(version),
+            direction=direction or None,
+            patient=patient or None,
+            status=status or None,
+            message_time=int(message_time) if message_time else None,
+            as_of=int(as_of or 0),
+            first_via=first_via,
+            via=via,
+            first_seen=int(first_seen),
+            updated=int(updated),
         )
 
     def index_key(self, direction=None, patient=None):
