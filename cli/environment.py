@@ -15,17 +15,16 @@ from inbox.embedded import EmbeddedRedis
 from inbox.settings import Settings
 
 
-def load_settings(warn_unencrypted=False):
-    """Settings from the environment; a bad value ends the command with exit code 2.
+def load_settings():
+    """Settings from the environment; a bad value ends the command with exit code 2."""
+    return Settings.from_env()
 
-    Commands that store messages (``warn_unencrypted=True``) say once on stderr when messages
-    would be stored unencrypted; read-only commands stay quiet.
-    """
-    settings = Settings.from_env()
-    warning = encryption_warning(settings) if warn_unencrypted else None
+
+def warn_if_unencrypted(settings):
+    """Say once on stderr when messages would be stored in clear (commands that store them)."""
+    warning = encryption_warning(settings)
     if warning:
         click.echo(f"warning: {warning}", err=True)
-    return settings
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 import click
 
 from cli.environment import load_settings
+from cli.environment import warn_if_unencrypted
 from cli.environment import redis_for
 from inbox.crypto import keygen as new_entry
 from inbox.errors import DecryptionError
@@ -33,7 +34,8 @@ def rekey(batch):
     Safe while the service runs (once every process has the new ring) and resumable: run it
     again after an interruption. When it reports 0 busy and 0 failed, older keys can be removed.
     """
-    settings = load_settings(warn_unencrypted=True)
+    settings = load_settings()
+    warn_if_unencrypted(settings)
     with redis_for(settings) as settings:
         store = Store(settings)
         progress = rekey_store(store, batch=batch, on_batch=lambda p: click.echo(p.line()))

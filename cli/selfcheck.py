@@ -12,7 +12,7 @@ from inbox.settings import redact_url
 @click.command()
 def selfcheck():
     """Load the settings, reach Redis, and report what is configured."""
-    settings = load_settings(warn_unencrypted=True)
+    settings = load_settings()
     with redis_for(settings) as settings:
         with translate_errors("ping"):
             Connections(settings).store.ping()

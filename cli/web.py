@@ -14,6 +14,7 @@ import sys
 import click
 
 from cli.environment import load_settings
+from cli.environment import warn_if_unencrypted
 
 APP = "receiver:create_app()"
 
@@ -30,10 +31,7 @@ def serve(host, port, workers):
 
     settings = load_settings()
     create_app(settings)
-    if not settings.encryption_on:
-        click.echo(
-            "warning: INBOX_ENCRYPTION_KEYS is not set: messages are stored in clear.", err=True
-        )
+    warn_if_unencrypted(settings)
     env = dict(os.environ)
     for name, value in (("HOST", host), ("PORT", port), ("WEB_CONCURRENCY", workers)):
         if value is not None:

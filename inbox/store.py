@@ -180,6 +180,25 @@ class Store:
             rows = pipe.execute()
         return [self._stored(i, row) if row else None for i, row in zip(message_ids, rows)]
 
+    def routing_many(self, message_ids):
+        """``(direction, patient)`` of each message, None where unknown, without opening resources.
+
+        Cheap enough to filter or count whole indexes (the mirror's ``itemsInTotal``).
+        """
+        with translate_errors("read message routing"):
+            pipe = self.client.pipeline(transaction=False)
+            for message_id in message_ids:
+                pipe.hget(self.keys.msg(message_id), "m")
+            rows = pipe.execute()
+        routing = []
+        for meta in rows:
+            if meta is None:
+                routing.append(None)
+                continue
+            _, direction, patient, _ = meta.decode().split("|", 3)
+            routing.append((direction or None, patient or None))
+        return routing
+
     def _stored(self, message_id, row):
         # m: version|direction|patient|message time|as-of|first via|via|first seen|updated|status
         (version, direction, patient, message_time, as_of, first_via, via, first_seen, updated,

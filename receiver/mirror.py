@@ -14,7 +14,6 @@ from flask import Response
 from flask import current_app
 from flask import request
 
-from inbox.connection import translate_errors
 from inbox.settings import DIRECTIONS
 from receiver.auth import api_key_required
 from receiver.auth import audit_read
@@ -172,8 +171,8 @@ def _matches(message, filters):
 def _total(store, filters):
     """How many messages the filters select.
 
-    With a patient, each id of the patient's index is checked against its record's patient
-    and direction fields (``p``, ``d``), read without opening the resource.
+    With a patient, each id of the patient's index is checked against its record's routing
+    (patient, direction), read without opening the resource.
     """
     direction, patient = filters.get("direction"), filters.get("patientId")
     if not patient:
@@ -182,15 +181,11 @@ def _total(store, filters):
     total, cursor, skip = 0, None, None
     while True:
         ids = store.ids(index, start=cursor, count=1000)
-        pipe = store.client.pipeline(transaction=False)
-        for message_id in ids:
-            if message_id != skip:
-                pipe.hmget(store.keys.msg(message_id), "p", "d")
-        with translate_errors("count messages"):
-            rows = pipe.execute()
+        fresh = [message_id for message_id in ids if message_id != skip]
         total += sum(
-            1 for p, d in rows
-            if p is not None and p.decode() == patient and (not direction or d.decode() == direction)
+            1 for routing in store.routing_many(fresh)
+            if routing is not None and routing[1] == patient
+            and (not direction or routing[0] == direction)
         )
         if len(ids) < 1000:
             return total
