@@ -4,15 +4,19 @@ as real subprocesses, RQ jobs executed by a real RQ worker, and the rq cron sche
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from rq import Queue
 from rq.job import JobStatus
 
+from inbox.connection import Connections
 from inbox.keys import Keys
 from inbox.store import Store
+from simulator import Faults
 from simulator import Simulator
 from worker import schedule
 from worker.jobs import QUEUE
@@ -89,8 +93,6 @@ def test_reconcile_exit_codes(settings, sim, redis_client, case, code, outcome):
 
 @pytest.fixture
 def queue(settings):
-    from inbox.connection import Connections
-
     queue = Queue(QUEUE, connection=Connections(settings).queue)
     queue.empty()
     yield queue
@@ -135,3 +137,32 @@ def test_schedule_enqueues_full_then_incremental_within_their_intervals(settings
     assert [job.kwargs for job in jobs] == [{"mode": "full"}, {"mode": "incremental"}]
     assert [job.timeout for job in jobs] == [77760, 270]
     assert [job.ttl for job in jobs] == [86400, 300]
+
+
+def test_killed_run_is_resumed_from_its_checkpoint(settings, redis_client, store):
+    """A `reconcile --once` killed with SIGKILL mid-walk is finished by the next run from its cursor."""
+    keys = Keys(settings.namespace)
+    with Simulator(seed=3, messages=0, faults=Faults(slow=1.0, delay_max=0.2, seed=3)) as sim:
+        sim.mailbox.add(500, "inbound")
+        env = _env(settings, sim, RECONCILE_DIRECTIONS="inbound")
+        process = subprocess.Popen([COMMAND, "reconcile", "--once"], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while store.count(store.index_key()) < 150 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            process.send_signal(signal.SIGKILL)
+        finally:
+            process.kill()
+            process.wait(timeout=10)
+        cursor = redis_client.get(keys.reconcile_cursor("inbound"))
+        stored_before = store.count(store.index_key())
+        assert cursor is not None and 150 <= stored_before < 500
+        redis_client.delete(keys.reconcile_lock)  # what the lock's expiry does after a kill
+        sim.faults = Faults()
+        done = _cli(["reconcile", "--once", "--json"], env)
+        summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (done.returncode, summary["directions"]["inbound"]["resumed"]) == (0, True)
+    assert summary["pages"] < 10
+    assert summary["duplicates"] <= 50  # at most the page stored just before its checkpoint
+    assert store.count(store.index_key()) == 500
