@@ -139,33 +139,36 @@ class Reconciliation:
         log.info("reconcile %s: %s walk%s", direction, mode, " resumed from checkpoint" if resumed else "")
         stop_after = self.settings.reconcile_stop_after
         streak = 0
-        pending = reader.submit(self.client.list_page, url, direction)
+        pending = reader.submit(self.client.list_page, url)
         while pending is not None:
             page = pending.result()
-            # Read ahead while this page is stored, unless this page may be the last one an
-            # incremental walk needs (then the extra request would be wasted quota).
+            # Read ahead while this page is normalized and stored (the reader thread mostly waits
+            # on the network, this one on the CPU and Redis), unless this page may be the last one
+            # an incremental walk needs: then the extra request would be wasted quota.
             may_stop = mode == "incremental" and streak + 1 >= stop_after
             pending = None
             if page.next_url and not may_stop:
-                pending = reader.submit(self.client.list_page, page.next_url, direction)
-            counts = self._store(page)
+                pending = reader.submit(self.client.list_page, page.next_url)
+            records, invalid = page.normalized(direction)
+            counts = self._store(records)
             streak = 0 if counts["created"] or counts["updated"] else streak + 1
             end = page.next_url is None
             stop = end or (mode == "incremental" and streak >= stop_after)
-            self._persist(direction, None if stop else page.next_url, counts["created"], page.invalid)
-            tally.add(Tally(1, page.seen, counts["created"], counts["updated"], counts["duplicates"],
-                            counts["stale"], sum(page.invalid.values())))
+            self._persist(direction, None if stop else page.next_url, counts["created"], invalid)
+            skipped = sum(invalid.values())
+            tally.add(Tally(1, len(page.items), counts["created"], counts["updated"],
+                            counts["duplicates"], counts["stale"], skipped))
             log.info(
                 "reconcile %s: page %d: %d seen, %d created, %d updated, %d invalid (requests %d)",
-                direction, tally.pages, page.seen, counts["created"], counts["updated"],
-                sum(page.invalid.values()), self.client.requests,
+                direction, tally.pages, len(page.items), counts["created"], counts["updated"],
+                skipped, self.client.requests,
             )
             if page.refused is not None:
                 raise page.refused
             if stop:
                 break
             if pending is None:
-                pending = reader.submit(self.client.list_page, page.next_url, direction)
+                pending = reader.submit(self.client.list_page, page.next_url)
         self.walks[direction]["complete"] = True
         if mode == "full" and end:
             self.store.client.hset(self.keys.reconcile_state, f"full:{direction}", int(time.time() * 1000))
@@ -189,11 +192,11 @@ class Reconciliation:
             log.warning("reconcile %s: ignored a checkpoint outside METRIPORT_API_URL", direction)
             return None
 
-    def _store(self, page):
-        if not page.records:
+    def _store(self, records):
+        if not records:
             return {"created": 0, "updated": 0, "duplicates": 0, "stale": 0}
         self.round_trips += 1
-        return self.store.upsert(page.records, via=Via.RECONCILE).counts()
+        return self.store.upsert(records, via=Via.RECONCILE).counts()
 
     def _persist(self, direction, next_url, created, invalid):
         """Checkpoint, counters and lock renewal in one transaction (one round trip)."""
