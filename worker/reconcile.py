@@ -25,6 +25,7 @@ import json
 import logging
 import time
 
+from inbox.connection import connect
 from inbox.connection import translate_errors
 from inbox.errors import InboxError
 from inbox.errors import MetriportError
@@ -43,6 +44,9 @@ RUNS_KEPT = 100
 #: the lock outlives the longest wait between two renewals (one page's retries) with margin
 LOCK_TTL_MS = int((2 * MAX_RETRY_SECONDS + 30) * 1000)
 MODES = ("incremental", "full")
+#: read timeout for Redis replies: a 500-message upsert on a busy server can take longer than the
+#: store's default 0.5 s, and a timed-out script would be sent again (counted as duplicates)
+STORE_TIMEOUT = 5.0
 
 
 @dataclasses.dataclass
@@ -90,7 +94,7 @@ class Reconciliation:
         started = time.time()
         outcome, error = "completed", None
         try:
-            self.store = Store(self.settings)
+            self.store = Store(self.settings, client=connect(self.settings.redis_url, STORE_TIMEOUT))
             self.lock = Lock(self.store.client, self.keys.reconcile_lock, LOCK_TTL_MS)
             if not self.lock.acquire():
                 outcome = "skipped"
