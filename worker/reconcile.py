@@ -132,9 +132,7 @@ class Reconciliation:
     # -- one direction ----------------------------------------------------------------------
 
     def _walk(self, direction, reader):
-        state = self.store.client.hget(self.keys.reconcile_state, f"full:{direction}")
-        self.round_trips += 1
-        mode = self._mode_for(state)
+        mode = self._mode_for(self._last_full(direction))
         url, resumed = self._checkpoint(direction), True
         if url is None:
             url, resumed = self.client.list_url(direction, self.settings.reconcile_page_size), False
@@ -153,20 +151,11 @@ class Reconciliation:
             pending = None
             if page.next_url and not may_stop:
                 pending = reader.submit(self.client.list_page, page.next_url)
-            records, invalid = page.normalized(direction)
-            counts = self._store(records)
+            counts, invalid = self._take(direction, page, tally)
             streak = 0 if counts["created"] or counts["updated"] else streak + 1
             end = page.next_url is None
             stop = end or (mode == "incremental" and streak >= stop_after)
             self._persist(direction, None if stop else page.next_url, counts["created"], invalid)
-            skipped = sum(invalid.values())
-            tally.add(Tally(1, len(page.items), counts["created"], counts["updated"],
-                            counts["duplicates"], counts["stale"], skipped))
-            log.info(
-                "reconcile %s: page %d: %d seen, %d created, %d updated, %d invalid (requests %d)",
-                direction, tally.pages, len(page.items), counts["created"], counts["updated"],
-                skipped, self.client.requests,
-            )
             if page.refused is not None:
                 raise page.refused
             if stop:
@@ -177,6 +166,27 @@ class Reconciliation:
         if mode == "full" and end:
             self.store.client.hset(self.keys.reconcile_state, f"full:{direction}", int(time.time() * 1000))
             self.round_trips += 1
+
+    def _take(self, direction, page, tally):
+        """Normalize and store one page, count it, log one line; ``(counts, invalid)``."""
+        records, invalid = page.normalized(direction)
+        counts = self._store(records)
+        skipped = sum(invalid.values())
+        tally.add(Tally(1, len(page.items), counts["created"], counts["updated"],
+                        counts["duplicates"], counts["stale"], skipped))
+        if page.items_in_total is not None:
+            log.info("reconcile %s: Metriport lists %d messages", direction, page.items_in_total)
+        log.info(
+            "reconcile %s: page %d: %d seen, %d created, %d updated, %d invalid (requests %d)",
+            direction, tally.pages, len(page.items), counts["created"], counts["updated"],
+            skipped, self.client.requests,
+        )
+        return counts, invalid
+
+    def _last_full(self, direction):
+        """When the last complete full walk of ``direction`` ended (ms), or None."""
+        self.round_trips += 1
+        return self.store.client.hget(self.keys.reconcile_state, f"full:{direction}")
 
     def _mode_for(self, last_full):
         if self.mode == "full" or last_full is None:
