@@ -166,3 +166,21 @@ def test_killed_run_is_resumed_from_its_checkpoint(settings, redis_client, store
     assert summary["pages"] < 10
     assert summary["duplicates"] <= 50  # at most the page stored just before its checkpoint
     assert store.count(store.index_key()) == 500
+
+
+def test_clock_process_enqueues_the_scheduled_runs(settings, queue):
+    """`metriport-inbox worker --cron` (Procfile clock:) enqueues both runs at start, stops on SIGTERM."""
+    env = {**os.environ, "REDIS_URL": settings.redis_url, "INBOX_NAMESPACE": settings.namespace,
+           "METRIPORT_API_KEY": "k", "METRIPORT_API_URL": "http://127.0.0.1:9"}
+    clock = subprocess.Popen([COMMAND, "worker", "--cron"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while queue.count < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        clock.send_signal(signal.SIGTERM)
+        assert clock.wait(timeout=10) == 0
+    finally:
+        clock.kill()
+        clock.wait(timeout=10)
+    assert sorted(job.kwargs["mode"] for job in queue.get_jobs()) == ["full", "incremental"]
