@@ -14,6 +14,7 @@ from rq import Queue
 from rq.job import JobStatus
 
 from inbox.connection import Connections
+from inbox.embedded import free_port
 from inbox.keys import Keys
 from inbox.store import Store
 from simulator import Faults
@@ -184,3 +185,13 @@ def test_clock_process_enqueues_the_scheduled_runs(settings, queue):
         clock.kill()
         clock.wait(timeout=10)
     assert sorted(job.kwargs["mode"] for job in queue.get_jobs()) == ["full", "incremental"]
+
+
+def test_reconcile_with_redis_down_fails_fast(settings, sim):
+    """With nothing listening at REDIS_URL the run fails with store_unavailable, exit 1, no hang."""
+    env = _env(settings, sim, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    done = _cli(["reconcile", "--once", "--json"], env)  # a hang would hit _cli's timeout
+    assert done.returncode == 1
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (summary["outcome"], summary["error"]["code"], summary["requests"]) == (
+        "failed", "store_unavailable", 0)
