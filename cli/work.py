@@ -29,7 +29,7 @@ def _log_to_stderr(level=logging.INFO):
 @click.option("--cron", "clock", is_flag=True,
               help="Run the clock (rq cron with worker/schedule.py) instead of a worker.")
 def worker(burst, clock):
-    """Run an RQ worker on queue "inbox" (or, with --cron, the reconciliation schedule)."""
+    """Run an RQ worker on this namespace's queue (or, with --cron, the reconciliation schedule)."""
     settings = load_settings()
     from inbox.connection import Connections
     from worker.client import require_api_key
@@ -43,10 +43,8 @@ def worker(burst, clock):
         return
     from rq import Worker
 
-    from worker.jobs import QUEUE
-
     _log_to_stderr()
-    Worker([QUEUE], connection=connection).work(burst=burst)
+    Worker([settings.queue_name], connection=connection).work(burst=burst)
 
 
 @click.command()

@@ -72,6 +72,11 @@ class Settings:
         return self.rq_redis_url or self.redis_url
 
     @property
+    def queue_name(self):
+        """The RQ queue of this namespace: workers of one account never take another's jobs."""
+        return self.namespace
+
+    @property
     def encryption_on(self):
         return bool(self.encryption_keys)
 

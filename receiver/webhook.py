@@ -28,8 +28,6 @@ from receiver import requestlog
 
 #: the worker's job that reads one message from Metriport's API and stores it
 FETCH_JOB = "worker.jobs.fetch_message"
-#: the RQ queue the worker listens on
-QUEUE = "inbox"
 
 bp = Blueprint("webhook", __name__)
 
@@ -132,5 +130,5 @@ def init_app(app):
             "METRIPORT_WEBHOOK_KEY is not set: the webhook cannot verify Metriport's signature "
             "(copy the key from the Metriport dashboard, Developers page)."
         )
-    inbox["fetch_queue"] = Queue(QUEUE, connection=inbox["connections"].queue)
+    inbox["fetch_queue"] = Queue(inbox["settings"].queue_name, connection=inbox["connections"].queue)
     app.register_blueprint(bp)

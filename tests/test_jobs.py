@@ -20,7 +20,6 @@ from inbox.store import Store
 from simulator import Faults
 from simulator import Simulator
 from worker import schedule
-from worker.jobs import QUEUE
 
 COMMAND = str(pathlib.Path(sys.executable).with_name("metriport-inbox"))
 
@@ -94,7 +93,7 @@ def test_reconcile_exit_codes(settings, sim, redis_client, case, code, outcome):
 
 @pytest.fixture
 def queue(settings):
-    queue = Queue(QUEUE, connection=Connections(settings).queue)
+    queue = Queue(settings.queue_name, connection=Connections(settings).queue)
     queue.empty()
     yield queue
     queue.empty()
@@ -129,7 +128,7 @@ def test_fetch_job_for_an_unknown_id_fails_in_rq(settings, sim, queue):
 
 
 def test_schedule_enqueues_full_then_incremental_within_their_intervals(settings, queue):
-    """The clock enqueues a full and an incremental run on "inbox", timeouts below the intervals."""
+    """The clock enqueues a full and an incremental run on the namespace's queue, timeouts below the intervals."""
     configured = settings.replace(reconcile_interval=300, reconcile_full_interval=86400)
     scheduler = schedule.scheduler(configured, queue.connection)
     scheduler.enqueue_jobs()

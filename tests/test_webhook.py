@@ -22,7 +22,6 @@ from inbox.store import Via
 from receiver import create_app
 from receiver import requestlog
 from receiver.webhook import FETCH_JOB
-from receiver.webhook import QUEUE
 from webhook_helpers import compact
 from webhook_helpers import event_body
 from webhook_helpers import headers_for
@@ -52,9 +51,9 @@ def feed_length(redis_client, settings):
 
 
 @pytest.fixture
-def fetch_queue(redis_client):
+def fetch_queue(redis_client, settings):
     """The worker's queue; jobs this test enqueued are deleted afterwards."""
-    queue = Queue(QUEUE, connection=redis_client)
+    queue = Queue(settings.queue_name, connection=redis_client)
     before = set(queue.job_ids)
     yield queue
     for job_id in set(queue.job_ids) - before:

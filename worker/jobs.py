@@ -13,9 +13,6 @@ from inbox.settings import Settings
 
 log = logging.getLogger("worker.jobs")
 
-#: the RQ queue every job of this project goes to
-QUEUE = "inbox"
-
 
 def reconcile(mode="incremental", directions=None):
     """One reconciliation run (see ``worker.reconcile``); returns its summary."""

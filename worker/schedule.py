@@ -11,22 +11,22 @@ Each job may run at most 90% of its interval and may wait in the queue at most o
 from rq import cron
 
 from inbox.settings import Settings
-from worker.jobs import QUEUE
 from worker.jobs import reconcile
 
 
 def entries(settings):
     """The ``register`` keyword arguments of each scheduled job, full run first."""
     return [
-        _entry("reconcile-full", "full", settings.reconcile_full_interval),
-        _entry("reconcile-incremental", "incremental", settings.reconcile_interval),
+        _entry("reconcile-full", "full", settings.reconcile_full_interval, settings.queue_name),
+        _entry("reconcile-incremental", "incremental", settings.reconcile_interval,
+               settings.queue_name),
     ]
 
 
-def _entry(name, mode, interval):
+def _entry(name, mode, interval, queue_name):
     return dict(
         func=reconcile,
-        queue_name=QUEUE,
+        queue_name=queue_name,
         kwargs={"mode": mode},
         interval=interval,
         job_timeout=max(30, int(interval * 0.9)),
