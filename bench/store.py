@@ -209,7 +209,16 @@ def main():
                         help="throughput rounds per mode; the best is reported")
     parser.add_argument("--budget", type=float, default=35.0,
                         help="seconds after which no new round starts")
-    args = parser.parse_args()
+    parser.add_argument("--cluster", action="store_true",
+                        help="instead: batch upserts on a 3-master Redis Cluster next to one server "
+                             "(bench/store_cluster.py; its options follow)")
+    args, rest = parser.parse_known_args()
+    if args.cluster:
+        import store_cluster
+
+        return store_cluster.main([*rest, "--rounds", str(args.rounds)])
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
 
     began = time.monotonic()
     load = os.getloadavg()

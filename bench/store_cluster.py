@@ -116,13 +116,13 @@ def keys_per_master(cluster):
     return sizes
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=3)
     parser.add_argument("--pages", type=int, default=8)
     parser.add_argument("--page-size", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     with EmbeddedCluster() as cluster, EmbeddedRedis(
         appendonly=True, binary=cluster.server
