@@ -83,9 +83,16 @@ def normalize(message, direction=None):
 
 
 def _dumps(value, sort_keys):
-    return json.dumps(
-        value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys
-    ).encode("utf-8")
+    """Compact UTF-8 JSON; ASCII with ``\\u`` escapes when a string holds a lone surrogate.
+
+    ``json.loads`` accepts ``"\\ud800"``, which has no UTF-8 form: escaping keeps such a message
+    (same JSON value) instead of failing the whole webhook or reconcile page.
+    """
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":"), sort_keys=sort_keys).encode("ascii")
 
 
 def _patient_id(resource):
