@@ -1,0 +1,94 @@
+"""``metriport-inbox worker`` and ``metriport-inbox reconcile``: the worker side of the service.
+
+Both import the worker lazily, inside the command, so ``metriport-inbox --help`` and the other
+commands never pay for requests or RQ, and nothing here imports Flask.
+"""
+
+import json
+import logging
+import sys
+
+import click
+
+from cli.environment import load_settings
+from inbox.errors import ConfigError
+
+#: exit codes of ``reconcile --once`` besides 0 (completed) and InboxError's own (1, 2)
+EXIT_FAILED = 1
+EXIT_BUDGET = 3
+EXIT_SKIPPED = 4
+_EXIT = {"completed": 0, "failed": EXIT_FAILED, "budget_exhausted": EXIT_BUDGET, "skipped": EXIT_SKIPPED}
+
+
+def _require_api_key(settings):
+    if not settings.api_key:
+        raise ConfigError(
+            "METRIPORT_API_KEY is not set: reconciliation and fetching need the account's API key."
+        )
+
+
+def _log_to_stderr(level=logging.INFO):
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    for name in ("worker",):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(level)
+
+
+@click.command()
+@click.option("--burst", is_flag=True, help="Exit when the queue is empty instead of waiting.")
+@click.option("--cron", "clock", is_flag=True,
+              help="Run the clock (rq cron with worker/schedule.py) instead of a worker.")
+def worker(burst, clock):
+    """Run an RQ worker on queue "inbox" (or, with --cron, the reconciliation schedule)."""
+    settings = load_settings()
+    _require_api_key(settings)
+    from inbox.connection import Connections
+
+    connection = Connections(settings).queue
+    if clock:
+        from worker.schedule import scheduler
+
+        scheduler(settings, connection).start()
+        return
+    from rq import Worker
+
+    from worker.jobs import QUEUE
+
+    _log_to_stderr()
+    Worker([QUEUE], connection=connection).work(burst=burst)
+
+
+@click.command()
+@click.option("--once", is_flag=True, required=True,
+              help="Run one reconciliation in the foreground (scheduled runs go through the worker).")
+@click.option("--full", is_flag=True, help="Walk every page, not only until nothing changes.")
+@click.option("--direction", type=click.Choice(["inbound", "outbound"]),
+              help="Walk one direction only (default: RECONCILE_DIRECTIONS).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON, as the last line.")
+def reconcile(once, full, direction, as_json):
+    """Walk Metriport's List Messages once and store what is missing or changed.
+
+    Exit status: 0 completed, 1 failed, 3 stopped at the request budget (the next run resumes),
+    4 skipped because another run holds the lock, 2 configuration error.
+    """
+    settings = load_settings()
+    _require_api_key(settings)
+    from worker.reconcile import run
+
+    _log_to_stderr()
+    summary = run(settings, mode="full" if full else "incremental",
+                  directions=(direction,) if direction else None)
+    if as_json:
+        click.echo(json.dumps(summary, separators=(",", ":")))
+    else:
+        click.echo(
+            f"{summary['outcome']}: {summary['mode']} run, {summary['pages']} pages, "
+            f"{summary['requests']} requests, {summary['seen']} seen, {summary['created']} created, "
+            f"{summary['updated']} updated, {summary['duplicates']} duplicates, "
+            f"{summary['invalid']} invalid"
+        )
+    if "error" in summary:
+        click.echo(f"error: {summary['error']['code']}: {summary['error']['detail']}", err=True)
+    sys.exit(_EXIT[summary["outcome"]])

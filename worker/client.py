@@ -1,0 +1,294 @@
+"""The Metriport API client: one ``requests`` session per run, careful with the key and the quota.
+
+Every request goes through ``MetriportClient._send``, which
+
+- sends ``x-api-key`` only to ``METRIPORT_API_URL``'s origin (scheme, host, port): a ``nextPage``
+  anywhere else raises ``MetriportError`` before a byte leaves, and redirects are never followed
+  (``requests`` would forward a custom key header to wherever a redirect points);
+- retries connection errors, timeouts, 429 and 500/502/503/504 with exponential backoff and
+  jitter, waiting at least what ``Retry-After`` asks, bounded in attempts and in total time;
+- spaces requests to a client-side rate (``METRIPORT_RATE_LIMIT``, off by default);
+- refuses to send beyond the run's request budget (retries count: they spend quota too).
+
+List pages are validated (an object with ``meta`` and a ``messages`` list) and normalized with
+the direction known from the query; an item that cannot be stored is skipped and counted by its
+reason code. Errors carry ids, URLs without keys, and HTTP statuses; never response bodies.
+"""
+
+import collections
+import dataclasses
+import email.utils
+import random
+import re
+import threading
+import time
+from urllib.parse import quote
+from urllib.parse import urlencode
+from urllib.parse import urljoin
+from urllib.parse import urlsplit
+
+import requests
+
+from inbox.errors import ConfigError
+from inbox.errors import InvalidMessage
+from inbox.errors import MetriportError
+from inbox.normalize import normalize
+
+LIST_PATH = "/medical/v1/message"
+#: seconds to open a connection / to wait for the answer (Metriport's SDK waits 20 s in all)
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 30.0
+#: attempts per request, first one included, and the time all retries of one request may take
+MAX_ATTEMPTS = 6
+MAX_RETRY_SECONDS = 60.0
+#: backoff before retry n is BACKOFF_BASE * 2**(n-1), capped, with half of it random (jitter)
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 10.0
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+_MESSAGE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    """One validated list page: storable records, skipped items by reason, and the next URL."""
+
+    records: list
+    invalid: collections.Counter
+    next_url: str | None
+    items_in_total: int | None = None
+
+    @property
+    def seen(self):
+        return len(self.records) + sum(self.invalid.values())
+
+
+def origin(url):
+    """``(scheme, host, port)`` of ``url`` with default ports made explicit."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port
+
+
+class MetriportClient:
+    """Talks to one Metriport API origin with one session; use as a context manager.
+
+    ``requests`` and ``retries`` count what was sent (for the run summary and the budget).
+    The session is used by one thread at a time (the reconcile read-ahead runs one fetch at once).
+    """
+
+    def __init__(self, settings, budget=None, max_attempts=MAX_ATTEMPTS,
+                 max_retry_seconds=MAX_RETRY_SECONDS, backoff_base=BACKOFF_BASE,
+                 timeouts=(CONNECT_TIMEOUT, READ_TIMEOUT)):
+        if not settings.api_key:
+            raise ConfigError(
+                "METRIPORT_API_KEY is not set: reconciliation and fetching need the account's API key."
+            )
+        self.base_url = settings.api_url.rstrip("/")
+        self.origin = origin(self.base_url)
+        self._key = settings.api_key
+        self.budget = budget
+        self.max_attempts = max_attempts
+        self.max_retry_seconds = max_retry_seconds
+        self.backoff_base = backoff_base
+        self.timeouts = timeouts
+        self.min_interval = 1.0 / settings.metriport_rate_limit if settings.metriport_rate_limit else 0.0
+        self.requests = 0
+        self.retries = 0
+        self._last_sent = None
+        self._lock = threading.Lock()
+        self.session = requests.Session()
+        self.session.headers.update({"accept": "application/json", "user-agent": "metriport-inbox"})
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
+        self.session.close()
+
+    # -- URLs -----------------------------------------------------------------------------
+
+    def list_url(self, direction=None, count=50, patient_id=None):
+        """The first page of List Messages for a filter; ``count`` is always sent."""
+        query = {"count": count}
+        if direction:
+            query["direction"] = direction
+        if patient_id:
+            query["patientId"] = patient_id
+        return f"{self.base_url}{LIST_PATH}?{urlencode(query)}"
+
+    def check_origin(self, url):
+        """``url`` made absolute against the API URL; MetriportError if it leaves the origin."""
+        absolute = urljoin(self.base_url + "/", url)
+        if origin(absolute) != self.origin:
+            scheme, host, port = origin(absolute)
+            raise MetriportError(
+                f"Metriport pointed to {scheme}://{host}:{port}, outside METRIPORT_API_URL's origin; "
+                "stopped without sending the API key there.",
+                "foreign_origin",
+            )
+        return absolute
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    def list_page(self, url, direction=None):
+        """Fetch and validate one List Messages page at ``url`` (first page or a ``nextPage``)."""
+        body = self._json(self._send("GET", url), url)
+        meta = body.get("meta") if isinstance(body, dict) else None
+        items = body.get("messages") if isinstance(body, dict) else None
+        if not isinstance(meta, dict) or not isinstance(items, list):
+            raise MetriportError(
+                "Metriport answered a list page without a meta object and a messages list.",
+                "invalid_page",
+            )
+        next_url = meta.get("nextPage")
+        if next_url in (None, ""):
+            next_url = None
+        elif not isinstance(next_url, str):
+            raise MetriportError("Metriport answered a list page whose nextPage is not a URL.", "invalid_page")
+        else:
+            next_url = self.check_origin(next_url)
+        records, invalid = [], collections.Counter()
+        for item in items:
+            try:
+                records.append(normalize(item, direction))
+            except InvalidMessage as exc:
+                invalid[exc.code] += 1
+        total = meta.get("itemsInTotal")
+        return Page(records, invalid, next_url, total if isinstance(total, int) else None)
+
+    def get_message(self, message_id):
+        """The message ``message_id`` as Metriport serves it (``{"communication": ...}`` or flat)."""
+        if not isinstance(message_id, str) or not _MESSAGE_ID.match(message_id):
+            raise InvalidMessage("The message id must be 1-128 characters of A-Z a-z 0-9 . _ : -.", "invalid_id")
+        url = f"{self.base_url}{LIST_PATH}/{quote(message_id, safe='')}"
+        body = self._json(self._send("GET", url), url)
+        if not isinstance(body, dict):
+            raise MetriportError("Metriport answered Get Message with something other than an object.",
+                                 "invalid_message")
+        return body
+
+    def webhook_status(self):
+        """``GET /settings/webhook``: enabled flag and processing / failed request counts."""
+        url = f"{self.base_url}/settings/webhook"
+        body = self._json(self._send("GET", url), url)
+        if not isinstance(body, dict):
+            raise MetriportError("Metriport answered the webhook status with something other than an object.",
+                                 "invalid_answer")
+        return body
+
+    def retry_webhooks(self):
+        """``POST /settings/webhook/retry``: Metriport re-sends every failed webhook request."""
+        self._send("POST", f"{self.base_url}/settings/webhook/retry")
+
+    # -- transport ------------------------------------------------------------------------
+
+    def _json(self, response, url):
+        try:
+            return response.json()
+        except ValueError:
+            raise MetriportError(
+                f"Metriport answered {_safe(url)} with a body that is not JSON.", "invalid_answer"
+            ) from None
+
+    def _send(self, method, url):
+        """One request with the retry policy; the response of a 2xx, else MetriportError."""
+        url = self.check_origin(url)
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            self._spend()
+            try:
+                response = self.session.request(
+                    method, url, headers={"x-api-key": self._key},
+                    timeout=self.timeouts, allow_redirects=False,
+                )
+            except _TRANSIENT as exc:
+                reason, wait = type(exc).__name__, None
+            else:
+                if 200 <= response.status_code < 300:
+                    return response
+                if response.status_code not in RETRY_STATUSES:
+                    raise _refusal(response, url)
+                reason, wait = f"HTTP {response.status_code}", _retry_after(response)
+                response.close()
+            delay = self._backoff(attempt)
+            if wait is not None:
+                delay = max(delay, wait)
+            elapsed = time.monotonic() - started
+            if attempt >= self.max_attempts or elapsed + delay > self.max_retry_seconds:
+                raise MetriportError(
+                    f"Metriport kept failing for {_safe(url)} ({reason}) after {attempt} attempts "
+                    f"in {elapsed:.1f} s.",
+                    "rate_limited" if reason == "HTTP 429" else "metriport_unavailable",
+                )
+            self.retries += 1
+            time.sleep(delay)
+
+    def _backoff(self, attempt):
+        ceiling = min(BACKOFF_CAP, self.backoff_base * 2 ** (attempt - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def _spend(self):
+        """Count one request against the budget and keep to the client-side rate."""
+        with self._lock:
+            if self.budget is not None and self.requests >= self.budget:
+                raise MetriportError(
+                    f"The run used its request budget of {self.budget} (RECONCILE_REQUEST_BUDGET); "
+                    "the next run resumes from the checkpoint.",
+                    "budget_exhausted",
+                )
+            self.requests += 1
+            if self.min_interval and self._last_sent is not None:
+                pause = self._last_sent + self.min_interval - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+            self._last_sent = time.monotonic()
+
+
+def _retry_after(response):
+    """Seconds ``Retry-After`` asks for (delta-seconds or an HTTP date), or None."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _refusal(response, url):
+    status = response.status_code
+    response.close()
+    if 300 <= status < 400:
+        return MetriportError(
+            f"Metriport answered {_safe(url)} with a redirect (HTTP {status}); redirects are not "
+            "followed so the API key stays on METRIPORT_API_URL.",
+            "redirect_refused",
+        )
+    if status in (401, 403):
+        return MetriportError(
+            f"Metriport refused the API key (HTTP {status}); check METRIPORT_API_KEY.", "unauthorized"
+        )
+    if status == 404:
+        return MetriportError(f"Metriport has nothing at {_safe(url)} (HTTP 404).", "not_found")
+    return MetriportError(f"Metriport answered {_safe(url)} with HTTP {status}.", "metriport_refused")
+
+
+def _safe(url):
+    """The URL's path for messages: no query (cursors and patient ids stay out of errors)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"

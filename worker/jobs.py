@@ -1,0 +1,52 @@
+"""RQ entry points: what ``queue.enqueue("worker.jobs.<name>", ...)`` runs in a worker.
+
+Jobs take ids and modes only (never message content) and read the settings from the worker's
+environment. A reconcile run that fails raises ``MetriportError``/``StoreUnavailable`` so RQ
+files it under failed jobs; a skipped or budget-stopped run returns its summary like a success.
+"""
+
+import logging
+
+from inbox.errors import InboxError
+from inbox.errors import MetriportError
+from inbox.settings import Settings
+
+log = logging.getLogger("worker.jobs")
+
+#: the RQ queue every job of this project goes to
+QUEUE = "inbox"
+
+
+def reconcile(mode="incremental", directions=None):
+    """One reconciliation run (see ``worker.reconcile``); returns its summary."""
+    from worker.reconcile import run
+
+    summary = run(Settings.from_env(), mode=mode, directions=directions)
+    if summary["outcome"] == "failed":
+        error = summary["error"]
+        raise InboxError(error["detail"], error["code"])
+    return summary
+
+
+def fetch_message(message_id):
+    """Fetch one message by id (a webhook that carried only the id) and store it ``via=fetch``.
+
+    Returns ``{"id", "outcome"}``; raises ``MetriportError`` (code ``not_found`` for a 404) so RQ
+    records the failure.
+    """
+    from inbox.normalize import normalize
+    from inbox.store import Store
+    from inbox.store import Via
+    from worker.client import MetriportClient
+
+    settings = Settings.from_env()
+    with MetriportClient(settings) as client:
+        body = client.get_message(message_id)
+    record = normalize(body)
+    if record.id != message_id:
+        raise MetriportError(
+            f"Metriport answered Get Message {message_id} with another message's id.", "id_mismatch"
+        )
+    outcome = Store(settings).upsert([record], via=Via.FETCH).outcomes[0]
+    log.info("fetch %s: %s", message_id, outcome.value)
+    return {"id": message_id, "outcome": outcome.value}

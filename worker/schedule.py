@@ -1,0 +1,50 @@
+"""The reconciliation schedule, for ``rq cron worker.schedule`` or ``metriport-inbox worker --cron``.
+
+Two entries on queue ``inbox``: a full run every ``RECONCILE_FULL_INTERVAL`` and an incremental
+run every ``RECONCILE_INTERVAL``. ``rq cron`` enqueues interval jobs as soon as it starts, the
+full one first, so a fresh deployment is walked in full at once. Two clocks, or a run slower than
+the interval, cannot overlap runs: the job's lock makes the second one return ``skipped``.
+Each job may run at most 90% of its interval and may wait in the queue at most one interval
+(a run still queued when the next is due is dropped instead of piling up).
+"""
+
+from rq import cron
+
+from inbox.settings import Settings
+from worker.jobs import QUEUE
+from worker.jobs import reconcile
+
+
+def entries(settings):
+    """The ``register`` keyword arguments of each scheduled job, full run first."""
+    return [
+        _entry("reconcile-full", "full", settings.reconcile_full_interval),
+        _entry("reconcile-incremental", "incremental", settings.reconcile_interval),
+    ]
+
+
+def _entry(name, mode, interval):
+    return dict(
+        func=reconcile,
+        queue_name=QUEUE,
+        kwargs={"mode": mode},
+        interval=interval,
+        job_timeout=max(30, int(interval * 0.9)),
+        ttl=interval,
+        result_ttl=7 * 24 * 3600,
+        failure_ttl=7 * 24 * 3600,
+        name=name,
+    )
+
+
+def scheduler(settings, connection):
+    """A ``CronScheduler`` on ``connection`` with this project's entries registered."""
+    scheduler = cron.CronScheduler(connection=connection)
+    for entry in entries(settings):
+        scheduler.register(**entry)
+    return scheduler
+
+
+# ``rq cron worker.schedule`` imports this module and picks up what it registers here.
+for _entry_kwargs in entries(Settings.from_env()):
+    cron.register(**_entry_kwargs)
