@@ -6,7 +6,8 @@
     ├── InvalidMessage              a message or body cannot be used (HTTP 400), code per reason
     ├── SignatureError              a webhook signature is missing or wrong (HTTP 401), code per reason
     ├── DecryptionError             a stored record cannot be decrypted (wrong key, tampered)
-    └── MetriportError              the Metriport API answered badly or not at all
+    ├── MetriportError              the Metriport API answered badly or not at all
+    └── InvalidPosition             a feed position is not a stream entry id (HTTP 400)
 
 The ``code`` becomes ``{"error": code}`` in HTTP answers, a metric label and the CLI's message.
 ``detail`` is one sentence for a person. Neither ever holds message content: ids, sizes and
@@ -65,3 +66,9 @@ class MetriportError(InboxError):
     """Raised when the Metriport API fails, refuses, or answers with something unusable."""
 
     code = "metriport_error"
+
+
+class InvalidPosition(InboxError):
+    """Raised when a feed position is not a stream entry id (``<ms>-<seq>`` or ``<ms>``)."""
+
+    code = "invalid_position"
