@@ -7,7 +7,9 @@ once per variant and batch size, on the same Redis in the same run:
 - ``xrange``: XRANGE pages of the stream, nothing else (the baseline: raw stream read cost);
 - ``xreadgroup+ack``: a consumer group read, then XACK of the batch;
 - ``xreadgroup+load+ack``: the same plus ``Store.get_many`` of the batch's ids (what a consumer
-  that needs the resources does; the resources are decrypted when ``--encrypt`` is given).
+  that needs the resources does; the resources are decrypted when ``--encrypt`` is given);
+- ``Consumer.read+ack``: the project's consumer API (``inbox.feed.Consumer``): a reclaim
+  (XAUTOCLAIM) before each read, XREADGROUP, the store load, then ``ack``.
 
 Figures are entries per second and the ratio to the baseline of the same batch size. Bounded:
 each variant reads the N entries once (default 20 000), the run takes well under a minute.
@@ -28,6 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from inbox.connection import Connections  # noqa: E402
 from inbox.embedded import EmbeddedRedis  # noqa: E402
+from inbox.feed import Consumer  # noqa: E402
 from inbox.keys import Keys  # noqa: E402
 from inbox.normalize import normalize  # noqa: E402
 from inbox.settings import Settings  # noqa: E402
@@ -87,10 +90,26 @@ def read_group(store, batch, load):
         client.xgroup_destroy(feed, group)
 
 
+def read_consumer(store, batch):
+    consumer = Consumer(store.settings, f"{GROUP}-{uuid.uuid4().hex[:6]}", "c1", store=store)
+    seen = 0
+    try:
+        while True:
+            entries = consumer.read(count=batch)
+            if not entries:
+                return seen
+            assert all(entry.message is not None for entry in entries)
+            consumer.ack(*entries)
+            seen += len(entries)
+    finally:
+        store.client.xgroup_destroy(store.keys.feed, consumer.group)
+
+
 VARIANTS = {
     "xrange": lambda store, batch: read_xrange(store, batch),
     "xreadgroup+ack": lambda store, batch: read_group(store, batch, load=False),
     "xreadgroup+load+ack": lambda store, batch: read_group(store, batch, load=True),
+    "Consumer.read+ack": read_consumer,
 }
 
 
