@@ -5,6 +5,8 @@ temporary directory (printed when a test fails), and is stopped by its pid when 
 pass or fail: SIGTERM, then SIGKILL, then any descendant left behind.
 """
 
+import collections
+import json
 import os
 import pathlib
 import signal
@@ -151,6 +153,8 @@ def environment(settings, **extra):
         "HOME": os.environ.get("HOME", "/tmp"),
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
+        # the code of this checkout, whatever the editable install mapped when it was made
+        "PYTHONPATH": str(ROOT),
         "REDIS_URL": settings.redis_url,
         "INBOX_NAMESPACE": settings.namespace,
         "METRIPORT_WEBHOOK_KEY": ",".join(settings.webhook_keys),
@@ -187,3 +191,47 @@ def start_receiver(processes, settings, workers=2, threads=4, name="gunicorn", *
     assert process.running, process.log()
     wait_until(lambda: len(descendants(process.pid)) >= workers, timeout=10, what="gunicorn workers")
     return process
+
+
+def reconcile_command(full=True, direction=None):
+    """``metriport-inbox reconcile --once [--full] --json`` as an argument list."""
+    args = [BIN / "metriport-inbox", "reconcile", "--once", "--json"]
+    if full:
+        args.append("--full")
+    if direction:
+        args.extend(["--direction", direction])
+    return args
+
+
+def summary_of(process):
+    """The JSON summary a ``reconcile --once --json`` process printed as its last line."""
+    lines = [line for line in process.log().splitlines() if line.startswith("{")]
+    assert lines, process.log()
+    return json.loads(lines[-1])
+
+
+def feed_events(store):
+    """Counter of (event, message id) over every entry of the feed."""
+    entries = store.client.xrange(store.keys.feed, "-", "+")
+    return collections.Counter(
+        (fields[b"event"].decode(), fields[b"id"].decode()) for _, fields in entries
+    )
+
+
+def created_per_message(store):
+    """Counter of ``created`` feed entries per message id."""
+    return collections.Counter(
+        message_id for (event, message_id), count in feed_events(store).items()
+        for _ in range(count) if event == "created"
+    )
+
+
+def assert_store_equals_mailbox(store, mailbox):
+    """Every message of the simulator is stored exactly as Metriport would list it, nothing else."""
+    expected = mailbox.ids()
+    assert store.count(store.index_key()) == len(expected)
+    stored = store.get_many(expected)
+    missing = [i for i, s in zip(expected, stored) if s is None]
+    assert not missing, f"{len(missing)} of {len(expected)} messages missing"
+    different = [s.id for s in stored if s.resource != mailbox.get(s.id)]
+    assert not different, f"{len(different)} stored resources differ from the simulator's"
