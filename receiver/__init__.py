@@ -11,6 +11,9 @@ from inbox.connection import Connections
 from inbox.settings import Settings
 from inbox.store import Store
 from receiver import errors
+from receiver import health
+from receiver import requestlog
+from receiver import webhook
 
 
 def create_app(settings=None):
@@ -26,4 +29,7 @@ def create_app(settings=None):
         "store": Store(settings, client=connections.store),
     }
     errors.init_app(app)
+    requestlog.init_app(app)
+    webhook.init_app(app)
+    health.init_app(app)
     return app

@@ -1,0 +1,30 @@
+"""gunicorn settings of the receiver: ``metriport-inbox serve`` and the Procfile's ``web`` line.
+
+Measured on 2 shared cores (bench/ingest.py, bench/RESULTS-ingest.md): gthread with one process
+per core and a few threads each beats sync workers for Metriport's small keep-alive POSTs, and
+more threads per process only add GIL contention. Each value can be overridden from the
+environment or the command line (``--bind``, ``--workers`` ...), which gunicorn applies last.
+"""
+
+import os
+
+#: HOST and PORT from the environment; loopback unless told otherwise (platforms that route
+#: traffic to $PORT set HOST=0.0.0.0, as the Procfile does)
+bind = os.environ.get("HOST", "127.0.0.1") + ":" + os.environ.get("PORT", "8000")
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# Build the app once in the master: a configuration error stops the start at once instead of
+# crash-looping workers. Redis clients connect lazily, after the fork.
+preload_app = True
+# Metriport waits 4 s; the request budget is enforced by Redis timeouts in the app. gunicorn's
+# timeout only catches a frozen worker, and shutdown fits in a platform's 30 s SIGTERM grace.
+timeout = 20
+graceful_timeout = 20
+keepalive = 5
+# A heartbeat file on tmpfs never stalls on a slow disk (gunicorn FAQ).
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# receiver.requestlog writes one JSON line per request; gunicorn's access log would repeat it.
+accesslog = None
+errorlog = "-"
+loglevel = "info"

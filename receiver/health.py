@@ -1,0 +1,63 @@
+"""Liveness and readiness for orchestrators: ``GET /healthz`` and ``GET /readyz``.
+
+Readiness pings Redis on a client of its own with a short timeout, so a probe answers within
+about a second even when Redis hangs, and reports what is configured (never a key itself).
+"""
+
+from flask import Blueprint
+from flask import current_app
+
+from inbox.connection import connect
+from inbox.connection import translate_errors
+from inbox.errors import StoreUnavailable
+from receiver import requestlog
+
+#: read timeout of the readiness ping; with the client's retries the probe stays near 1 s
+PING_TIMEOUT = 0.25
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    """The process is up and serving; touches nothing else."""
+    return {"status": "ok"}
+
+
+@bp.get("/readyz")
+def readyz():
+    """200 when Redis answers and a webhook key is configured, else 503 with the failing check."""
+    inbox = current_app.extensions["inbox"]
+    settings = inbox["settings"]
+    checks = {
+        "redis": _ping(inbox["readiness_client"]),
+        "webhook_keys": len(settings.webhook_keys),
+        "api_keys": len(settings.inbox_api_keys),
+        "encryption": "on" if settings.encryption_on else "off",
+        "namespace": settings.namespace,
+    }
+    if checks["redis"] != "ok":
+        return _not_ready("Redis does not answer.", checks)
+    if not checks["webhook_keys"]:
+        return _not_ready("No webhook key is configured.", checks)
+    return {"status": "ready", "checks": checks}
+
+
+def _not_ready(detail, checks):
+    requestlog.set_reason("not_ready")
+    return {"error": "not_ready", "detail": detail, "checks": checks}, 503
+
+
+def _ping(client):
+    try:
+        with translate_errors("check readiness"):
+            client.ping()
+    except StoreUnavailable:
+        return "unavailable"
+    return "ok"
+
+
+def init_app(app):
+    inbox = app.extensions["inbox"]
+    inbox["readiness_client"] = connect(inbox["settings"].redis_url, socket_timeout=PING_TIMEOUT)
+    app.register_blueprint(bp)

@@ -1,0 +1,136 @@
+"""POST /webhook: verify, answer Metriport in time, store, and never leak a message.
+
+One straight-line view, after pypi/warehouse's secrets webhook: size, signature over the raw
+bytes, parse, then one branch per event type. Every exit has its own status and reason code
+(rejections are counted as ``rejected:<code>``). The hot path of ``message.received`` is one
+HMAC, one JSON parse and one Redis round trip: the records and the delivery ledger go to the
+store in the same atomic call.
+"""
+
+import hashlib
+
+from flask import Blueprint
+from flask import current_app
+from flask import request
+from rq import Queue
+from werkzeug.exceptions import LengthRequired
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from inbox.connection import translate_errors
+from inbox.errors import ConfigError
+from inbox.errors import StoreUnavailable
+from inbox.signing import HEADER
+from inbox.signing import verify
+from inbox.store import Delivery
+from inbox.store import Result
+from inbox.store import Via
+from receiver import events
+from receiver import requestlog
+
+#: the worker's job that reads one message from Metriport's API and stores it
+FETCH_JOB = "worker.jobs.fetch_message"
+#: the RQ queue the worker listens on
+QUEUE = "inbox"
+
+bp = Blueprint("webhook", __name__)
+
+
+@bp.post("/webhook")
+def receive():
+    """Take one Metriport delivery; 2xx only once it is stored (or its fetch is queued)."""
+    inbox = current_app.extensions["inbox"]
+    settings, store = inbox["settings"], inbox["store"]
+    body = _read_body(settings.webhook_max_bytes)
+    verify(settings.webhook_keys, body, request.headers.get(HEADER))
+    event = events.parse(body)
+    kind = events.event_type(event)
+    requestlog.note(event=events.type_label(kind), delivery=events.delivery_id(event))
+    if kind == "ping":
+        return {"pong": event.get("ping")}
+    if kind == "message.received":
+        return _received(inbox, event, body)
+    if kind == "message.status":
+        return _status(inbox, event)
+    # medical.*, patient.* ... share the account's single URL: acknowledge, count, nothing else.
+    store.count_event(f"event:{events.type_label(kind)}")
+    return {"ignored": kind}
+
+
+def _read_body(limit):
+    """The raw body, read once; 411 without a length, 413 past ``limit`` (chunked too).
+
+    Werkzeug stops a chunked body silently at the limit, so such a body is read with a limit
+    one byte higher: a body that reaches it is too large.
+    """
+    if request.content_length is None:
+        if "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
+            raise LengthRequired("A webhook needs a Content-Length or chunked encoding.")
+        request.max_content_length = limit + 1
+    too_large = RequestEntityTooLarge(f"The body is larger than {limit} bytes.")
+    try:
+        body = request.get_data()
+    except RequestEntityTooLarge:
+        raise too_large from None
+    requestlog.note(bytes=len(body))
+    if len(body) > limit:
+        raise too_large
+    return body
+
+
+def _received(inbox, event, body):
+    records, fetch_ids = events.received_messages(event)
+    requestlog.note(messages=[record.id for record in records] + fetch_ids)
+    # Queue fetches before the ledger records the delivery: a lost enqueue is then retried
+    # with the delivery instead of being hidden as a replay.
+    _enqueue_fetches(inbox, fetch_ids)
+    delivery_id = events.delivery_id(event)
+    delivery = Delivery(delivery_id, hashlib.sha256(body).hexdigest()) if delivery_id else None
+    result = Result()
+    if records or delivery:
+        result = inbox["store"].upsert(records, Via.WEBHOOK, delivery=delivery)
+    summary = {**result.counts(), "fetching": len(fetch_ids), "replay": result.replay}
+    return summary, 202 if fetch_ids and not records else 200
+
+
+def _status(inbox, event):
+    message_id, status, as_of = events.status_update(event)
+    requestlog.note(messages=[message_id])
+    outcome = inbox["store"].apply_status(message_id, status, as_of, via=Via.WEBHOOK)
+    if outcome is None:
+        _enqueue_fetches(inbox, [message_id])
+        return {**Result().counts(), "fetching": 1, "replay": False}, 202
+    return {**Result(outcomes=(outcome,)).counts(), "fetching": 0, "replay": False}
+
+
+def _enqueue_fetches(inbox, message_ids):
+    """Queue the worker's fetch job for each id (ids only, never content), in one pipeline."""
+    if not message_ids:
+        return
+    queue = inbox["fetch_queue"]
+    jobs = [Queue.prepare_data(FETCH_JOB, (message_id,)) for message_id in message_ids]
+    with translate_errors("queue a message fetch"):
+        queue.enqueue_many(jobs)
+
+
+@bp.after_request
+def _count_rejection(response):
+    """Count a refused delivery by reason (``rejected:<code>``); best effort, never a new error."""
+    reason = requestlog.reason()
+    if 400 <= response.status_code < 500 and reason:
+        try:
+            current_app.extensions["inbox"]["store"].count_event(f"rejected:{reason}")
+        except StoreUnavailable:
+            pass
+    return response
+
+
+def init_app(app):
+    """Mount POST /webhook; refuse to build an app that could verify nothing."""
+    inbox = app.extensions["inbox"]
+    if not inbox["settings"].webhook_keys:
+        raise ConfigError(
+            "METRIPORT_WEBHOOK_KEY is not set: the webhook cannot verify Metriport's signature "
+            "(copy the key from the Metriport dashboard, Developers page)."
+        )
+    inbox["fetch_queue"] = Queue(QUEUE, connection=inbox["connections"].queue)
+    app.register_blueprint(bp)

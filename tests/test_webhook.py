@@ -1,0 +1,291 @@
+"""POST /webhook through the Flask test client against a real Redis."""
+
+import json
+import uuid
+
+import pytest
+from rq import Queue
+
+from conftest import SIGNATURES
+from conftest import TEST_WEBHOOK_KEY
+from conftest import fixture_bytes
+from conftest import fixture_json
+from inbox.embedded import free_port
+from inbox.errors import ConfigError
+from inbox.keys import Keys
+from inbox.normalize import normalize
+from inbox.signing import HEADER
+from inbox.store import Via
+from receiver import create_app
+from receiver.webhook import FETCH_JOB
+from receiver.webhook import QUEUE
+from webhook_helpers import compact
+from webhook_helpers import event_body
+from webhook_helpers import headers_for
+from webhook_helpers import message
+
+RECEIVED = "webhook-message-received.json"
+RECEIVED_ID = "019a7f3e-5c21-7b44-9d0e-3f6a2b8c1d47"
+
+
+@pytest.fixture
+def client(settings):
+    return create_app(settings).test_client()
+
+
+def post(client, body, key=TEST_WEBHOOK_KEY, headers=None):
+    return client.post("/webhook", data=body, headers={**headers_for(body, key), **(headers or {})})
+
+
+def post_fixture(client, name):
+    """Post a shared fixture with the signature Metriport computed for it."""
+    signature = SIGNATURES["x-metriport-signature"][name]
+    return client.post("/webhook", data=fixture_bytes(name), headers={HEADER: signature})
+
+
+def feed_length(redis_client, settings):
+    return redis_client.xlen(Keys(settings.namespace).feed)
+
+
+@pytest.fixture
+def fetch_queue(redis_client):
+    """The worker's queue; jobs this test enqueued are deleted afterwards."""
+    queue = Queue(QUEUE, connection=redis_client)
+    before = set(queue.job_ids)
+    yield queue
+    for job_id in set(queue.job_ids) - before:
+        queue.remove(job_id)
+        redis_client.delete(f"rq:job:{job_id}")
+
+
+def fetch_jobs_for(queue, message_id):
+    return [job for job in queue.jobs if job.func_name == FETCH_JOB and job.args == (message_id,)]
+
+
+@pytest.mark.parametrize("keys", [(TEST_WEBHOOK_KEY, "new-key-after-rotation"), ("old-key", TEST_WEBHOOK_KEY)])
+def test_fixture_verifies_with_either_of_two_keys(settings, keys):
+    """During a key cut-over, a delivery signed with either configured key is accepted."""
+    client = create_app(settings.replace(webhook_keys=keys)).test_client()
+    response = post_fixture(client, RECEIVED)
+    assert response.status_code == 200
+    assert response.get_json()["created"] == 1
+
+
+def test_pretty_printed_body_with_original_signature_is_refused(client, store):
+    """Re-serialized JSON no longer matches Metriport's signature: 401, nothing stored."""
+    pretty = json.dumps(fixture_json(RECEIVED), indent=2).encode()
+    signature = SIGNATURES["x-metriport-signature"][RECEIVED]
+    response = client.post("/webhook", data=pretty, headers={HEADER: signature})
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "signature_mismatch"
+    assert store.get(RECEIVED_ID) is None
+
+
+@pytest.mark.parametrize(
+    "signature, code",
+    [
+        (None, "signature_missing"),
+        ("not-hex", "signature_malformed"),
+        ("ab" * 31, "signature_malformed"),
+        ("ab" * 32, "signature_mismatch"),
+    ],
+)
+def test_bad_signatures_are_401_with_reason_and_counted(client, store, signature, code):
+    """Each signature failure answers its own code and is counted as rejected:<code>."""
+    headers = {HEADER: signature} if signature else {}
+    response = client.post("/webhook", data=fixture_bytes(RECEIVED), headers=headers)
+    assert response.status_code == 401
+    assert response.get_json() == {"error": code, "detail": response.get_json()["detail"]}
+    assert store.stats()[f"rejected:{code}"] == 1
+
+
+def test_wrong_key_is_a_mismatch(client):
+    """A body signed with a key we do not hold is refused."""
+    response = post(client, fixture_bytes(RECEIVED), key="someone-elses-key")
+    assert response.get_json()["error"] == "signature_mismatch"
+
+
+def test_ping_echoes_pong_without_redis(settings):
+    """The ping handshake answers even with Redis unreachable: it never touches the store."""
+    dead = settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    response = post_fixture(create_app(dead).test_client(), "webhook-ping.json")
+    assert response.status_code == 200
+    assert response.get_json() == fixture_json("ping-expected-response.json")
+
+
+def _communication():
+    return fixture_json("list-messages-page-1.json")["messages"][0]
+
+
+def _dto():
+    return fixture_json("list-messages-page-1.sdk-dto-variant.json")["messages"][1]
+
+
+@pytest.mark.parametrize(
+    "fields, expected_ids",
+    [
+        ({"payload": _dto()}, [_dto()["id"]]),
+        ({"payload": _communication()}, [_communication()["id"]]),
+        ({"payload": {"communication": _communication()}}, [_communication()["id"]]),
+        ({"messages": [_communication(), _dto()]}, [_communication()["id"], _dto()["id"]]),
+        ({"payload": {"messages": [{"communication": _communication()}]}}, [_communication()["id"]]),
+    ],
+    ids=["payload-dto", "payload-communication", "payload.communication", "messages", "payload.messages"],
+)
+def test_each_message_shape_is_ingested(client, store, fields, expected_ids):
+    """Every plausible message.received shape ends in the store, inbound, via webhook."""
+    response = post(client, event_body("message.received", **fields))
+    assert response.status_code == 200
+    assert response.get_json()["created"] == len(expected_ids)
+    for message_id in expected_ids:
+        stored = store.get(message_id)
+        assert (stored.direction, stored.first_via) == ("inbound", "webhook")
+
+
+@pytest.mark.parametrize("shared_fixture", [RECEIVED, "webhook-message-received.alt-communication.json"])
+def test_shared_fixtures_are_ingested(client, store, shared_fixture):
+    """Both fixture shapes, with their original signatures, are stored as received."""
+    response = post_fixture(client, shared_fixture)
+    assert response.status_code == 200
+    payload = fixture_json(shared_fixture)["payload"]
+    assert store.get(RECEIVED_ID).resource == payload.get("communication", payload)
+
+
+@pytest.mark.parametrize("field", ["id", "messageId"])
+def test_id_only_body_enqueues_a_fetch(client, store, fetch_queue, field):
+    """A body naming a message without its content queues the worker's fetch job: 202."""
+    message_id = str(uuid.uuid4())
+    response = post(client, event_body("message.received", payload={field: message_id}))
+    assert response.status_code == 202
+    assert response.get_json()["fetching"] == 1
+    assert len(fetch_jobs_for(fetch_queue, message_id)) == 1
+    assert store.get(message_id) is None
+
+
+def test_replayed_delivery_is_a_no_op(client, redis_client, settings, store):
+    """The same delivery id with the same body again answers 200 and does no store work."""
+    first = post_fixture(client, RECEIVED)
+    again = post_fixture(client, RECEIVED)
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.get_json()["replay"] is True
+    assert feed_length(redis_client, settings) == 1
+    assert store.get(RECEIVED_ID).version == 1
+
+
+def test_reused_delivery_id_with_new_body_is_processed(client, store):
+    """Metriport's sandbox reuses delivery ids: a different body under one id is not a replay."""
+    delivery = str(uuid.uuid4())
+    post(client, event_body("message.received", delivery=delivery, payload=message("m-1")))
+    response = post(client, event_body("message.received", delivery=delivery, payload=message("m-2")))
+    assert response.get_json()["created"] == 1
+    assert store.get("m-2") is not None
+
+
+def test_five_mib_body_with_content_length_is_413(client, store):
+    """A body past the limit is refused before it is read or verified."""
+    body = event_body("message.received", payload=message("big", body="x" * (5 * 1024 * 1024)))
+    response = post(client, body)
+    assert response.status_code == 413
+    assert response.get_json()["error"] == "body_too_large"
+    assert store.get("big") is None
+
+
+def test_hundred_thousand_levels_of_nesting_is_400(client, store):
+    """JSON nested 100,000 deep is refused as json_too_deep, never a 500."""
+    body = b"[" * 100_000 + b"]" * 100_000
+    response = post(client, body)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "json_too_deep"
+    assert store.stats()["rejected:json_too_deep"] == 1
+
+
+def _nested(depth):
+    value = "leaf"
+    for _ in range(depth):
+        value = {"x": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    "body, code",
+    [
+        (b"{not json", "json_invalid"),
+        (b"\xff\xfe{}", "json_invalid"),
+        (b"[1, 2]", "not_an_object"),
+        (b'"text"', "not_an_object"),
+        (compact({"meta": {"messageId": "d-1"}}), "missing_type"),
+        (event_body("message.received"), "no_message"),
+        (event_body("message.received", messages=[]), "no_message"),
+        (event_body("message.received", payload={"subject": "x", "body": "y"}), "missing_id"),
+        (event_body("message.received", payload=message("bad id with spaces")), "invalid_id"),
+        (event_body("message.received", payload=42), "not_an_object"),
+        (event_body("message.received", payload="not an id!"), "invalid_id"),
+        (event_body("message.received", payload=message(extra=_nested(80))), "json_too_deep"),
+        (event_body("message.received", messages=[message() for _ in range(501)]), "too_many_messages"),
+        (event_body("message.status", payload={"id": "m-1"}), "invalid_status"),
+        (event_body("message.status"), "no_message"),
+    ],
+)
+def test_signed_but_unusable_bodies_are_400_and_store_nothing(client, redis_client, settings, store, body, code):
+    """Each unusable body answers 400 with its reason code; not one record or feed entry."""
+    response = post(client, body)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == code
+    assert feed_length(redis_client, settings) == 0
+    assert store.count(store.index_key()) == 0
+    assert store.stats()[f"rejected:{code}"] == 1
+
+
+def test_one_bad_message_in_a_list_stores_none(client, store):
+    """A list with one id-less message is refused whole: the good one is not stored either."""
+    body = event_body("message.received", messages=[message("good-1"), {"subject": "no id"}])
+    assert post(client, body).status_code == 400
+    assert store.get("good-1") is None
+
+
+def test_message_status_updates_a_stored_message(client, store):
+    """message.status sets the delivery result of a message already stored."""
+    outbound = message("019a7f55-0b3c-7d19-a2e8-4c6f1b9d0e27", direction="outbound",
+                       status="processing", updatedAt="2026-09-14T16:01:03.511Z")
+    store.upsert([normalize(outbound)], Via.RECONCILE)
+    response = post_fixture(client, "webhook-message-status.json")
+    assert response.status_code == 200
+    assert response.get_json()["updated"] == 1
+    assert store.get(outbound["id"]).status == "failed"
+
+
+def test_message_status_of_unknown_message_enqueues_a_fetch(client, fetch_queue):
+    """A status for a message not stored yet queues its fetch instead of failing."""
+    response = post_fixture(client, "webhook-message-status.json")
+    assert response.status_code == 202
+    assert len(fetch_jobs_for(fetch_queue, "019a7f55-0b3c-7d19-a2e8-4c6f1b9d0e27")) == 1
+
+
+@pytest.mark.parametrize("kind", ["medical.consolidated-data", "patient.admit", "some.future-type"])
+def test_other_event_types_are_acknowledged_and_counted(client, redis_client, settings, store, kind):
+    """Events of other types sharing the URL get 200 and a counter, nothing else."""
+    response = post(client, event_body(kind, patients=[{"patientId": "p-1"}]))
+    assert response.status_code == 200
+    assert store.stats()[f"event:{kind}"] == 1
+    assert feed_length(redis_client, settings) == 0
+
+
+def test_redis_down_is_503_and_never_200(settings):
+    """With Redis unreachable a message is answered 503 store_unavailable (Metriport keeps it)."""
+    dead = settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    response = post_fixture(create_app(dead).test_client(), RECEIVED)
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "store_unavailable"
+
+
+def test_app_refuses_to_start_without_a_webhook_key(settings):
+    """Without METRIPORT_WEBHOOK_KEY the app is never built: ConfigError."""
+    with pytest.raises(ConfigError, match="METRIPORT_WEBHOOK_KEY"):
+        create_app(settings.replace(webhook_keys=()))
+
+
+def test_get_on_webhook_is_json_405(client):
+    """Only POST is served on /webhook, and the refusal is JSON."""
+    response = client.get("/webhook")
+    assert response.status_code == 405
+    assert response.get_json()["error"] == "method_not_allowed"
