@@ -176,20 +176,21 @@ def http_ready(url):
         return False
 
 
-def start_receiver(processes, settings, workers=2, threads=4, name="gunicorn", **env):
-    """gunicorn with the project's config serving ``receiver:create_app()``; waits for /healthz."""
+def start_receiver(processes, settings, workers=2, threads=4, name="web", **env):
+    """``metriport-inbox serve`` (gunicorn with the project's config); waits for /healthz.
+
+    ``serve`` replaces itself with gunicorn, so the process is gunicorn's master and its
+    children are the workers.
+    """
     port = free_port()
-    args = [
-        BIN / "gunicorn", "-c", ROOT / "receiver" / "gunicorn.conf.py",
-        "--bind", f"127.0.0.1:{port}", "--workers", workers, "--threads", threads,
-        "receiver:create_app()",
-    ]
-    process = processes.start(name, args, environment(settings, **env))
+    args = [BIN / "metriport-inbox", "serve", "--host", "127.0.0.1", "--port", port,
+            "--workers", workers]
+    process = processes.start(name, args, environment(settings, GUNICORN_THREADS=threads, **env))
     process.url = f"http://127.0.0.1:{port}"
     wait_until(lambda: http_ready(process.url + "/healthz") or not process.running,
                timeout=20, what="gunicorn /healthz")
     assert process.running, process.log()
-    wait_until(lambda: len(descendants(process.pid)) >= workers, timeout=10, what="gunicorn workers")
+    wait_until(lambda: len(children(process.pid)) == workers, timeout=10, what="gunicorn workers")
     return process
 
 
@@ -235,3 +236,30 @@ def assert_store_equals_mailbox(store, mailbox):
     assert not missing, f"{len(missing)} of {len(expected)} messages missing"
     different = [s.id for s in stored if s.resource != mailbox.get(s.id)]
     assert not different, f"{len(different)} stored resources differ from the simulator's"
+
+
+def received_deliveries(sim, shape="communication"):
+    """One ``message.received`` delivery per message of the simulator, oldest first."""
+    return [
+        sim.sender.message_received(sim.mailbox.get(i), sim.mailbox.direction(i), shape=shape)
+        for i in sim.mailbox.ids()
+    ]
+
+
+def succeeded(deliveries):
+    """The deliveries whose last attempt got a 2xx."""
+    return [d for d in deliveries if d.outcome == "success"]
+
+
+def assert_every_2xx_stored(store, deliveries):
+    """Each message whose delivery was answered 2xx is in the store; every other delivery got a
+    non-2xx status or a connection error (the sender's ledger against the store)."""
+    ok = succeeded(deliveries)
+    stored = store.get_many([d.subject_id for d in ok])
+    lost = [d.subject_id for d, s in zip(ok, stored) if s is None]
+    assert not lost, f"{len(lost)} messages answered 2xx are not in the store"
+    for delivery in deliveries:
+        if delivery.outcome != "success":
+            assert delivery.outcome == "failure"
+            assert delivery.status_code is None or not 200 <= delivery.status_code < 300
+    return len(ok)
