@@ -24,6 +24,9 @@ graceful_timeout = 20
 keepalive = 5
 # A heartbeat file on tmpfs never stalls on a slow disk (gunicorn FAQ).
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# gunicorn 27's control socket has one default path per user: several servers on a host (or a
+# server and its tests) would fight over it, and nothing here uses it.
+control_socket_disable = True
 # receiver.requestlog writes one JSON line per request; gunicorn's access log would repeat it.
 accesslog = None
 errorlog = "-"
