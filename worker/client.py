@@ -52,12 +52,17 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 @dataclasses.dataclass(frozen=True)
 class Page:
-    """One validated list page: storable records, skipped items by reason, and the next URL."""
+    """One validated list page: storable records, skipped items by reason, and the next URL.
+
+    ``refused`` holds the error of a ``nextPage`` outside the API's origin: the page itself
+    came from the origin and may be stored, but the walk must stop after it.
+    """
 
     records: list
     invalid: collections.Counter
     next_url: str | None
     items_in_total: int | None = None
+    refused: MetriportError | None = None
 
     @property
     def seen(self):
@@ -149,13 +154,16 @@ class MetriportClient:
                 "Metriport answered a list page without a meta object and a messages list.",
                 "invalid_page",
             )
-        next_url = meta.get("nextPage")
+        next_url, refused = meta.get("nextPage"), None
         if next_url in (None, ""):
             next_url = None
         elif not isinstance(next_url, str):
             raise MetriportError("Metriport answered a list page whose nextPage is not a URL.", "invalid_page")
         else:
-            next_url = self.check_origin(next_url)
+            try:
+                next_url = self.check_origin(next_url)
+            except MetriportError as exc:
+                next_url, refused = None, exc
         records, invalid = [], collections.Counter()
         for item in items:
             try:
@@ -163,7 +171,7 @@ class MetriportClient:
             except InvalidMessage as exc:
                 invalid[exc.code] += 1
         total = meta.get("itemsInTotal")
-        return Page(records, invalid, next_url, total if isinstance(total, int) else None)
+        return Page(records, invalid, next_url, total if isinstance(total, int) else None, refused)
 
     def get_message(self, message_id):
         """The message ``message_id`` as Metriport serves it (``{"communication": ...}`` or flat)."""

@@ -77,7 +77,6 @@ class Reconciliation:
         self.keys = Keys(settings.namespace)
         self.store = None
         self.lock = None
-        self.total = Tally()
         self.walks = {}
         self.round_trips = 0
         self.webhook = None
@@ -161,11 +160,12 @@ class Reconciliation:
                 direction, tally.pages, page.seen, counts["created"], counts["updated"],
                 sum(page.invalid.values()), self.client.requests,
             )
+            if page.refused is not None:
+                raise page.refused
             if stop:
                 break
             if pending is None:
                 pending = reader.submit(self.client.list_page, page.next_url, direction)
-        self.total.add(tally)
         self.walks[direction]["complete"] = True
         if mode == "full" and end:
             self.store.client.hset(self.keys.reconcile_state, f"full:{direction}", int(time.time() * 1000))
