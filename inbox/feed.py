@@ -13,6 +13,7 @@ than the version the entry announced.
 """
 
 import dataclasses
+import math
 import os
 import re
 import socket
@@ -270,9 +271,11 @@ class Consumer:
         return [Entry.from_fields(entry_id, fields) for entry_id, fields in rows]
 
     def _blocking_client(self, block):
-        if block not in self._blocking:
-            self._blocking[block] = self.connections.blocking(block)
-        return self._blocking[block]
+        """A client whose read timeout outlasts ``block``; one per whole number of seconds."""
+        seconds = math.ceil(block)
+        if seconds not in self._blocking:
+            self._blocking[seconds] = self.connections.blocking(seconds)
+        return self._blocking[seconds]
 
     def reclaim(self, count=10):
         """Claim up to ``count`` entries idle longer than ``claim_idle`` from any consumer.

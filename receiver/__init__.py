@@ -11,7 +11,11 @@ from inbox.connection import Connections
 from inbox.settings import Settings
 from inbox.store import Store
 from receiver import errors
+from receiver import feed_api
 from receiver import health
+from receiver import metrics
+from receiver import mirror
+from receiver import openapi
 from receiver import requestlog
 from receiver import webhook
 
@@ -32,4 +36,8 @@ def create_app(settings=None):
     requestlog.init_app(app)
     webhook.init_app(app)
     health.init_app(app)
+    mirror.init_app(app)
+    feed_api.init_app(app)
+    metrics.init_app(app)
+    openapi.init_app(app)
     return app

@@ -1,0 +1,45 @@
+"""The downstream API key: ``x-api-key`` checked in constant time against ``INBOX_API_KEYS``.
+
+The mirror and feed routes serve PHI, so they fail closed: with no key configured every request
+is refused, and a missing or wrong key gets the same 401 as Metriport's own API would give.
+"""
+
+import functools
+import hmac
+
+from flask import current_app
+from flask import request
+
+from receiver.errors import error_response
+
+HEADER = "x-api-key"
+
+
+def key_accepted(presented, keys):
+    """True when ``presented`` equals one of ``keys``; every key is compared, in constant time."""
+    presented = presented.encode()
+    accepted = False
+    for key in keys:
+        accepted |= hmac.compare_digest(presented, key.encode())
+    return accepted
+
+
+def api_key_required(view):
+    """Decorate a view so that it answers 401 unless the request carries an accepted key."""
+
+    @functools.wraps(view)
+    def guarded(*args, **kwargs):
+        keys = current_app.extensions["inbox"]["settings"].inbox_api_keys
+        presented = request.headers.get(HEADER)
+        if not keys:
+            return error_response(
+                401, "api_keys_not_configured",
+                "This service has no INBOX_API_KEYS configured, so it serves nobody.",
+            )
+        if not presented:
+            return error_response(401, "api_key_missing", "Send your API key in the x-api-key header.")
+        if not key_accepted(presented, keys):
+            return error_response(401, "api_key_invalid", "The x-api-key is not accepted.")
+        return view(*args, **kwargs)
+
+    return guarded

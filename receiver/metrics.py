@@ -1,0 +1,131 @@
+"""``GET /metrics``: Prometheus text, computed from Redis at scrape time.
+
+Each gunicorn worker and the RQ worker increment the shared ``{ns}:stats`` hash, so a custom
+collector that reads it (instead of per-process ``prometheus_client`` counters) reports the same
+totals whichever worker answers the scrape. Labels are codes and group names only, never ids or
+message content.
+"""
+
+import time
+
+from flask import Response
+from flask import current_app
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry
+from prometheus_client import generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import GaugeMetricFamily
+
+from inbox.figures import CHANNELS
+from inbox.figures import OUTCOMES
+from inbox.figures import REJECTED_PREFIX
+from inbox.figures import Figures
+from inbox.figures import safe_code
+
+PREFIX = "metriport_inbox"
+
+
+class InboxCollector:
+    """A ``prometheus_client`` collector over the shared figures of one namespace."""
+
+    def __init__(self, figures):
+        self.figures = figures
+
+    def collect(self):
+        counters = self.figures.counters()
+        yield from self._messages(counters)
+        yield from self._rejections(counters)
+        yield from self._reconcile()
+        yield from self._feed()
+        encryption = GaugeMetricFamily(
+            f"{PREFIX}_encryption_enabled", "1 when records are encrypted at rest."
+        )
+        encryption.add_metric([], 1 if self.figures.settings.encryption_on else 0)
+        yield encryption
+
+    def _messages(self, counters):
+        messages = CounterMetricFamily(
+            f"{PREFIX}_messages", "Messages stored, by outcome and channel.",
+            labels=["outcome", "channel"],
+        )
+        for outcome in OUTCOMES:
+            for channel in CHANNELS:
+                messages.add_metric([outcome, channel], counters.get(f"{outcome}:{channel}", 0))
+        yield messages
+        repaired = CounterMetricFamily(
+            f"{PREFIX}_repaired", "Messages the webhooks missed that reconciliation created."
+        )
+        repaired.add_metric([], counters.get("created:reconcile", 0))
+        yield repaired
+        replays = CounterMetricFamily(
+            f"{PREFIX}_webhook_replays", "Webhook deliveries answered from the delivery ledger."
+        )
+        replays.add_metric([], counters.get("replay", 0))
+        yield replays
+
+    def _rejections(self, counters):
+        rejected = CounterMetricFamily(
+            f"{PREFIX}_webhooks_rejected", "Webhook requests refused, by reason code.",
+            labels=["reason"],
+        )
+        totals = {}
+        for name, value in counters.items():
+            if name.startswith(REJECTED_PREFIX):
+                reason = safe_code(name[len(REJECTED_PREFIX):])
+                totals[reason] = totals.get(reason, 0) + value
+        for reason, value in sorted(totals.items()):
+            rejected.add_metric([reason], value)
+        yield rejected
+
+    def _reconcile(self):
+        runs = self.figures.runs(limit=1)
+        last = runs[0] if runs else None
+        success = GaugeMetricFamily(
+            f"{PREFIX}_reconcile_last_run_success",
+            "1 when the last reconcile run succeeded, 0 when it failed (absent before any run).",
+            labels=["outcome"],
+        )
+        finished = GaugeMetricFamily(
+            f"{PREFIX}_reconcile_last_run_timestamp_seconds", "When the last reconcile run ended."
+        )
+        age = GaugeMetricFamily(
+            f"{PREFIX}_reconcile_last_run_age_seconds", "Seconds since the last reconcile run ended."
+        )
+        if last is not None:
+            success.add_metric([last.outcome], 1 if last.ok else 0)
+            if last.finished is not None:
+                finished.add_metric([], last.finished)
+                age.add_metric([], max(0.0, time.time() - last.finished))
+        yield from (success, finished, age)
+
+    def _feed(self):
+        length = GaugeMetricFamily(f"{PREFIX}_feed_length", "Entries in the feed stream.")
+        length.add_metric([], self.figures.feed_length())
+        dead = GaugeMetricFamily(f"{PREFIX}_feed_deadletter_length", "Entries in the dead-letter stream.")
+        dead.add_metric([], self.figures.deadletter_length())
+        lag = GaugeMetricFamily(
+            f"{PREFIX}_feed_consumer_lag", "Feed entries not yet handed to a consumer group.",
+            labels=["group"],
+        )
+        pending = GaugeMetricFamily(
+            f"{PREFIX}_feed_consumer_pending", "Entries handed out to a group but not acked.",
+            labels=["group"],
+        )
+        for group in self.figures.groups():
+            lag.add_metric([safe_code(group.name)], group.lag)
+            pending.add_metric([safe_code(group.name)], group.pending)
+        yield from (length, dead, lag, pending)
+
+
+def metrics():
+    """The scrape answer (unauthenticated, like most exporters: it holds no PHI)."""
+    registry = current_app.extensions["inbox"]["metrics_registry"]
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+def init_app(app):
+    extension = app.extensions["inbox"]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(InboxCollector(Figures(extension["settings"], client=extension["connections"].store)))
+    extension["metrics_registry"] = registry
+    app.add_url_rule("/metrics", "metrics.metrics", metrics, methods=["GET"])

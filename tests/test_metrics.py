@@ -1,0 +1,97 @@
+"""``GET /metrics``: Prometheus text from the shared Redis figures, without PHI."""
+
+import json
+import time
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from inbox.embedded import free_port
+from inbox.feed import Consumer
+from inbox.normalize import normalize
+from receiver import create_app
+
+
+def communication(n, status="completed"):
+    return {
+        "resourceType": "Communication",
+        "id": f"msg-{n:04d}",
+        "status": status,
+        "subject": {"reference": "Patient/patient-secret-id"},
+        "topic": {"text": "Confidential subject"},
+    }
+
+
+def scrape(settings):
+    """The scrape as {(name, frozenset(labels)): value}, parsed by prometheus_client."""
+    response = create_app(settings).test_client().get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain")
+    text = response.get_data(as_text=True)
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    return text, samples
+
+
+def test_counters_by_channel_and_reason(settings, store):
+    """Created/updated/duplicates per channel, repairs and rejections come out as counters."""
+    store.upsert([normalize(communication(n, "in-progress"), "inbound") for n in range(3)], "webhook")
+    store.upsert([normalize(communication(n, "in-progress"), "inbound") for n in range(5)], "reconcile")
+    store.upsert([normalize(communication(0), "inbound")], "fetch")
+    store.count_event("rejected:signature_mismatch", by=4)
+    store.count_event("rejected:body_too_large")
+    _, samples = scrape(settings)
+    metric = lambda name, **labels: samples[(name, frozenset(labels.items()))]  # noqa: E731
+    assert metric("metriport_inbox_messages_total", outcome="created", channel="webhook") == 3
+    assert metric("metriport_inbox_messages_total", outcome="created", channel="reconcile") == 2
+    assert metric("metriport_inbox_messages_total", outcome="duplicate", channel="reconcile") == 3
+    assert metric("metriport_inbox_messages_total", outcome="updated", channel="fetch") == 1
+    assert metric("metriport_inbox_repaired_total") == 2
+    assert metric("metriport_inbox_webhooks_rejected_total", reason="signature_mismatch") == 4
+    assert metric("metriport_inbox_webhooks_rejected_total", reason="body_too_large") == 1
+    assert metric("metriport_inbox_feed_length") == 6
+    assert metric("metriport_inbox_encryption_enabled") == 0
+
+
+def test_last_reconcile_run_and_group_lag(settings, store, redis_client):
+    """The newest run record gives outcome and age; each consumer group its lag and pending."""
+    store.upsert([normalize(communication(n), "inbound") for n in range(8)], "reconcile")
+    Consumer(settings, "search", "c").read(count=3)
+    finished = time.time() - 120
+    redis_client.lpush(store.keys.reconcile_runs, json.dumps({"outcome": "failed", "finished_at": finished - 300}))
+    redis_client.lpush(store.keys.reconcile_runs, json.dumps({"outcome": "ok", "finished_at": finished}))
+    _, samples = scrape(settings)
+    assert samples[("metriport_inbox_reconcile_last_run_success", frozenset({("outcome", "ok")}))] == 1
+    age = samples[("metriport_inbox_reconcile_last_run_age_seconds", frozenset())]
+    assert 119 <= age < 180
+    assert samples[("metriport_inbox_feed_consumer_lag", frozenset({("group", "search")}))] == 5
+    assert samples[("metriport_inbox_feed_consumer_pending", frozenset({("group", "search")}))] == 3
+
+
+def test_no_phi_and_no_ids_in_metrics(settings, store):
+    """Message ids, patient ids and subject lines never appear in the scrape."""
+    store.upsert([normalize(communication(n), "inbound") for n in range(2)], "webhook")
+    store.count_event("rejected:Patient John Doe")
+    text, samples = scrape(settings)
+    for secret in ("msg-0000", "patient-secret-id", "Confidential", "John"):
+        assert secret not in text
+    assert samples[("metriport_inbox_webhooks_rejected_total", frozenset({("reason", "other")}))] == 1
+
+
+def test_missing_or_odd_run_records_are_tolerated(settings, store, redis_client):
+    """Without runs there is no run sample; a run record that is not JSON is skipped."""
+    _, samples = scrape(settings)
+    assert not any(name.startswith("metriport_inbox_reconcile") for name, _ in samples)
+    redis_client.lpush(store.keys.reconcile_runs, "not json")
+    _, samples = scrape(settings)
+    assert not any(name.startswith("metriport_inbox_reconcile") for name, _ in samples)
+
+
+def test_redis_down_is_a_503(settings):
+    """With Redis unreachable the scrape fails fast with the JSON 503, not a traceback."""
+    app = create_app(settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    response = app.test_client().get("/metrics")
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "store_unavailable"
