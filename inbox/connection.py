@@ -40,7 +40,10 @@ def _common_options(socket_timeout):
         socket_timeout=socket_timeout,
         socket_connect_timeout=SOCKET_TIMEOUT,
         retry=Retry(ExponentialWithJitterBackoff(**BACKOFF), RETRIES),
-        health_check_interval=30,
+        # No health_check_interval: redis-py runs that PING, with its own retries, inside every
+        # connection handshake, which multiplies the attempts (about 5 s on a hung server).
+        # A dead pooled connection is caught by the command retry instead.
+        health_check_interval=0,
         client_name="metriport-inbox",
     )
 

@@ -69,7 +69,11 @@ def normalize(message, direction=None):
         raise InvalidMessage("The direction must be inbound or outbound.", "invalid_direction")
     status = resource.get("status")
     message_time = _first_time(resource, ("sent", "received", "sentAt"))
-    as_of = _first_time(resource, ("updatedAt",)) or _meta_last_updated(resource) or message_time
+    as_of = (
+        _first_time(resource, ("updatedAt",))
+        or _meta_last_updated(resource)
+        or _latest_time(resource, ("sent", "received", "sentAt"))
+    )
     return Record(
         id=message_id,
         body=_dumps(resource, sort_keys=False),
@@ -119,6 +123,17 @@ def _first_time(resource, fields):
         if parsed is not None:
             return parsed
     return None
+
+
+def _latest_time(resource, fields):
+    """The latest of several times: a Communication's ``received`` is when Metriport had it.
+
+    Without ``updatedAt`` or ``meta.lastUpdated`` this is a resource's "as of": the FHIR copy of a
+    message then orders level with the DTO copy (whose ``updatedAt`` is that receipt time), and
+    the tie goes to the API read, the source of truth.
+    """
+    times = [t for t in (_parse_time(resource.get(field)) for field in fields) if t is not None]
+    return max(times) if times else None
 
 
 def _parse_time(value):

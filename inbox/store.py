@@ -97,6 +97,7 @@ class Store:
         self.client = client if client is not None else Connections(settings).store
         self._upsert = self.client.register_script(load_script("messages_upsert"))
         self._status = self.client.register_script(load_script("message_status"))
+        self._unindex = self.client.register_script(load_script("patient_unindex"))
 
     def upsert(self, records, via, delivery=None):
         """Record ``records`` (normalized) in one atomic call; a ``Result`` in the same order.
@@ -152,10 +153,10 @@ class Store:
 
     def _unindex_moved(self, moved):
         """Drop ids from the patient index they left (a message re-linked to another patient)."""
-        pipe = self.client.pipeline(transaction=False)
         for message_id, old_patient in zip(moved[::2], moved[1::2]):
-            pipe.zrem(self.keys.idx_patient(old_patient.decode()), message_id)
-        pipe.execute()
+            message_id = message_id.decode()
+            keys = [self.keys.msg(message_id), self.keys.idx_patient(old_patient.decode())]
+            self._unindex(keys=keys, args=[message_id, old_patient])
 
     def get(self, message_id):
         """The stored message ``message_id``, or None if unknown."""

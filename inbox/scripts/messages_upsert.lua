@@ -33,6 +33,7 @@ Rule for "newer": a terminal status beats a non-terminal one (never goes back); 
 later as-of wins; on a tie the incoming version wins only when it was read from Metriport's API
 (reconcile or fetch: the API is the source of truth), never when it came by webhook.
 
+Errors (nothing written) when KEYS and ARGV disagree or an as-of is not a number.
 Returns "replay" when the ledger already holds this delivery, else { outcomes, moved } where
 outcomes[i] is the outcome of message i and moved lists id, old patient pairs of records whose
 patient changed (the caller removes them from the old patient index).
@@ -47,13 +48,6 @@ local TERMINAL = {
   ['stopped'] = true, ['not-done'] = true,
 }
 
-if body_hash ~= '' then
-  if redis.call('GET', ledger) == body_hash then
-    redis.call('HINCRBY', stats, 'replay', 1)
-    return 'replay'
-  end
-end
-
 local function is_newer(old_status, old_as_of, status, as_of)
   local old_terminal, terminal = TERMINAL[old_status] or false, TERMINAL[status] or false
   if old_terminal ~= terminal then return terminal end
@@ -67,9 +61,26 @@ local function announce(event, id, version, direction, patient, status)
     'direction', direction, 'patient', patient, 'status', status)
 end
 
+local n = (#KEYS - 4) / 3
+if n ~= math.floor(n) or #ARGV ~= 5 + 8 * n then
+  return redis.error_reply('ERR messages_upsert: KEYS and ARGV do not describe the same batch')
+end
+-- Check every as-of before the first write: a script error later would leave a partial batch.
+for i = 1, n do
+  if not tonumber(ARGV[5 + 8 * i]) then
+    return redis.error_reply('ERR messages_upsert: as-of of message ' .. i .. ' is not a number')
+  end
+end
+
+if body_hash ~= '' then
+  if redis.call('GET', ledger) == body_hash then
+    redis.call('HINCRBY', stats, 'replay', 1)
+    return 'replay'
+  end
+end
+
 local counts = { created = 0, updated = 0, duplicate = 0, stale = 0 }
 local outcomes, moved = {}, {}
-local n = (#KEYS - 4) / 3
 
 for i = 1, n do
   local k, a = 4 + 3 * (i - 1), 5 + 8 * (i - 1)

@@ -1,0 +1,131 @@
+"""Normalization of every message shape Metriport may send into one ``Record``."""
+
+import json
+
+import pytest
+
+from conftest import fixture_json
+from inbox.errors import InvalidMessage
+from inbox.normalize import normalize
+
+PATIENT = "0195c3d1-2f4a-7e81-b9c2-5a7d3e6f8b10"
+MESSAGE_ID = "019a7f3e-5c21-7b44-9d0e-3f6a2b8c1d47"
+RECEIVED_MS = 1789400515902  # 2026-09-14T15:41:55.902Z
+
+
+def _shapes():
+    """The same message as a list-page Communication, a wrapped Communication and an SDK DTO."""
+    return {
+        "communication": fixture_json("list-messages-page-1.json")["messages"][0],
+        "wrapped": fixture_json("webhook-message-received.alt-communication.json")["payload"],
+        "dto": fixture_json("webhook-message-received.json")["payload"],
+    }
+
+
+@pytest.mark.parametrize("shape", ["communication", "wrapped", "dto"])
+def test_every_shape_yields_the_same_routing_fields(shape):
+    """Each accepted shape gives the same id, patient, status and as-of for the same message."""
+    record = normalize(_shapes()[shape], direction="inbound")
+    assert (record.id, record.patient, record.status, record.direction) == (
+        MESSAGE_ID, PATIENT, "completed", "inbound"
+    )
+    assert record.as_of == RECEIVED_MS
+    assert record.terminal
+
+
+def test_wrapped_communication_keeps_the_inner_resource_as_body():
+    """A ``{"communication": …}`` wrapper stores the Communication itself, exactly as received."""
+    wrapped = _shapes()["wrapped"]
+    record = normalize(wrapped)
+    assert json.loads(record.body) == wrapped["communication"]
+    assert list(json.loads(record.body)) == list(wrapped["communication"])
+
+
+def test_body_keeps_key_order_and_canonical_sorts_it():
+    """``body`` is the resource as received; ``canonical`` ignores key order for deduplication."""
+    a = normalize({"id": "m-1", "status": "completed", "b": 1, "a": 2})
+    b = normalize({"a": 2, "b": 1, "status": "completed", "id": "m-1"})
+    assert a.body != b.body
+    assert a.canonical == b.canonical
+
+
+def test_dto_direction_is_read_when_the_caller_does_not_know_it():
+    """A DTO's own ``direction`` is used when the caller passes none; the caller's wins otherwise."""
+    dto = _shapes()["dto"]
+    assert normalize(dto).direction == "inbound"
+    assert normalize(dict(dto, direction="outbound")).direction == "outbound"
+    assert normalize(dict(dto, direction="sideways")).direction is None
+    assert normalize(dict(dto, direction="outbound"), direction="inbound").direction == "inbound"
+
+
+def test_communication_without_subject_has_no_patient():
+    """An inbound message matched to no patient is stored with patient None."""
+    unmatched = fixture_json("list-messages-page-1.json")["messages"][1]
+    assert normalize(unmatched, direction="inbound").patient is None
+
+
+@pytest.mark.parametrize("subject, patient_id, expected", [
+    ({"reference": "Patient/p-1"}, None, "p-1"),
+    ({"reference": "Patient/p-1"}, "p-2", "p-1"),
+    ({"reference": "Group/g-1"}, "p-2", "p-2"),
+    ({"display": "Jane"}, None, None),
+    (None, "bad id with spaces", None),
+])
+def test_patient_comes_from_subject_reference_then_patient_id(subject, patient_id, expected):
+    """``subject.reference`` ``Patient/<id>`` wins, then ``patientId``; odd values give None."""
+    message = {"id": "m-1"}
+    if subject is not None:
+        message["subject"] = subject
+    if patient_id is not None:
+        message["patientId"] = patient_id
+    assert normalize(message).patient == expected
+
+
+@pytest.mark.parametrize("fields, message_time, as_of", [
+    ({"sent": "2026-01-01T00:00:00Z", "received": "2026-01-01T00:00:05Z"}, 1767225600000,
+     1767225605000),
+    ({"sentAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-02T00:00:00Z"}, 1767225600000,
+     1767312000000),
+    ({"sent": "2026-01-01T00:00:00Z", "meta": {"lastUpdated": "2026-01-03T00:00:00+00:00"}},
+     1767225600000, 1767398400000),
+    ({"sent": "2026-01-01T00:00:00"}, 1767225600000, 1767225600000),
+    ({"sent": "not a time"}, None, 0),
+    ({}, None, 0),
+])
+def test_message_time_and_as_of(fields, message_time, as_of):
+    """Message time is sent/received/sentAt; as-of is updatedAt, meta.lastUpdated, else the latest."""
+    record = normalize({"id": "m-1", **fields})
+    assert (record.message_time, record.as_of) == (message_time, as_of)
+
+
+@pytest.mark.parametrize("message, code", [
+    ([], "not_an_object"),
+    ("m-1", "not_an_object"),
+    ({"communication": "m-1"}, "not_an_object"),
+    ({}, "missing_id"),
+    ({"id": ""}, "missing_id"),
+    ({"communication": {"status": "completed"}}, "missing_id"),
+    ({"id": 17}, "invalid_id"),
+    ({"id": "has space"}, "invalid_id"),
+    ({"id": "x" * 129}, "invalid_id"),
+    ({"id": "a/b"}, "invalid_id"),
+])
+def test_unusable_messages_are_rejected_with_a_reason(message, code):
+    """Anything without a usable id raises InvalidMessage with a machine reason code."""
+    with pytest.raises(InvalidMessage) as caught:
+        normalize(message)
+    assert caught.value.code == code
+
+
+def test_invalid_direction_from_the_caller_is_rejected():
+    """A caller-given direction outside inbound/outbound is a reason-coded error."""
+    with pytest.raises(InvalidMessage) as caught:
+        normalize({"id": "m-1"}, direction="both")
+    assert caught.value.code == "invalid_direction"
+
+
+def test_rejection_detail_holds_no_message_content():
+    """The error sentence of a rejected message never echoes its content."""
+    with pytest.raises(InvalidMessage) as caught:
+        normalize({"id": "Jane Doe diabetes", "topic": {"text": "secret"}})
+    assert "Jane" not in caught.value.detail and "secret" not in caught.value.detail
