@@ -10,13 +10,21 @@ import os
 
 import click
 
+from inbox.crypto import encryption_warning
 from inbox.embedded import EmbeddedRedis
 from inbox.settings import Settings
 
 
 def load_settings():
-    """Settings from the environment; a bad value ends the command with exit code 2."""
-    return Settings.from_env()
+    """Settings from the environment; a bad value ends the command with exit code 2.
+
+    Says once on stderr when messages would be stored unencrypted.
+    """
+    settings = Settings.from_env()
+    warning = encryption_warning(settings)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+    return settings
 
 
 @contextlib.contextmanager

@@ -9,9 +9,12 @@ from a ring key, so a digest cannot confirm a guessed message; ``digests()`` ret
 key so that records written before a rotation still compare equal until ``rekey`` rewrites them.
 """
 
+import base64
+import datetime
 import hashlib
 import hmac
 import os
+import re
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -20,7 +23,50 @@ from inbox.errors import DecryptionError
 
 FORMAT_VERSION = 1
 _NONCE_BYTES = 12
+_TAG_BYTES = 16
 _DIGEST_CONTEXT = b"metriport-inbox digest v1"
+_FINGERPRINT_CONTEXT = b"metriport-inbox api key fingerprint v1"
+_KID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+#: hex characters of an API key fingerprint (48 bits: tells keys apart, confirms none)
+FINGERPRINT_HEX = 12
+
+
+def keygen(kid=None):
+    """A new ``kid:key`` entry for INBOX_ENCRYPTION_KEYS: 32 random bytes in URL-safe base64.
+
+    The default kid is ``k`` + today's UTC date + 4 random hex digits, so ids sort by age and
+    two keys made the same day still differ.
+    """
+    if kid is None:
+        today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
+        kid = "k" + today + os.urandom(2).hex()
+    if not _KID.match(kid):
+        raise ValueError("A key id must be 1-16 characters of A-Z a-z 0-9 _ -.")
+    return kid + ":" + base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")
+
+
+def fingerprint(api_key):
+    """A short, stable name for an API key (12 hex digits), safe to log and audit.
+
+    A keyed hash under a fixed context, so it cannot be looked up in a plain SHA-256 table, and
+    anyone holding the key can recompute it; the key itself cannot be recovered from it.
+    """
+    if isinstance(api_key, str):
+        api_key = api_key.encode("utf-8")
+    return hmac.new(_FINGERPRINT_CONTEXT, api_key, hashlib.sha256).hexdigest()[:FINGERPRINT_HEX]
+
+
+def encryption_warning(settings):
+    """The start-up warning (one sentence) when messages would be stored in clear; None with keys.
+
+    The commands print it on stderr, and ``/readyz`` can put it in its details.
+    """
+    if settings.encryption_on:
+        return None
+    return (
+        "INBOX_ENCRYPTION_KEYS is not set: messages are stored in Redis unencrypted "
+        "(run `metriport-inbox keygen` and set it before storing real messages)."
+    )
 
 
 class Vault:
@@ -44,10 +90,20 @@ class Vault:
     def digests(self, canonical):
         """Comma-joined hex digests of ``canonical`` bytes: the current one first."""
         if not self._digest_keys:
-            return hashlib.sha256(canonical).hexdigest()[:32]
+            return self.digest(canonical)
         return ",".join(
             hmac.new(key, canonical, hashlib.sha256).hexdigest()[:32] for key in self._digest_keys
         )
+
+    def digest(self, data):
+        """The current digest of ``data`` alone: what a record stores, or a delivery ledger holds.
+
+        Webhook bodies for the ledger go through here too, so the ledger cannot confirm a
+        guessed body either.
+        """
+        if not self._digest_keys:
+            return hashlib.sha256(data).hexdigest()[:32]
+        return hmac.new(self._digest_keys[0], data, hashlib.sha256).hexdigest()[:32]
 
     def seal(self, message_id, plaintext):
         """The stored form of ``plaintext`` for ``message_id``: encrypted when the ring has keys."""
@@ -59,16 +115,25 @@ class Vault:
         return bytes((FORMAT_VERSION, len(kid))) + kid + nonce + sealed
 
     def open(self, message_id, blob):
-        """The plaintext of a stored ``blob``; raises DecryptionError when it cannot be opened."""
+        """The plaintext of a stored ``blob``; raises DecryptionError when it cannot be opened.
+
+        A blob stored before encryption was switched on (plain JSON) opens as itself.
+        """
         if not blob or blob[0] != FORMAT_VERSION:
             return blob
         kid = self.kid_of(blob)
+        start = 2 + len(kid)
+        if not _KID.match(kid) or len(blob) < start + _NONCE_BYTES + _TAG_BYTES:
+            raise DecryptionError(
+                f"Message {message_id} has a malformed encryption header: tampered or truncated.",
+                "decrypt_malformed",
+            )
         aead = self._aead.get(kid)
         if aead is None:
             raise DecryptionError(
-                f"Message {message_id} is sealed with key {kid!r}, which is not in the ring."
+                f"Message {message_id} is sealed with key {kid!r}, which is not in the ring.",
+                "decrypt_unknown_key",
             )
-        start = 2 + blob[1]
         nonce, sealed = blob[start:start + _NONCE_BYTES], blob[start + _NONCE_BYTES:]
         try:
             return aead.decrypt(nonce, sealed, message_id.encode("utf-8"))
@@ -77,9 +142,15 @@ class Vault:
                 f"Message {message_id} failed authentication: tampered, moved, or wrong key."
             ) from None
 
+    def is_current(self, blob):
+        """True when ``blob`` is stored the way this ring writes today (``rekey`` skips it)."""
+        return self.kid_of(blob) == self.current_kid
+
     @staticmethod
     def kid_of(blob):
         """The key id a blob was sealed with, or None for a plaintext blob."""
         if not blob or blob[0] != FORMAT_VERSION:
             return None
+        if len(blob) < 2:
+            return ""
         return blob[2:2 + blob[1]].decode("ascii", "replace")

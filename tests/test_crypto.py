@@ -1,0 +1,137 @@
+"""The vault on its own: sealing, opening, key rings, tampering, keyed digests, key helpers."""
+
+import base64
+
+import pytest
+
+from inbox.crypto import Vault
+from inbox.crypto import encryption_warning
+from inbox.crypto import fingerprint
+from inbox.crypto import keygen
+from inbox.errors import DecryptionError
+from inbox.settings import Settings
+
+OLD = ("old", b"\x01" * 32)
+NEW = ("new", b"\x02" * 32)
+BODY = b'{"id":"m-1","topic":{"text":"canary-subject"},"payload":[{"contentString":"canary-body"}]}'
+
+
+def test_sealed_blob_opens_to_the_plaintext_and_hides_it():
+    """A sealed blob carries the key id, not the text, and opens back to the exact bytes."""
+    vault = Vault([OLD])
+    blob = vault.seal("m-1", BODY)
+    assert b"canary" not in blob
+    assert Vault.kid_of(blob) == "old"
+    assert vault.open("m-1", blob) == BODY
+
+
+def test_each_seal_uses_a_fresh_nonce():
+    """Sealing the same bytes twice gives two different blobs (random nonce per write)."""
+    vault = Vault([OLD])
+    assert vault.seal("m-1", BODY) != vault.seal("m-1", BODY)
+
+
+def test_wrong_message_id_fails_to_decrypt():
+    """A ciphertext opened as another message (moved between records) raises DecryptionError."""
+    vault = Vault([OLD])
+    blob = vault.seal("m-1", BODY)
+    with pytest.raises(DecryptionError) as caught:
+        vault.open("m-2", blob)
+    assert caught.value.code == "decrypt_failed"
+    assert "m-2" in caught.value.detail
+
+
+def test_ring_of_two_keys_opens_blobs_of_either_and_seals_with_the_first():
+    """Ring [new, old] opens what [old] and [new] sealed, and seals under new."""
+    ring = Vault([NEW, OLD])
+    assert ring.open("m-1", Vault([OLD]).seal("m-1", BODY)) == BODY
+    assert ring.open("m-1", Vault([NEW]).seal("m-1", BODY)) == BODY
+    assert Vault.kid_of(ring.seal("m-1", BODY)) == "new"
+
+
+def test_key_missing_from_the_ring_is_reported_by_kid():
+    """A blob sealed under a key no longer in the ring names that key id and the message id."""
+    blob = Vault([OLD]).seal("m-1", BODY)
+    with pytest.raises(DecryptionError) as caught:
+        Vault([NEW]).open("m-1", blob)
+    assert caught.value.code == "decrypt_unknown_key"
+    assert "'old'" in caught.value.detail and "m-1" in caught.value.detail
+
+
+@pytest.mark.parametrize("position", [20, 40, -1])
+def test_tampered_ciphertext_is_detected(position):
+    """Flipping one byte of the nonce, ciphertext or tag raises DecryptionError, no plaintext."""
+    vault = Vault([OLD])
+    blob = bytearray(vault.seal("m-1", BODY))
+    blob[position] ^= 0x01
+    with pytest.raises(DecryptionError) as caught:
+        vault.open("m-1", bytes(blob))
+    assert "canary" not in str(caught.value)
+
+
+@pytest.mark.parametrize("blob", [b"\x01", b"\x01\x03old", b"\x01\x00" + b"\x00" * 40,
+                                  b"\x01\xffxx" + b"\x00" * 40])
+def test_malformed_header_is_a_decryption_error(blob):
+    """Truncated blobs and impossible key id lengths raise DecryptionError, never IndexError."""
+    with pytest.raises(DecryptionError) as caught:
+        Vault([OLD]).open("m-1", blob)
+    assert caught.value.code == "decrypt_malformed"
+
+
+def test_plain_json_blob_opens_as_itself():
+    """A record stored before encryption was switched on still reads (rekey seals it later)."""
+    assert Vault([OLD]).open("m-1", BODY) == BODY
+    assert not Vault([OLD]).is_current(BODY)
+
+
+def test_digest_is_keyed():
+    """The same content under two different rings has different digests, and neither is a plain hash."""
+    first, second = Vault([OLD]).digests(BODY), Vault([NEW]).digests(BODY)
+    assert first != second
+    assert Vault().digests(BODY) not in (first, second)
+
+
+def test_rotated_ring_lists_the_new_digest_first_and_keeps_the_old():
+    """Ring [new, old] yields the new digest first and the old one second, for dedupe across rotation."""
+    assert Vault([NEW, OLD]).digests(BODY).split(",") == [
+        Vault([NEW]).digests(BODY), Vault([OLD]).digests(BODY)
+    ]
+
+
+def test_keygen_output_is_a_valid_ring_entry():
+    """keygen's entry parses through Settings.from_env into a 32-byte key with its kid."""
+    entry = keygen()
+    settings = Settings.from_env({"INBOX_ENCRYPTION_KEYS": entry})
+    kid, key = settings.encryption_keys[0]
+    assert entry.startswith(kid + ":") and len(key) == 32
+    assert base64.urlsafe_b64encode(key).decode() == entry.split(":", 1)[1]
+
+
+def test_keygen_makes_different_keys_and_checks_the_kid():
+    """Two entries never share a key; an explicit kid is used as given or refused when malformed."""
+    assert keygen("a").split(":")[1] != keygen("a").split(":")[1]
+    assert keygen("rot-2").startswith("rot-2:")
+    with pytest.raises(ValueError):
+        keygen("no spaces")
+
+
+def test_fingerprint_is_short_stable_and_not_the_key():
+    """A fingerprint is 12 hex digits, the same for the same key, different across keys."""
+    assert fingerprint("reader-key-1") == fingerprint(b"reader-key-1")
+    assert fingerprint("reader-key-1") != fingerprint("reader-key-2")
+    assert len(fingerprint("reader-key-1")) == 12
+    assert "reader" not in fingerprint("reader-key-1")
+
+
+def test_encryption_warning_only_without_keys():
+    """The warning names INBOX_ENCRYPTION_KEYS when off and is None when a key is set."""
+    assert "INBOX_ENCRYPTION_KEYS" in encryption_warning(Settings())
+    assert encryption_warning(Settings(encryption_keys=(OLD,))) is None
+
+
+def test_single_digest_is_the_current_one():
+    """digest() is the first of digests(): what a record stores and what the delivery ledger holds."""
+    ring = Vault([NEW, OLD])
+    assert ring.digest(BODY) == ring.digests(BODY).split(",")[0]
+    assert Vault().digest(BODY) == Vault().digests(BODY)
+    assert ring.digest(BODY) != Vault().digest(BODY)
