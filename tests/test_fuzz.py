@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from conftest import TEST_WEBHOOK_KEY
 from inbox.errors import InvalidMessage
-from inbox.keys import Keys
 from inbox.errors import SignatureError
+from inbox.keys import Keys
 from inbox.normalize import Record
 from inbox.normalize import normalize
 from inbox.settings import DIRECTIONS
@@ -24,42 +24,13 @@ from inbox.signing import sign
 from inbox.signing import verify
 from inbox.store import Outcome
 from inbox.store import Store
+from strategies import json_values
+from strategies import message_like
 
 SIGNATURE_CODES = {"signature_missing", "signature_malformed", "signature_mismatch"}
 NORMALIZE_CODES = {"not_an_object", "missing_id", "invalid_id", "invalid_direction"}
 
 FUZZ = hypothesis_settings(max_examples=300, deadline=None, database=None)
-
-#: any JSON value json.loads can return: surrogate halves included, since "\ud800" is valid JSON
-json_text = st.text(st.characters(exclude_categories=()))
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
-    | json_text,
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(json_text, children, max_size=5),
-    max_leaves=20,
-)
-ids = st.from_regex(r"\A[A-Za-z0-9._:-]{1,128}\Z")
-times = st.datetimes(timezones=st.timezones() | st.none()).map(lambda t: t.isoformat())
-#: message-shaped objects: a valid id plus fields that matter to normalization, any values
-message_like = st.fixed_dictionaries(
-    {"id": ids},
-    optional={
-        "resourceType": st.just("Communication"),
-        "status": st.sampled_from(["in-progress", "completed", "failed", "preparation"]) | json_values,
-        "direction": st.sampled_from(DIRECTIONS) | json_values,
-        "sent": times | json_values,
-        "received": times,
-        "sentAt": times,
-        "updatedAt": times | json_values,
-        "meta": st.fixed_dictionaries({}, optional={"lastUpdated": times | json_values}),
-        "subject": st.fixed_dictionaries({}, optional={"reference": ids.map("Patient/{}".format)})
-        | json_values,
-        "patientId": ids | json_values,
-        "payload": json_values,
-    },
-)
-
 
 def check_normalize(value, direction=None):
     """normalize(value) is a Record or the documented InvalidMessage, never anything else."""

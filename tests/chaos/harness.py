@@ -82,13 +82,13 @@ def wait_until(predicate, timeout, interval=0.05, what="condition"):
 class Process:
     """One subprocess of a test; ``stop()`` ends it and whatever it spawned, by pid."""
 
-    def __init__(self, name, args, env, log_dir):
+    def __init__(self, name, args, env, log_dir, cwd=ROOT):
         self.name = name
         self.args = [str(a) for a in args]
         self.log_path = pathlib.Path(log_dir) / f"{name}.log"
         self._log = open(self.log_path, "ab")
         self.popen = subprocess.Popen(
-            self.args, env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+            self.args, env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
         self.pid = self.popen.pid
@@ -132,8 +132,8 @@ class Processes:
         self.log_dir = log_dir
         self.started = []
 
-    def start(self, name, args, env):
-        process = Process(name, args, env, self.log_dir)
+    def start(self, name, args, env, cwd=ROOT):
+        process = Process(name, args, env, self.log_dir, cwd=cwd)
         self.started.append(process)
         return process
 
