@@ -15,6 +15,7 @@ import sys
 import time
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from inbox.embedded import free_port
 
@@ -263,3 +264,12 @@ def assert_every_2xx_stored(store, deliveries):
             assert delivery.outcome == "failure"
             assert delivery.status_code is None or not 200 <= delivery.status_code < 300
     return len(ok)
+
+
+def scrape(url):
+    """``GET /metrics`` parsed: ``{(name, labels as a sorted tuple): value}``."""
+    text = requests.get(url + "/metrics", timeout=5).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text) for sample in family.samples
+    }

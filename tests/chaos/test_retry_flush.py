@@ -4,15 +4,16 @@ import threading
 
 import pytest
 
+from chaos.harness import assert_store_equals_mailbox
 from chaos.harness import created_per_message
 from chaos.harness import environment
 from chaos.harness import feed_events
 from chaos.harness import received_deliveries
 from chaos.harness import reconcile_command
+from chaos.harness import scrape
 from chaos.harness import start_receiver
 from chaos.harness import succeeded
 from chaos.harness import summary_of
-from chaos.harness import assert_store_equals_mailbox
 from conftest import TEST_WEBHOOK_KEY
 from inbox.store import Store
 from simulator import Faults
@@ -49,11 +50,16 @@ def test_retry_flush_during_reconcile_creates_each_message_once(chaos_settings, 
 
         assert len(succeeded(deliveries)) == MESSAGES
         assert_store_equals_mailbox(store, sim.mailbox)
+        metrics = scrape(web.url)
 
     created = created_per_message(store)
     assert len(created) == MESSAGES and set(created.values()) == {1}
     # both channels really raced: reconciliation created some messages, the flush others
     assert 0 < summary["created"] < MESSAGES
+    # what an operator alerts on: repairs by reconciliation, and the age of the last run
+    assert metrics[("metriport_inbox_repaired_total", ())] == summary["created"]
+    assert metrics[("metriport_inbox_reconcile_last_run_success", (("outcome", "completed"),))] == 1
+    assert 0 <= metrics[("metriport_inbox_reconcile_last_run_age_seconds", ())] < 60
     events = feed_events(store)
     print(f"{failed} failed deliveries retried during a walk that created {summary['created']}; "
           f"feed: {sum(events.values())} entries")
