@@ -21,7 +21,9 @@ APP = "receiver:create_app()"
 @click.command()
 @click.option("--host", help="Address to listen on [env HOST; default 127.0.0.1].")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port [env PORT; default 8000].")
-@click.option("--workers", type=click.IntRange(1, 64), help="Processes [env WEB_CONCURRENCY; default 2].")
+@click.option(
+    "--workers", type=click.IntRange(1, 64), help="Processes [env WEB_CONCURRENCY; default 2]."
+)
 def serve(host, port, workers):
     """Serve the webhook and the HTTP API with gunicorn until stopped (Ctrl-C, SIGTERM)."""
     from receiver import create_app
@@ -29,7 +31,9 @@ def serve(host, port, workers):
     settings = load_settings()
     create_app(settings)
     if not settings.encryption_on:
-        click.echo("warning: INBOX_ENCRYPTION_KEYS is not set: messages are stored in clear.", err=True)
+        click.echo(
+            "warning: INBOX_ENCRYPTION_KEYS is not set: messages are stored in clear.", err=True
+        )
     env = dict(os.environ)
     for name, value in (("HOST", host), ("PORT", port), ("WEB_CONCURRENCY", workers)):
         if value is not None:

@@ -24,6 +24,7 @@ REFERENCE_FIELDS = frozenset({"id", "messageId", "patientId", "direction"})
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(rb"[\[\]{}]")
 _TYPE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_DELIVERY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _STATUS = re.compile(r"^[A-Za-z-]{1,32}$")
 
 
@@ -75,13 +76,13 @@ def type_label(kind):
 
 
 def delivery_id(event):
-    """Metriport's ``meta.messageId`` (one per delivery, kept on manual retries), or None."""
+    """Metriport's ``meta.messageId`` (one per delivery, kept on manual retries), or None.
+
+    It becomes part of the ledger's key name, hence the strict shape (Metriport uses UUIDs).
+    """
     meta = event.get("meta")
     value = meta.get("messageId") if isinstance(meta, dict) else None
-    try:
-        return _reference(value)
-    except InvalidMessage:
-        return None
+    return value if isinstance(value, str) and _DELIVERY.match(value) else None
 
 
 def received_messages(event):

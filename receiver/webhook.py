@@ -44,11 +44,12 @@ def receive():
     verify(settings.webhook_keys, body, request.headers.get(HEADER))
     event = events.parse(body)
     kind = events.event_type(event)
-    requestlog.note(event=events.type_label(kind), delivery=events.delivery_id(event))
+    delivery_id = events.delivery_id(event)
+    requestlog.note(event=events.type_label(kind), delivery=delivery_id)
     if kind == "ping":
         return {"pong": event.get("ping")}
     if kind == "message.received":
-        return _received(inbox, event, body)
+        return _received(inbox, event, body, delivery_id)
     if kind == "message.status":
         return _status(inbox, event)
     # medical.*, patient.* ... share the account's single URL: acknowledge, count, nothing else.
@@ -66,24 +67,22 @@ def _read_body(limit):
         if "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
             raise LengthRequired("A webhook needs a Content-Length or chunked encoding.")
         request.max_content_length = limit + 1
-    too_large = RequestEntityTooLarge(f"The body is larger than {limit} bytes.")
     try:
         body = request.get_data()
     except RequestEntityTooLarge:
-        raise too_large from None
+        body = None
+    if body is None or len(body) > limit:
+        raise RequestEntityTooLarge(f"The body is larger than {limit} bytes.")
     requestlog.note(bytes=len(body))
-    if len(body) > limit:
-        raise too_large
     return body
 
 
-def _received(inbox, event, body):
+def _received(inbox, event, body, delivery_id):
     records, fetch_ids = events.received_messages(event)
     requestlog.note(messages=[record.id for record in records] + fetch_ids)
     # Queue fetches before the ledger records the delivery: a lost enqueue is then retried
     # with the delivery instead of being hidden as a replay.
     _enqueue_fetches(inbox, fetch_ids)
-    delivery_id = events.delivery_id(event)
     delivery = Delivery(delivery_id, hashlib.sha256(body).hexdigest()) if delivery_id else None
     result = Result()
     if records or delivery:

@@ -35,7 +35,7 @@ def wait_healthy(port, process, timeout=30.0):
 
 @contextlib.contextmanager
 def running(argv, env, port, log_path):
-    """Run ``argv`` with output to ``log_path`` until the block ends; SIGTERM then SIGKILL by pid."""
+    """Run ``argv``, output to ``log_path``, until the block ends; SIGTERM then SIGKILL by pid."""
     with open(log_path, "wb") as log:
         process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         try:

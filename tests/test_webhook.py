@@ -1,8 +1,11 @@
 """POST /webhook through the Flask test client against a real Redis."""
 
 import json
+import logging
 import uuid
 
+import hypothesis
+import hypothesis.strategies
 import pytest
 from rq import Queue
 
@@ -17,6 +20,7 @@ from inbox.normalize import normalize
 from inbox.signing import HEADER
 from inbox.store import Via
 from receiver import create_app
+from receiver import requestlog
 from receiver.webhook import FETCH_JOB
 from receiver.webhook import QUEUE
 from webhook_helpers import compact
@@ -62,7 +66,9 @@ def fetch_jobs_for(queue, message_id):
     return [job for job in queue.jobs if job.func_name == FETCH_JOB and job.args == (message_id,)]
 
 
-@pytest.mark.parametrize("keys", [(TEST_WEBHOOK_KEY, "new-key-after-rotation"), ("old-key", TEST_WEBHOOK_KEY)])
+@pytest.mark.parametrize(
+    "keys", [(TEST_WEBHOOK_KEY, "new-key-after-rotation"), ("old-key", TEST_WEBHOOK_KEY)]
+)
 def test_fixture_verifies_with_either_of_two_keys(settings, keys):
     """During a key cut-over, a delivery signed with either configured key is accepted."""
     client = create_app(settings.replace(webhook_keys=keys)).test_client()
@@ -130,7 +136,8 @@ def _dto():
         ({"messages": [_communication(), _dto()]}, [_communication()["id"], _dto()["id"]]),
         ({"payload": {"messages": [{"communication": _communication()}]}}, [_communication()["id"]]),
     ],
-    ids=["payload-dto", "payload-communication", "payload.communication", "messages", "payload.messages"],
+    ids=["payload-dto", "payload-communication", "payload.communication", "messages",
+         "payload.messages"],
 )
 def test_each_message_shape_is_ingested(client, store, fields, expected_ids):
     """Every plausible message.received shape ends in the store, inbound, via webhook."""
@@ -142,7 +149,9 @@ def test_each_message_shape_is_ingested(client, store, fields, expected_ids):
         assert (stored.direction, stored.first_via) == ("inbound", "webhook")
 
 
-@pytest.mark.parametrize("shared_fixture", [RECEIVED, "webhook-message-received.alt-communication.json"])
+@pytest.mark.parametrize(
+    "shared_fixture", [RECEIVED, "webhook-message-received.alt-communication.json"]
+)
 def test_shared_fixtures_are_ingested(client, store, shared_fixture):
     """Both fixture shapes, with their original signatures, are stored as received."""
     response = post_fixture(client, shared_fixture)
@@ -221,12 +230,14 @@ def _nested(depth):
         (event_body("message.received", payload=42), "not_an_object"),
         (event_body("message.received", payload="not an id!"), "invalid_id"),
         (event_body("message.received", payload=message(extra=_nested(80))), "json_too_deep"),
-        (event_body("message.received", messages=[message() for _ in range(501)]), "too_many_messages"),
+        (event_body("message.received", messages=[message()] * 501), "too_many_messages"),
         (event_body("message.status", payload={"id": "m-1"}), "invalid_status"),
         (event_body("message.status"), "no_message"),
     ],
 )
-def test_signed_but_unusable_bodies_are_400_and_store_nothing(client, redis_client, settings, store, body, code):
+def test_signed_but_unusable_bodies_are_400_and_store_nothing(
+    client, redis_client, settings, store, body, code
+):
     """Each unusable body answers 400 with its reason code; not one record or feed entry."""
     response = post(client, body)
     assert response.status_code == 400
@@ -262,7 +273,9 @@ def test_message_status_of_unknown_message_enqueues_a_fetch(client, fetch_queue)
 
 
 @pytest.mark.parametrize("kind", ["medical.consolidated-data", "patient.admit", "some.future-type"])
-def test_other_event_types_are_acknowledged_and_counted(client, redis_client, settings, store, kind):
+def test_other_event_types_are_acknowledged_and_counted(
+    client, redis_client, settings, store, kind
+):
     """Events of other types sharing the URL get 200 and a counter, nothing else."""
     response = post(client, event_body(kind, patients=[{"patientId": "p-1"}]))
     assert response.status_code == 200
@@ -289,3 +302,66 @@ def test_get_on_webhook_is_json_405(client):
     response = client.get("/webhook")
     assert response.status_code == 405
     assert response.get_json()["error"] == "method_not_allowed"
+
+
+@pytest.fixture
+def log_lines():
+    """Every request log line written during the test, parsed."""
+    lines = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(json.loads(record.getMessage()))
+    requestlog.LOGGER.addHandler(handler)
+    yield lines
+    requestlog.LOGGER.removeHandler(handler)
+
+
+def test_one_structured_log_line_per_request(client, log_lines):
+    """Each request logs one JSON line with route, status, reason, delivery, ids, size, time."""
+    post_fixture(client, RECEIVED)
+    post(client, b"[1]")
+    accepted, refused = log_lines
+    assert accepted["route"] == "/webhook" and accepted["status"] == 200
+    assert accepted["delivery"] == fixture_json(RECEIVED)["meta"]["messageId"]
+    assert accepted["messages"] == [RECEIVED_ID]
+    assert accepted["bytes"] == len(fixture_bytes(RECEIVED)) and accepted["ms"] >= 0
+    assert (refused["status"], refused["reason"]) == (400, "not_an_object")
+
+
+def test_unexpected_error_is_json_500_without_its_message(settings, log_lines, caplog):
+    """A bug answers 500 internal_error; the exception's text (it may quote data) is not logged."""
+    app = create_app(settings)
+
+    @app.get("/boom")
+    def boom():
+        raise ValueError("CANARY-subject-line")
+
+    response = app.test_client().get("/boom")
+    assert (response.status_code, response.get_json()["error"]) == (500, "internal_error")
+    assert log_lines[0]["reason"] == "internal_error"
+    assert "ValueError" in caplog.text and "CANARY" not in caplog.text
+    assert "CANARY" not in response.get_data(as_text=True)
+
+
+json_values = hypothesis.strategies.recursive(
+    hypothesis.strategies.none() | hypothesis.strategies.booleans()
+    | hypothesis.strategies.integers() | hypothesis.strategies.text(max_size=20),
+    lambda inner: hypothesis.strategies.lists(inner, max_size=4)
+    | hypothesis.strategies.dictionaries(
+        hypothesis.strategies.sampled_from(["id", "messageId", "communication", "messages",
+                                            "status", "subject", "direction", "x"]),
+        inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@hypothesis.settings(max_examples=150, deadline=None,
+                     suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
+@hypothesis.given(
+    kind=hypothesis.strategies.sampled_from(["message.received", "message.status", "other"]),
+    payload=json_values,
+)
+def test_any_signed_payload_gets_a_deliberate_answer(client, kind, payload):
+    """Whatever JSON a signed body carries, the answer is 2xx or a coded 400, never a 500."""
+    response = post(client, event_body(kind, payload=payload))
+    assert response.status_code in (200, 202, 400)
+    assert response.status_code != 400 or response.get_json()["error"]

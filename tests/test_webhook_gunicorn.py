@@ -91,6 +91,10 @@ def nested(leaf, depth):
     return leaf
 
 
+def received(payload):
+    return event_body("message.received", payload=payload)
+
+
 def big_body():
     return event_body("message.received", payload=message(body="x" * FIVE_MIB))
 
@@ -136,15 +140,16 @@ def test_canary_never_reaches_logs_or_error_bodies(server):
         "topic": {"text": canary}, "sender": {"display": f"Dr {canary}"},
         "payload": [{"contentString": canary}],
     }
+    status = {"id": stored_id, "status": "failed", "reason": canary}
     bodies = [
-        (event_body("message.received", payload=message(stored_id, subject=canary, body=canary)), None),
-        (event_body("message.received", payload={"communication": communication}), None),
-        (event_body("message.received", payload=message(subject=canary)), "wrong-key"),
-        (event_body("message.received", payload={"subject": canary, "body": canary}), None),
-        (event_body("message.received", payload=message(subject=canary, extra=nested(canary, 70))), None),
-        (event_body("message.received", payload=message(f"{canary} id")), None),
-        (event_body("message.status", payload={"id": stored_id, "status": "failed", "reason": canary}), None),
-        (event_body("message.received", payload=message(body=canary * (FIVE_MIB // len(canary)))), None),
+        (received(message(stored_id, subject=canary, body=canary)), None),
+        (received({"communication": communication}), None),
+        (received(message(subject=canary)), "wrong-key"),
+        (received({"subject": canary, "body": canary}), None),
+        (received(message(subject=canary, extra=nested(canary, 70))), None),
+        (received(message(f"{canary} id")), None),
+        (event_body("message.status", payload=status), None),
+        (received(message(body=canary * (FIVE_MIB // len(canary)))), None),
         (b'{"meta": {"type": "message.received"}, "payload": "' + canary.encode() + b'"', None),
     ]
     answers, signatures = [], []

@@ -15,7 +15,11 @@ def compact(value):
 
 def event_body(kind, delivery=None, **fields):
     """A webhook body of type ``kind`` with a fresh ``meta.messageId`` unless given."""
-    meta = {"messageId": delivery or str(uuid.uuid4()), "when": "2026-09-14T15:42:07.318Z", "type": kind}
+    meta = {
+        "messageId": delivery or str(uuid.uuid4()),
+        "when": "2026-09-14T15:42:07.318Z",
+        "type": kind,
+    }
     return compact({"meta": meta, **fields})
 
 
