@@ -15,11 +15,13 @@ from flask import Flask
 from flask import Response
 from flask import request
 
+from simulator import control
 from simulator import faults as fault_kinds
 
 LIST_PATH = "/medical/v1/message"
 COUNT_DEFAULT = 50
 COUNT_MAX = 500
+_JSON = "application/json; charset=utf-8"
 BOTH_CURSORS = "Either fromItem or toItem can be provided, but not both"
 _STATUS_NAMES = {
     400: "BAD_REQUEST",
@@ -74,19 +76,20 @@ def create_app(simulator):
                 "Missing or invalid parameters",
                 "Invalid enum value. Expected 'outbound' | 'inbound', on direction",
             )
-        resources, next_id, prev_id, total = simulator.mailbox.page(
-            direction, patient, count, from_item, to_item
-        )
+        mailbox = simulator.mailbox
+        ids, next_id, prev_id, total = mailbox.page(direction, patient, count, from_item, to_item)
         filters = [("count", count), ("direction", direction), ("patientId", patient)]
         meta = {}
         if next_id is not None:
             meta["nextPage"] = _page_url([("fromItem", next_id), *filters])
         if prev_id is not None:
             meta["prevPage"] = _page_url([("toItem", prev_id), *filters])
-        meta["itemsOnPage"] = len(resources)
+        meta["itemsOnPage"] = len(ids)
         if from_item is None and to_item is None:
             meta["itemsInTotal"] = total
-        return _json({"meta": meta, "messages": resources}, 200)
+        messages = b",".join(mailbox.encoded(message_id) for message_id in ids)
+        body = b'{"meta":' + _dumps(meta) + b',"messages":[' + messages + b"]}"
+        return Response(body, status=200, content_type=_JSON)
 
     @app.get(f"{LIST_PATH}/<message_id>")
     def get_message(message_id):
@@ -104,6 +107,15 @@ def create_app(simulator):
         simulator.sender.retry_failed_async()
         return Response(status=200)
 
+    @app.errorhandler(404)
+    def _not_found(exc):
+        return _error(404, "NotFoundError", "Route not found")
+
+    @app.errorhandler(405)
+    def _method_not_allowed(exc):
+        return _error(404, "NotFoundError", "Route not found")
+
+    control.init_app(app)
     return app
 
 
@@ -147,10 +159,13 @@ def _page_url(params):
     return f"{request.host_url.rstrip('/')}{LIST_PATH}?{query}"
 
 
-def _json(value, status):
+def _dumps(value):
     """Compact JSON with non-ASCII kept as is, in insertion order, like Express's ``res.json``."""
-    body = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return Response(body, status=status, content_type="application/json; charset=utf-8")
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _json(value, status):
+    return Response(_dumps(value), status=status, content_type=_JSON)
 
 
 def _error(status, title, detail):

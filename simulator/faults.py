@@ -30,7 +30,9 @@ class Faults:
     """The fault plan of one simulator run; ``draw()`` decides the fate of the next request.
 
     Rates are fractions of requests (0..1): ``rate_limit`` answered 429, ``server_error``
-    answered 5xx, ``slow`` delayed by up to ``delay_max`` seconds before answering.
+    answered 5xx, ``slow`` delayed by up to ``delay_max`` seconds before answering. ``script``
+    forces exact faults for a test: ``{3: 503, 4: 429}`` answers the 3rd and 4th API requests
+    with those statuses (1-based, outside the random bounds).
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class Faults:
         seed=0,
         max_consecutive=3,
         limit=None,
+        script=None,
     ):
         for name, rate in (("rate_limit", rate_limit), ("server_error", server_error), ("slow", slow)):
             if not 0.0 <= rate <= 1.0:
@@ -56,18 +59,20 @@ class Faults:
         self.retry_after = retry_after
         self.max_consecutive = max_consecutive
         self.limit = limit
+        self.script = dict(script or {})
+        for status in self.script.values():
+            if status != 429 and status not in SERVER_ERROR_STATUSES:
+                raise ValueError("a scripted fault must be 429 or one of 500, 502, 503, 504.")
+        self.draws = 0
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._consecutive = 0
         self.injected = 0
 
-    @property
-    def active(self):
-        return bool(self.rate_limit or self.server_error or self.slow)
-
     def draw(self):
         """The ``Fault`` for the next request."""
         with self._lock:
+            self.draws += 1
             roll = self._rng.random()
             slow_roll = self._rng.random()
             status_roll = self._rng.random()
@@ -76,7 +81,10 @@ class Faults:
                 self.limit is None or self.injected < self.limit
             )
             kind = None
-            if allowed and roll < self.rate_limit:
+            scripted = self.script.get(self.draws)
+            if scripted is not None:
+                kind, status = (RATE_LIMITED if scripted == 429 else SERVER_ERROR), scripted
+            elif allowed and roll < self.rate_limit:
                 kind, status = RATE_LIMITED, 429
             elif allowed and roll < self.rate_limit + self.server_error:
                 kind = SERVER_ERROR

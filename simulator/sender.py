@@ -185,8 +185,9 @@ class WebhookSender:
     def send(self, delivery):
         """POST one delivery now, signed with the current key; True on success (2xx, and the
         right ``pong`` for a ping). A failure never raises: it is recorded on the delivery."""
-        url, key = self.url, self.key
-        delivery.attempts += 1
+        with self._lock:
+            url, key = self.url, self.key
+            delivery.attempts += 1
         if not url or not key:
             self._finish(delivery, None, "Missing webhook URL or key")
             return False

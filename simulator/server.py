@@ -8,6 +8,7 @@ the foreground, for use as a subprocess.
 """
 
 import collections
+import socket
 import threading
 
 from werkzeug.serving import WSGIRequestHandler
@@ -61,6 +62,28 @@ class Simulator:
         with self._count_lock:
             self.requests.clear()
 
+    def webhook_deliveries(self, message_ids=None, shape="communication", ping=False):
+        """New deliveries for ``message_ids`` (default: every message, oldest first):
+        ``message.received`` for inbound messages, ``message.status`` for outbound messages
+        in a terminal state (in-progress ones have nothing to announce yet)."""
+        mailbox = self.mailbox
+        deliveries = [self.sender.ping()] if ping else []
+        for message_id in mailbox.ids() if message_ids is None else message_ids:
+            resource = mailbox.get(message_id)
+            if resource is None:
+                continue
+            if mailbox.direction(message_id) == "inbound":
+                deliveries.append(self.sender.message_received(resource, "inbound", shape))
+            elif resource["status"] != "in-progress":
+                deliveries.append(self.sender.message_status(resource))
+        return deliveries
+
+    def deliver_webhooks(self, message_ids=None, shape="communication", ping=False, **chaos):
+        """Create and send the webhooks of ``message_ids`` with ``chaos`` (see
+        ``WebhookSender.deliver``); the ``Report``."""
+        deliveries = self.webhook_deliveries(message_ids, shape, ping)
+        return self.sender.deliver(deliveries, **chaos)
+
     @property
     def port(self):
         return self._server.port if self._server else None
@@ -70,22 +93,37 @@ class Simulator:
         """Base URL clients use as ``METRIPORT_API_URL``."""
         return f"http://127.0.0.1:{self.port}" if self._server else None
 
+    def _bind(self, port):
+        """A threaded WSGI server on 127.0.0.1:``port``; raises OSError if the port is taken
+        (werkzeug would print and exit the whole process instead, so we bind the socket)."""
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", port))
+            listener.listen(128)
+            return make_server(
+                "127.0.0.1",
+                listener.getsockname()[1],
+                self.app,
+                threaded=True,
+                request_handler=_QuietHandler,
+                fd=listener.fileno(),
+            )
+
     def start(self, port=0):
         """Serve on 127.0.0.1 (``port`` 0 = a free one) in a daemon thread; returns self."""
-        self._server = make_server(
-            "127.0.0.1", port, self.app, threaded=True, request_handler=_QuietHandler
-        )
+        self._server = self._bind(port)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="metriport-simulator", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="metriport-simulator",
+            daemon=True,
         )
         self._thread.start()
         return self
 
     def serve_forever(self, port=0, ready=None):
         """Serve in the calling thread until interrupted; ``ready(simulator)`` is called once bound."""
-        self._server = make_server(
-            "127.0.0.1", port, self.app, threaded=True, request_handler=_QuietHandler
-        )
+        self._server = self._bind(port)
         if ready is not None:
             ready(self)
         try:
@@ -95,7 +133,9 @@ class Simulator:
             self._server = None
 
     def stop(self):
-        """Stop serving and wait for the server thread; a second call does nothing."""
+        """Stop serving and wait for the server thread and any background webhook retry; a
+        second call does nothing."""
+        self.sender.wait(timeout=10)
         if self._server is None:
             return
         self._server.shutdown()

@@ -184,3 +184,12 @@ def test_empty_filter_has_one_empty_first_page(sim):
     """A patient with no messages gets itemsOnPage 0, itemsInTotal 0 and no page links."""
     page = get(sim, sim.url + LIST, patientId="no-such-patient").json()
     assert page == {"meta": {"itemsOnPage": 0, "itemsInTotal": 0}, "messages": []}
+
+
+def test_unknown_route_is_a_metriport_404(sim):
+    """With a valid key, an unknown route answers Metriport's JSON 404, not an HTML page."""
+    response = get(sim, sim.url + "/medical/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.json() == {
+        "status": 404, "name": "NOT_FOUND", "title": "NotFoundError", "detail": "Route not found"
+    }
