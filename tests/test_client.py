@@ -57,11 +57,10 @@ def test_page_items_without_id_are_skipped_and_counted():
     """An item without an id (or not an object) is counted by reason and the rest are kept."""
     responses.get(LIST, json=_page([{"id": "m-2", "status": "completed"}, {"status": "x"}, "text",
                                     {"id": "m-1", "status": "completed"}]))
-    page = _client().list_page(LIST, "inbound")
-    assert [r.id for r in page.records] == ["m-2", "m-1"]
-    assert page.records[0].direction == "inbound"
-    assert dict(page.invalid) == {"missing_id": 1, "not_an_object": 1}
-    assert page.seen == 4
+    records, invalid = _client().list_page(LIST).normalized("inbound")
+    assert [r.id for r in records] == ["m-2", "m-1"]
+    assert records[0].direction == "inbound"
+    assert dict(invalid) == {"missing_id": 1, "not_an_object": 1}
 
 
 @pytest.mark.parametrize("body", [[], {"messages": []}, {"meta": {}}, {"meta": {}, "messages": {}},
@@ -82,7 +81,7 @@ def test_foreign_next_page_is_refused_but_the_page_is_kept():
     page = _client().list_page(LIST)
     assert page.next_url is None
     assert page.refused.code == "foreign_origin"
-    assert [r.id for r in page.records] == ["m-1"]
+    assert [item["id"] for item in page.items] == ["m-1"]
     assert len(responses.calls) == 1
 
 
@@ -126,7 +125,7 @@ def test_transient_failures_are_retried_until_success():
     responses.get(LIST, json=_page([{"id": "m-1"}]))
     client = _client()
     page = client.list_page(LIST)
-    assert [r.id for r in page.records] == ["m-1"]
+    assert [item["id"] for item in page.items] == ["m-1"]
     assert client.requests == 5 and client.retries == 4
 
 

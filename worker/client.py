@@ -18,6 +18,7 @@ reason code. Errors carry ids, URLs without keys, and HTTP statuses; never respo
 import collections
 import dataclasses
 import email.utils
+import json
 import random
 import re
 import threading
@@ -52,21 +53,30 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 @dataclasses.dataclass(frozen=True)
 class Page:
-    """One validated list page: storable records, skipped items by reason, and the next URL.
+    """One validated list page: its items as received, and the next page's URL.
 
     ``refused`` holds the error of a ``nextPage`` outside the API's origin: the page itself
     came from the origin and may be stored, but the walk must stop after it.
     """
 
-    records: list
-    invalid: collections.Counter
+    items: list
     next_url: str | None
     items_in_total: int | None = None
     refused: MetriportError | None = None
 
-    @property
-    def seen(self):
-        return len(self.records) + sum(self.invalid.values())
+    def normalized(self, direction=None):
+        """``(records, invalid)``: storable records, and skipped items counted by reason code.
+
+        Kept apart from the fetch so a caller can do this CPU work in another thread than the
+        one waiting on the network.
+        """
+        records, invalid = [], collections.Counter()
+        for item in self.items:
+            try:
+                records.append(normalize(item, direction))
+            except InvalidMessage as exc:
+                invalid[exc.code] += 1
+        return records, invalid
 
 
 def origin(url):
@@ -144,7 +154,7 @@ class MetriportClient:
 
     # -- endpoints ------------------------------------------------------------------------
 
-    def list_page(self, url, direction=None):
+    def list_page(self, url):
         """Fetch and validate one List Messages page at ``url`` (first page or a ``nextPage``)."""
         body = self._json(self._send("GET", url), url)
         meta = body.get("meta") if isinstance(body, dict) else None
@@ -164,14 +174,8 @@ class MetriportClient:
                 next_url = self.check_origin(next_url)
             except MetriportError as exc:
                 next_url, refused = None, exc
-        records, invalid = [], collections.Counter()
-        for item in items:
-            try:
-                records.append(normalize(item, direction))
-            except InvalidMessage as exc:
-                invalid[exc.code] += 1
         total = meta.get("itemsInTotal")
-        return Page(records, invalid, next_url, total if isinstance(total, int) else None, refused)
+        return Page(items, next_url, total if isinstance(total, int) else None, refused)
 
     def get_message(self, message_id):
         """The message ``message_id`` as Metriport serves it (``{"communication": ...}`` or flat)."""
@@ -201,7 +205,7 @@ class MetriportClient:
 
     def _json(self, response, url):
         try:
-            return response.json()
+            return json.loads(response.content)
         except ValueError:
             raise MetriportError(
                 f"Metriport answered {_safe(url)} with a body that is not JSON.", "invalid_answer"

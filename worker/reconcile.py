@@ -25,6 +25,7 @@ import json
 import logging
 import time
 
+from inbox.connection import connect
 from inbox.connection import translate_errors
 from inbox.errors import InboxError
 from inbox.errors import MetriportError
@@ -43,6 +44,9 @@ RUNS_KEPT = 100
 #: the lock outlives the longest wait between two renewals (one page's retries) with margin
 LOCK_TTL_MS = int((2 * MAX_RETRY_SECONDS + 30) * 1000)
 MODES = ("incremental", "full")
+#: read timeout for Redis replies: a 500-message upsert on a busy server can take longer than the
+#: store's default 0.5 s, and a timed-out script would be sent again (counted as duplicates)
+STORE_TIMEOUT = 5.0
 
 
 @dataclasses.dataclass
@@ -90,7 +94,7 @@ class Reconciliation:
         started = time.time()
         outcome, error = "completed", None
         try:
-            self.store = Store(self.settings)
+            self.store = Store(self.settings, client=connect(self.settings.redis_url, STORE_TIMEOUT))
             self.lock = Lock(self.store.client, self.keys.reconcile_lock, LOCK_TTL_MS)
             if not self.lock.acquire():
                 outcome = "skipped"
@@ -128,9 +132,7 @@ class Reconciliation:
     # -- one direction ----------------------------------------------------------------------
 
     def _walk(self, direction, reader):
-        state = self.store.client.hget(self.keys.reconcile_state, f"full:{direction}")
-        self.round_trips += 1
-        mode = self._mode_for(state)
+        mode = self._mode_for(self._last_full(direction))
         url, resumed = self._checkpoint(direction), True
         if url is None:
             url, resumed = self.client.list_url(direction, self.settings.reconcile_page_size), False
@@ -139,37 +141,52 @@ class Reconciliation:
         log.info("reconcile %s: %s walk%s", direction, mode, " resumed from checkpoint" if resumed else "")
         stop_after = self.settings.reconcile_stop_after
         streak = 0
-        pending = reader.submit(self.client.list_page, url, direction)
+        pending = reader.submit(self.client.list_page, url)
         while pending is not None:
             page = pending.result()
-            # Read ahead while this page is stored, unless this page may be the last one an
-            # incremental walk needs (then the extra request would be wasted quota).
+            # Read ahead while this page is normalized and stored (the reader thread mostly waits
+            # on the network, this one on the CPU and Redis), unless this page may be the last one
+            # an incremental walk needs: then the extra request would be wasted quota.
             may_stop = mode == "incremental" and streak + 1 >= stop_after
             pending = None
             if page.next_url and not may_stop:
-                pending = reader.submit(self.client.list_page, page.next_url, direction)
-            counts = self._store(page)
+                pending = reader.submit(self.client.list_page, page.next_url)
+            counts, invalid = self._take(direction, page, tally)
             streak = 0 if counts["created"] or counts["updated"] else streak + 1
             end = page.next_url is None
             stop = end or (mode == "incremental" and streak >= stop_after)
-            self._persist(direction, None if stop else page.next_url, counts["created"], page.invalid)
-            tally.add(Tally(1, page.seen, counts["created"], counts["updated"], counts["duplicates"],
-                            counts["stale"], sum(page.invalid.values())))
-            log.info(
-                "reconcile %s: page %d: %d seen, %d created, %d updated, %d invalid (requests %d)",
-                direction, tally.pages, page.seen, counts["created"], counts["updated"],
-                sum(page.invalid.values()), self.client.requests,
-            )
+            self._persist(direction, None if stop else page.next_url, counts["created"], invalid)
             if page.refused is not None:
                 raise page.refused
             if stop:
                 break
             if pending is None:
-                pending = reader.submit(self.client.list_page, page.next_url, direction)
+                pending = reader.submit(self.client.list_page, page.next_url)
         self.walks[direction]["complete"] = True
         if mode == "full" and end:
             self.store.client.hset(self.keys.reconcile_state, f"full:{direction}", int(time.time() * 1000))
             self.round_trips += 1
+
+    def _take(self, direction, page, tally):
+        """Normalize and store one page, count it, log one line; ``(counts, invalid)``."""
+        records, invalid = page.normalized(direction)
+        counts = self._store(records)
+        skipped = sum(invalid.values())
+        tally.add(Tally(1, len(page.items), counts["created"], counts["updated"],
+                        counts["duplicates"], counts["stale"], skipped))
+        if page.items_in_total is not None:
+            log.info("reconcile %s: Metriport lists %d messages", direction, page.items_in_total)
+        log.info(
+            "reconcile %s: page %d: %d seen, %d created, %d updated, %d invalid (requests %d)",
+            direction, tally.pages, len(page.items), counts["created"], counts["updated"],
+            skipped, self.client.requests,
+        )
+        return counts, invalid
+
+    def _last_full(self, direction):
+        """When the last complete full walk of ``direction`` ended (ms), or None."""
+        self.round_trips += 1
+        return self.store.client.hget(self.keys.reconcile_state, f"full:{direction}")
 
     def _mode_for(self, last_full):
         if self.mode == "full" or last_full is None:
@@ -189,11 +206,11 @@ class Reconciliation:
             log.warning("reconcile %s: ignored a checkpoint outside METRIPORT_API_URL", direction)
             return None
 
-    def _store(self, page):
-        if not page.records:
+    def _store(self, records):
+        if not records:
             return {"created": 0, "updated": 0, "duplicates": 0, "stale": 0}
         self.round_trips += 1
-        return self.store.upsert(page.records, via=Via.RECONCILE).counts()
+        return self.store.upsert(records, via=Via.RECONCILE).counts()
 
     def _persist(self, direction, next_url, created, invalid):
         """Checkpoint, counters and lock renewal in one transaction (one round trip)."""
