@@ -42,8 +42,8 @@ class Entry:
     """One feed entry: ``id`` is its stream id (the idempotency key), the rest routes it.
 
     ``message`` is the stored message (``inbox.store.StoredMessage``) when read by a consumer;
-    ``error`` says why it is missing (``message_missing``, ``decrypt_failed``); ``deliveries``
-    counts how often the group has handed this entry out.
+    ``error`` says why it is missing (``message_missing``, ``decrypt_failed``,
+    ``record_unreadable``); ``deliveries`` counts how often the group has handed it out.
     """
 
     id: str
@@ -338,7 +338,7 @@ class Consumer:
         try:
             messages = self.store.get_many(ids)
             errors = [None if m is not None else "message_missing" for m in messages]
-        except DecryptionError:
+        except (DecryptionError, ValueError):  # one bad record: open them one by one
             messages, errors = [], []
             for message_id in ids:
                 try:
@@ -348,6 +348,9 @@ class Consumer:
                 except DecryptionError as exc:
                     messages.append(None)
                     errors.append(exc.code)
+                except ValueError:  # opened, but not JSON
+                    messages.append(None)
+                    errors.append("record_unreadable")
         return [
             dataclasses.replace(entry, message=message, error=error)
             for entry, message, error in zip(entries, messages, errors)

@@ -14,6 +14,7 @@ from flask import Response
 from flask import current_app
 from flask import request
 
+from inbox.connection import translate_errors
 from inbox.settings import DIRECTIONS
 from receiver.auth import api_key_required
 
@@ -166,14 +167,28 @@ def _matches(message, filters):
 
 
 def _total(store, filters):
-    """How many messages the filters select (records checked when filtering by patient)."""
-    if "patientId" not in filters:
-        return store.count(store.index_key(filters.get("direction")))
+    """How many messages the filters select.
+
+    With a patient, each id of the patient's index is checked against its record's patient
+    and direction fields (``p``, ``d``), read without opening the resource.
+    """
+    direction, patient = filters.get("direction"), filters.get("patientId")
+    if not patient:
+        return store.count(store.index_key(direction))
+    index = store.index_key(patient=patient)
     total, cursor, skip = 0, None, None
     while True:
-        ids = store.ids(store.index_key(patient=filters["patientId"]), start=cursor, count=1000)
-        fresh = [i for i in ids if i != skip]
-        total += sum(1 for m in store.get_many(fresh) if m is not None and _matches(m, filters))
+        ids = store.ids(index, start=cursor, count=1000)
+        pipe = store.client.pipeline(transaction=False)
+        for message_id in ids:
+            if message_id != skip:
+                pipe.hmget(store.keys.msg(message_id), "p", "d")
+        with translate_errors("count messages"):
+            rows = pipe.execute()
+        total += sum(
+            1 for p, d in rows
+            if p is not None and p.decode() == patient and (not direction or d.decode() == direction)
+        )
         if len(ids) < 1000:
             return total
         cursor = skip = ids[-1]

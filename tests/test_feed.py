@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -88,6 +89,14 @@ def test_undecryptable_record_is_reported_not_raised(encrypted_store, redis_clie
     assert entries[0].message.id == ids[0]
 
 
+def test_record_that_is_not_json_is_reported(settings, store, redis_client):
+    """A clear-text record that does not parse is flagged ``record_unreadable``."""
+    ids = fill(store, 2)
+    redis_client.hset(store.keys.msg(ids[0]), "r", b"{not json")
+    entries = Consumer(settings, "g", "c").read()
+    assert [e.error for e in entries] == ["record_unreadable", None]
+
+
 def test_new_group_from_now_skips_history(settings, store):
     """A group created with from_start=False sees only entries written after it exists."""
     fill(store, 5)
@@ -98,13 +107,16 @@ def test_new_group_from_now_skips_history(settings, store):
 
 
 def test_blocking_read_returns_an_entry_written_meanwhile(settings, store):
-    """A blocking read with nothing pending waits, then returns nothing without error."""
+    """A blocking read with nothing new wakes up with the entry written while it waits."""
     consumer = Consumer(settings, "g", "c")
-    started = time.monotonic()
-    assert consumer.read(block=0.3) == []
-    assert time.monotonic() - started >= 0.25
-    fill(store, 1)
-    assert len(consumer.read(block=1)) == 1
+    assert consumer.read(block=0.2) == []
+    writer = threading.Timer(0.3, fill, args=(store, 1))
+    writer.start()
+    try:
+        entries = consumer.read(block=10)
+    finally:
+        writer.join()
+    assert [e.message_id for e in entries] == [communication(0)["id"]]
 
 
 CRASHING_CONSUMER = textwrap.dedent(
