@@ -25,6 +25,16 @@ TERMINAL_STATUSES = frozenset({"completed", "failed", "entered-in-error", "stopp
 
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _PATIENT_REFERENCE = "Patient/"
+#: where the message time comes from, first found wins (FHIR, then the SDK DTO)
+_MESSAGE_TIMES = ("sent", "received", "sentAt")
+# compact JSON encoders, keyed by sort_keys, built once (json.dumps builds one per call); parsed
+# JSON has no cycles, so the encoder's cycle check is only cost (~1 us per 1 KB message)
+_ENCODERS = {
+    sort_keys: json.JSONEncoder(
+        ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys, check_circular=False
+    )
+    for sort_keys in (False, True)
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,16 +78,19 @@ def normalize(message, direction=None):
     if direction is not None and direction not in DIRECTIONS:
         raise InvalidMessage("The direction must be inbound or outbound.", "invalid_direction")
     status = resource.get("status")
-    message_time = _first_time(resource, ("sent", "received", "sentAt"))
+    times = [t for t in map(_parse_time, map(resource.get, _MESSAGE_TIMES)) if t is not None]
+    message_time = times[0] if times else None
     as_of = (
-        _first_time(resource, ("updatedAt",))
+        _parse_time(resource.get("updatedAt"))
         or _meta_last_updated(resource)
-        or _latest_time(resource, ("sent", "received", "sentAt"))
+        # the latest, not the first: a Communication's ``received`` is when Metriport had it,
+        # which is the DTO's ``updatedAt``, so both copies of a message tie and the API read wins
+        or (max(times) if times else None)
     )
     return Record(
         id=message_id,
-        body=_dumps(resource, sort_keys=False),
-        canonical=_dumps(resource, sort_keys=True),
+        body=_json(resource, sort_keys=False),
+        canonical=_json(resource, sort_keys=True),
         direction=direction,
         patient=_patient_id(resource),
         status=status if isinstance(status, str) else None,
@@ -86,17 +99,12 @@ def normalize(message, direction=None):
     )
 
 
-def _dumps(value, sort_keys):
-    """Compact UTF-8 JSON; ASCII with ``\\u`` escapes when a string holds a lone surrogate.
-
-    ``json.loads`` accepts ``"\\ud800"``, which has no UTF-8 form: escaping keeps such a message
-    (same JSON value) instead of failing the whole webhook or reconcile page.
-    """
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys)
+def _json(resource, sort_keys):
+    """Compact UTF-8 JSON; ASCII escapes when a string holds a lone surrogate (JSON allows one)."""
     try:
-        return text.encode("utf-8")
+        return _ENCODERS[sort_keys].encode(resource).encode("utf-8")
     except UnicodeEncodeError:
-        return json.dumps(value, separators=(",", ":"), sort_keys=sort_keys).encode("ascii")
+        return json.dumps(resource, separators=(",", ":"), sort_keys=sort_keys).encode("ascii")
 
 
 def _patient_id(resource):
@@ -115,25 +123,6 @@ def _patient_id(resource):
 def _meta_last_updated(resource):
     meta = resource.get("meta")
     return _parse_time(meta.get("lastUpdated")) if isinstance(meta, dict) else None
-
-
-def _first_time(resource, fields):
-    for field in fields:
-        parsed = _parse_time(resource.get(field))
-        if parsed is not None:
-            return parsed
-    return None
-
-
-def _latest_time(resource, fields):
-    """The latest of several times: a Communication's ``received`` is when Metriport had it.
-
-    Without ``updatedAt`` or ``meta.lastUpdated`` this is a resource's "as of": the FHIR copy of a
-    message then orders level with the DTO copy (whose ``updatedAt`` is that receipt time), and
-    the tie goes to the API read, the source of truth.
-    """
-    times = [t for t in (_parse_time(resource.get(field)) for field in fields) if t is not None]
-    return max(times) if times else None
 
 
 def _parse_time(value):

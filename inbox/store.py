@@ -175,21 +175,22 @@ class Store:
         return [self._stored(i, row) if row else None for i, row in zip(message_ids, rows)]
 
     def _stored(self, message_id, row):
-        text = lambda field: row.get(field, b"").decode() or None  # noqa: E731
-        number = lambda field: int(row[field]) if row.get(field) else None  # noqa: E731
+        # m: version|direction|patient|message time|as-of|first via|via|first seen|updated|status
+        (version, direction, patient, message_time, as_of, first_via, via, first_seen, updated,
+         status) = row[b"m"].decode().split("|", 9)
         return StoredMessage(
             id=message_id,
             resource=json.loads(self.vault.open(message_id, row[b"r"])),
-            version=number(b"v"),
-            direction=text(b"d"),
-            patient=text(b"p"),
-            status=text(b"s"),
-            message_time=number(b"t"),
-            as_of=number(b"a") or 0,
-            first_via=text(b"c"),
-            via=text(b"w"),
-            first_seen=number(b"f"),
-            updated=number(b"u"),
+            version=int(version),
+            direction=direction or None,
+            patient=patient or None,
+            status=status or None,
+            message_time=int(message_time) if message_time else None,
+            as_of=int(as_of or 0),
+            first_via=first_via,
+            via=via,
+            first_seen=int(first_seen),
+            updated=int(updated),
         )
 
     def index_key(self, direction=None, patient=None):

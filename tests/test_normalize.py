@@ -129,3 +129,17 @@ def test_rejection_detail_holds_no_message_content():
     with pytest.raises(InvalidMessage) as caught:
         normalize({"id": "Jane Doe diabetes", "topic": {"text": "secret"}})
     assert "Jane" not in caught.value.detail and "secret" not in caught.value.detail
+
+
+def test_lone_surrogate_is_stored_escaped_not_rejected():
+    """A string with a lone surrogate (valid JSON escape, invalid UTF-8) is kept, ASCII-escaped."""
+    message = json.loads('{"id": "m-1", "note": "\\ud800 caf\\u00e9"}')
+    record = normalize(message)
+    assert json.loads(record.body) == message
+    assert json.loads(record.canonical) == message
+
+
+def test_non_ascii_text_is_stored_as_utf8():
+    """Ordinary non-ASCII text is stored as UTF-8, not as \\u escapes (smaller, as received)."""
+    record = normalize({"id": "m-1", "topic": {"text": "café"}})
+    assert "café".encode("utf-8") in record.body

@@ -290,3 +290,23 @@ def test_feed_is_trimmed_near_its_cap(settings):
                      "reconcile")
     assert store.count(store.index_key()) == 1000
     assert store.client.xlen(store.keys.feed) < 400
+
+
+def test_record_is_three_hash_fields(store):
+    """A record is r (blob), h (digest) and m (packed routing fields): small, and rekey-compatible."""
+    resource = message("communication", patient="p-1")
+    put(store, resource)
+    row = store.client.hgetall(store.keys.msg(resource["id"]))
+    assert set(row) == {b"r", b"h", b"m"}
+    assert row[b"h"] == store.vault.digests(normalize(resource).canonical).encode()
+    version, direction, patient, *_, status = row[b"m"].decode().split("|")
+    assert (version, direction, patient, status) == ("1", "inbound", "p-1", "completed")
+
+
+def test_status_with_a_separator_survives_the_packed_field(store):
+    """A free-text status holding ``|`` round-trips, and the record's other fields stay intact."""
+    put(store, {"id": "m-1", "status": "odd|status", "updatedAt": T0, "patientId": "p-1"})
+    stored = store.get("m-1")
+    assert (stored.status, stored.patient, stored.direction) == ("odd|status", "p-1", "inbound")
+    assert store.apply_status("m-1", "completed", 10**13) == Outcome.UPDATED
+    assert (store.get("m-1").status, store.get("m-1").patient) == ("completed", "p-1")

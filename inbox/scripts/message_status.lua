@@ -12,6 +12,8 @@ KEYS
 ARGV
   1  id   2 via   3 now ms   4 feed length cap   5 status   6 as-of ms (the status time)
 
+The record's packed field m is described in messages_upsert.lua.
+
 Returns "unknown" when no record exists (nothing written), else "updated", "duplicate" (same
 status) or "stale" (older, or a terminal status going back).
 ]]
@@ -24,25 +26,29 @@ local TERMINAL = {
   ['stopped'] = true, ['not-done'] = true,
 }
 
-local old = redis.call('HMGET', msg, 'v', 's', 'a', 'd', 'p')
-if not old[1] then return 'unknown' end
+local m = redis.call('HGET', msg, 'm')
+if not m then return 'unknown' end
+local old_version, direction, patient, message_time, old_as_of, first_via, _, first_seen, _,
+  old_status = string.match(m,
+    '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
 
 local outcome
-local old_terminal, terminal = TERMINAL[old[2]] or false, TERMINAL[status] or false
-if old[2] == status then
+local old_terminal, terminal = TERMINAL[old_status] or false, TERMINAL[status] or false
+if old_status == status then
   outcome = 'duplicate'
 elseif old_terminal and not terminal then
   outcome = 'stale'
-elseif old_terminal == terminal and tonumber(as_of) <= tonumber(old[3]) then
+elseif old_terminal == terminal and tonumber(as_of) <= tonumber(old_as_of) then
   outcome = 'stale'
 else
   outcome = 'updated'
-  local version = tonumber(old[1]) + 1
-  local newest = tonumber(as_of) > tonumber(old[3]) and as_of or old[3]
-  redis.call('HSET', msg, 's', status, 'v', version, 'a', newest, 'w', via, 'u', now)
+  local version = tonumber(old_version) + 1
+  local newest = tonumber(as_of) > tonumber(old_as_of) and as_of or old_as_of
+  redis.call('HSET', msg, 'm', table.concat({version, direction, patient, message_time, newest,
+    first_via, via, first_seen, now, status}, '|'))
   redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*',
     'event', 'updated', 'id', id, 'via', via, 'version', version,
-    'direction', old[4], 'patient', old[5], 'status', status)
+    'direction', direction, 'patient', patient, 'status', status)
 end
 redis.call('HINCRBY', stats, outcome, 1)
 redis.call('HINCRBY', stats, outcome .. ':' .. via, 1)

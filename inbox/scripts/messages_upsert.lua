@@ -26,8 +26,10 @@ ARGV
   b+4 direction or ""   b+5 patient id or ""   b+6 status or ""
   b+7 message time ms or ""   b+8 as-of ms
 
-Record fields: r blob, h digest, v version, d direction, p patient, s status, t message time,
-a as-of, c first channel, w channel of this version, f first seen ms, u last change ms.
+Record fields: r blob, h digest, m the rest packed as
+"version|direction|patient|message time|as-of|first channel|channel|first seen|last change|status"
+(ms times; status last, as the only free text). Three fields instead of twelve: a hash holding a
+1 KB blob is a hashtable, where every field costs ~64 bytes (see bench/RESULTS-store.md).
 
 Rule for "newer": a terminal status beats a non-terminal one (never goes back); otherwise the
 later as-of wins; on a tie the incoming version wins only when it was read from Metriport's API
@@ -53,6 +55,15 @@ local function is_newer(old_status, old_as_of, status, as_of)
   if old_terminal ~= terminal then return terminal end
   if as_of ~= old_as_of then return as_of > old_as_of end
   return via ~= 'webhook'
+end
+
+local function unpack_meta(m)
+  return string.match(m, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+end
+
+local function pack_meta(v, d, p, t, a, c, w, f, u, s)
+  return v .. '|' .. d .. '|' .. p .. '|' .. t .. '|' .. a .. '|' .. c .. '|' .. w .. '|' .. f
+    .. '|' .. u .. '|' .. s
 end
 
 local function announce(event, id, version, direction, patient, status)
@@ -91,35 +102,39 @@ for i = 1, n do
   local as_of = tonumber(as_of_text)
   local digest = string.match(digests, '^[^,]+')
 
-  local old = redis.call('HMGET', msg, 'h', 'v', 's', 'a', 'd', 'p')
+  local old_digest, old_meta = unpack(redis.call('HMGET', msg, 'h', 'm'))
   local outcome
-  if not old[1] then
+  if not old_digest then
     outcome = 'created'
-    redis.call('HSET', msg, 'r', blob, 'h', digest, 'v', 1, 'd', direction, 'p', patient,
-      's', status, 't', message_time, 'a', as_of_text, 'c', via, 'w', via, 'f', now, 'u', now)
+    redis.call('HSET', msg, 'r', blob, 'h', digest,
+      'm', pack_meta(1, direction, patient, message_time, as_of_text, via, via, now, now, status))
     redis.call('ZADD', idx_all, 0, id)
     if direction ~= '' then redis.call('ZADD', idx_dir, 0, id) end
     if patient ~= '' then redis.call('ZADD', idx_patient, 0, id) end
     announce('created', id, 1, direction, patient, status)
-  elseif string.find(',' .. digests .. ',', ',' .. old[1] .. ',', 1, true) then
+  elseif string.find(',' .. digests .. ',', ',' .. old_digest .. ',', 1, true) then
     outcome = 'duplicate'
-  elseif is_newer(old[3], tonumber(old[4]), status, as_of) then
-    outcome = 'updated'
-    local version = tonumber(old[2]) + 1
-    if direction == '' then direction = old[5] end
-    redis.call('HSET', msg, 'r', blob, 'h', digest, 'v', version, 'd', direction, 'p', patient,
-      's', status, 't', message_time, 'a', as_of_text, 'w', via, 'u', now)
-    if direction ~= '' and direction ~= old[5] then redis.call('ZADD', idx_dir, 0, id) end
-    if patient ~= old[6] then
-      if patient ~= '' then redis.call('ZADD', idx_patient, 0, id) end
-      if old[6] ~= '' then
-        moved[#moved + 1] = id
-        moved[#moved + 1] = old[6]
-      end
-    end
-    announce('updated', id, version, direction, patient, status)
   else
-    outcome = 'stale'
+    local old_version, old_direction, old_patient, _, old_as_of, first_via, _, first_seen, _,
+      old_status = unpack_meta(old_meta)
+    if is_newer(old_status, tonumber(old_as_of), status, as_of) then
+      outcome = 'updated'
+      local version = tonumber(old_version) + 1
+      if direction == '' then direction = old_direction end
+      redis.call('HSET', msg, 'r', blob, 'h', digest, 'm', pack_meta(version, direction, patient,
+        message_time, as_of_text, first_via, via, first_seen, now, status))
+      if direction ~= '' and direction ~= old_direction then redis.call('ZADD', idx_dir, 0, id) end
+      if patient ~= old_patient then
+        if patient ~= '' then redis.call('ZADD', idx_patient, 0, id) end
+        if old_patient ~= '' then
+          moved[#moved + 1] = id
+          moved[#moved + 1] = old_patient
+        end
+      end
+      announce('updated', id, version, direction, patient, status)
+    else
+      outcome = 'stale'
+    end
   end
   outcomes[i] = outcome
   counts[outcome] = counts[outcome] + 1
