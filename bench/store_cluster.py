@@ -4,20 +4,22 @@ Each of ``--processes`` client processes ingests its own namespace in pages of `
 new messages (one ``Store.upsert`` call per page, as a reconcile walk does). On the cluster the
 namespaces are picked so their hash tags land on different masters, which is how a deployment
 shards (one namespace per Metriport account or environment). Both targets are embedded servers
-on 127.0.0.1, started and stopped here; rounds alternate single/cluster and the median counts.
+on 127.0.0.1, started and stopped here; each round runs the single server then the cluster, medians count.
 
-    .venv/bin/python bench/store_cluster.py [--processes 3] [--pages 8] [--page-size 500] [--rounds 5]
+    .venv/bin/python bench/store_cluster.py [--processes 3] [--pages 8] [--page-size 500]
+                                            [--rounds 5]
 
 Prints one line per round and a summary with the cluster/single ratio. Records are synthetic
 (~1 KiB Communication resources, no encryption), built before the clock starts.
 
 Wall-clock throughput on a small machine is bounded by the client processes' CPU, which the
-servers share; so each round also reports the CPU seconds the busiest server used (``INFO cpu``, user + sys,
-before and after): the cluster's gain in server capacity, independent of how many cores the
-clients have (wall time inside scripts would count time the server sat preempted).
+servers share; so each round also reports the CPU seconds the busiest server used
+(``INFO cpu``, user + sys, before and after): the cluster's gain in server capacity, whatever
+the clients' cores (wall time inside scripts would count time the server sat preempted).
 """
 
 import argparse
+import collections
 import multiprocessing
 import statistics
 import time
@@ -51,13 +53,13 @@ def resource(message_id, n):
 def ingest(job):
     """One client process: store ``pages`` pages in ``namespace``; returns (start, end) times."""
     url, namespace, pages, page_size, barrier = job
-    store = Store(Settings(redis_url=url, namespace=namespace, rq_redis_url="redis://unused/0"))
+    store = Store(Settings(redis_url=url, namespace=namespace))
     batches = [
         [normalize(resource(f"{namespace}-{p:04d}-{i:04d}", i), direction="inbound")
          for i in range(page_size)]
         for p in range(pages)
     ]
-    store.stats()  # connect and load nothing yet: keep setup out of the clock
+    store.stats()  # connect (and read the slot map) before the clock starts
     barrier.wait()
     started = time.perf_counter()
     for records in batches:
@@ -67,29 +69,29 @@ def ingest(job):
 
 def run(url, namespaces, args):
     """Messages per second stored by one process per namespace, all starting together."""
-    barrier = multiprocessing.Manager().Barrier(len(namespaces))
-    jobs = [(url, ns, args.pages, args.page_size, barrier) for ns in namespaces]
-    with multiprocessing.Pool(len(namespaces)) as pool:
+    with multiprocessing.Manager() as manager, multiprocessing.Pool(len(namespaces)) as pool:
+        barrier = manager.Barrier(len(namespaces))
+        jobs = [(url, ns, args.pages, args.page_size, barrier) for ns in namespaces]
         spans = pool.map(ingest, jobs)
     elapsed = max(end for _, end in spans) - min(start for start, _ in spans)
     return len(namespaces) * args.pages * args.page_size / elapsed
 
 
 def spread_namespaces(client, count, run_id):
-    """``count`` namespaces whose hash-tag slots belong to ``count`` different masters."""
-    owners = {}
-    for (low, high), nodes in client.cluster_slots().items():
-        owners[(low, high)] = nodes["primary"][1]
-    chosen = {}
-    for i in range(10_000):
+    """``count`` namespaces spread evenly over the masters by their hash-tag slots."""
+    owners = {span: nodes["primary"][1] for span, nodes in client.cluster_slots().items()}
+    per_master = -(-count // len(set(owners.values())))
+    placed, chosen = collections.Counter(), []
+    for i in range(100_000):
         namespace = f"bench-{run_id}-{i}"
         slot = client.keyslot(Keys(namespace).feed)
         port = next(p for (low, high), p in owners.items() if low <= slot <= high)
-        chosen.setdefault(port, namespace)
-        if len(chosen) == min(count, len(owners)):
-            break
-    names = list(chosen.values())
-    return [names[i % len(names)] + ("" if i < len(names) else f"-{i}") for i in range(count)]
+        if placed[port] < per_master:
+            placed[port] += 1
+            chosen.append(namespace)
+        if len(chosen) == count:
+            return chosen
+    raise RuntimeError("Could not spread the namespaces over the masters.")
 
 
 def flush(ports):
@@ -146,12 +148,14 @@ def main():
         median = {name: statistics.median(values) for name, values in rates.items()}
         load = {name: statistics.median(values) for name, values in busiest.items()}
         print(
-            f"summary: {args.processes} processes x {args.pages} pages x {args.page_size} messages, "
+            f"summary: {args.processes} processes x {args.pages} pages x "
+            f"{args.page_size} messages, "
             f"{cluster.server}: single {median['single']:,.0f} msg/s, 3-master cluster "
             f"{median['cluster']:,.0f} msg/s (ratio {median['cluster'] / median['single']:.2f}); "
             f"busiest server's CPU single {load['single']:.2f} s, cluster "
             f"{load['cluster']:.2f} s (ratio {load['cluster'] / load['single']:.2f})"
         )
+
 
 if __name__ == "__main__":
     main()

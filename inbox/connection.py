@@ -18,7 +18,6 @@ translated once, here, into ``StoreUnavailable``.
 
 import contextlib
 import functools
-
 from urllib.parse import unquote
 
 import redis
@@ -44,7 +43,7 @@ _UNAVAILABLE = (
     redis.exceptions.TryAgainError,
     redis.exceptions.SlotNotCoveredError,
 )
-#: schemes ``connect`` builds a cluster client for / a Sentinel-managed client for
+#: URL schemes for which ``connect`` builds a cluster client / a Sentinel-managed client
 CLUSTER_SCHEME = "redis+cluster"
 SENTINEL_SCHEME = "redis+sentinel"
 
@@ -85,7 +84,9 @@ def is_cluster_url(url):
 def _cluster(url, socket_timeout):
     credentials, nodes, path = _split(url)
     if path.strip("/"):
-        raise ConfigError("A redis+cluster:// URL takes no database or path (a cluster has db 0 only).")
+        raise ConfigError(
+            "A redis+cluster:// URL takes no database or path (a cluster has db 0 only)."
+        )
     options = _common_options(socket_timeout)
     retry = options.pop("retry")
     with translate_errors("read the cluster's slot map"):
@@ -118,7 +119,7 @@ def _sentinel(url, socket_timeout):
 def _split(url):
     """``(credentials, [(host, port)...], path)`` of a URL whose netloc lists several nodes."""
     rest = url.split("://", 1)[1]
-    netloc, slash, path = rest.partition("/")
+    netloc, _, path = rest.partition("/")
     userinfo, at, hosts = netloc.rpartition("@")
     credentials = {}
     if at:

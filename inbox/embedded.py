@@ -134,13 +134,18 @@ def find_cluster_binaries():
         cli = pathlib.Path(server).with_name("redis-cli")
         if cli.exists() and os.access(server, os.X_OK) and os.access(cli, os.X_OK):
             return server, str(cli)
-    raise ConfigError("No redis-server with a redis-cli next to it was found (needed for a cluster).")
+    raise ConfigError(
+        "No redis-server with a redis-cli next to it was found (needed for a cluster)."
+    )
 
 
 def free_cluster_port(taken=()):
-    """A free port whose cluster bus port (port + 10000) is free too, both on 127.0.0.1."""
+    """A free port whose cluster bus port (port + 10000) is free too, both on 127.0.0.1.
+
+    Both stay below Linux's ephemeral range (32768+), where outgoing connections take ports.
+    """
     for _ in range(200):
-        port = random.randrange(20000, 45000)
+        port = random.randrange(10000, 22700)
         if port in taken or port + 10000 in taken:
             continue
         try:

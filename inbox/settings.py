@@ -88,7 +88,9 @@ def _redis_url(variable, raw):
 
 def _check_queue(values):
     """RQ needs its own standalone or Sentinel Redis when the store is a Redis Cluster."""
-    is_cluster = lambda url: url is not None and urlsplit(url).scheme == CLUSTER_SCHEME  # noqa: E731
+    def is_cluster(url):
+        return url is not None and urlsplit(url).scheme == CLUSTER_SCHEME
+
     if is_cluster(values.get("rq_redis_url")):
         raise ConfigError(
             "RQ_REDIS_URL must name a standalone (redis://) or Sentinel (redis+sentinel://) Redis: "

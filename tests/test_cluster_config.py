@@ -1,4 +1,4 @@
-"""Settings and URLs for scaling out: a cluster store needs its own queue Redis, Sentinel works for RQ."""
+"""Settings and URLs for scaling out: a cluster store needs its own queue Redis; RQ on Sentinel."""
 
 import os
 import pathlib
@@ -65,13 +65,13 @@ def test_queue_client_refuses_a_cluster_from_code():
     "redis+sentinel://127.0.0.1:26379/mymaster/x",
 ])
 def test_malformed_multi_node_urls_are_config_errors(url):
-    """A node without a port, a cluster db or a Sentinel URL without a master name is a ConfigError."""
+    """A node without a port, a cluster db or a Sentinel URL without master name is a ConfigError."""
     with pytest.raises(ConfigError):
         connect(url)
 
 
 def test_unreachable_cluster_or_sentinel_is_store_unavailable():
-    """Nothing listening behind a cluster or Sentinel URL is StoreUnavailable, not a redis-py error."""
+    """Nothing listening behind a cluster or Sentinel URL is StoreUnavailable, no redis-py error."""
     with pytest.raises(StoreUnavailable):
         connect(f"redis+cluster://127.0.0.1:{free_port()},127.0.0.1:{free_port()}/")
     client = connect(f"redis+sentinel://127.0.0.1:{free_port()}/mymaster")
@@ -122,7 +122,8 @@ def sentinel():
 def test_rq_runs_on_a_sentinel_managed_redis(sentinel, tmp_path):
     """RQ enqueues and a burst worker runs a job through a redis+sentinel:// queue URL."""
     url, primary = sentinel
-    settings = Settings(redis_url=primary.url, rq_redis_url=url, namespace=f"t-{uuid.uuid4().hex[:8]}")
+    namespace = f"t-{uuid.uuid4().hex[:8]}"
+    settings = Settings(redis_url=primary.url, rq_redis_url=url, namespace=namespace)
     queue_client = Connections(settings).queue
     queue = rq.Queue("default", connection=queue_client)
     marker = tmp_path / "ran"
