@@ -24,6 +24,8 @@ from inbox.settings import DIRECTIONS
 TERMINAL_STATUSES = frozenset({"completed", "failed", "entered-in-error", "stopped", "not-done"})
 
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# a status is a code (FHIR's or the SDK's); anything else is dropped, as it would reach the feed
+_STATUS = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _PATIENT_REFERENCE = "Patient/"
 #: where the message time comes from, first found wins (FHIR, then the SDK DTO)
 _MESSAGE_TIMES = ("sent", "received", "sentAt")
@@ -93,10 +95,15 @@ def normalize(message, direction=None):
         canonical=_json(resource, sort_keys=True),
         direction=direction,
         patient=_patient_id(resource),
-        status=status if isinstance(status, str) else None,
+        status=status_code(status),
         message_time=message_time,
         as_of=as_of or 0,
     )
+
+
+def status_code(value):
+    """``value`` when it is a status code (``completed``, ``in-progress`` …), else None."""
+    return value if isinstance(value, str) and _STATUS.match(value) else None
 
 
 def _json(resource, sort_keys):

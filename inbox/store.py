@@ -15,7 +15,9 @@ import time
 from inbox.connection import Connections
 from inbox.connection import translate_errors
 from inbox.crypto import Vault
+from inbox.errors import InvalidMessage
 from inbox.keys import Keys
+from inbox.normalize import status_code
 
 #: how long a webhook delivery id is remembered (Metriport's manual retries come within days)
 LEDGER_TTL_SECONDS = 30 * 24 * 3600
@@ -143,7 +145,11 @@ class Store:
 
         Returns the ``Outcome``, or None when the message is not stored yet (the caller then
         fetches it). The resource stays as received; the canonical one follows by fetch.
+        Raises ``InvalidMessage`` (``invalid_status``) for a status that is not a code.
         """
+        if status_code(status) is None:
+            raise InvalidMessage("The status must be a code such as completed or failed.",
+                                 "invalid_status")
         keys = [self.keys.msg(message_id), self.keys.feed, self.keys.stats]
         args = [message_id, Via(via).value, int(time.time() * 1000), self.settings.feed_maxlen,
                 status, as_of or 0]

@@ -53,8 +53,9 @@ def receive():
     if kind == "message.status":
         return _status(inbox, event)
     # medical.*, patient.* ... share the account's single URL: acknowledge, count, nothing else.
-    store.count_event(f"event:{events.type_label(kind)}")
-    return {"ignored": kind}
+    label = events.type_label(kind)
+    store.count_event(f"event:{label}")
+    return {"ignored": label}
 
 
 def _read_body(limit):

@@ -143,3 +143,17 @@ def test_non_ascii_text_is_stored_as_utf8():
     """Ordinary non-ASCII text is stored as UTF-8, not as \\u escapes (smaller, as received)."""
     record = normalize({"id": "m-1", "topic": {"text": "café"}})
     assert "café".encode("utf-8") in record.body
+
+
+@pytest.mark.parametrize("status, expected", [
+    ("in-progress", "in-progress"),
+    ("entered-in-error", "entered-in-error"),
+    ("processing", "processing"),
+    ("Delivered to Jane Doe", None),
+    ("a|b", None),
+    ("", None),
+    (7, None),
+])
+def test_status_is_kept_only_when_it_is_a_code(status, expected):
+    """Codes pass; free text (which would reach the feed) or non-strings become None."""
+    assert normalize({"id": "m-1", "status": status}).status == expected

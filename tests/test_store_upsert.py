@@ -303,10 +303,21 @@ def test_record_is_three_hash_fields(store):
     assert (version, direction, patient, status) == ("1", "inbound", "p-1", "completed")
 
 
-def test_status_with_a_separator_survives_the_packed_field(store):
-    """A free-text status holding ``|`` round-trips, and the record's other fields stay intact."""
-    put(store, {"id": "m-1", "status": "odd|status", "updatedAt": T0, "patientId": "p-1"})
+def test_free_text_status_is_dropped_and_the_record_stays_intact(store):
+    """A status that is not a code never reaches the record or the feed; other fields survive."""
+    put(store, {"id": "m-1", "status": "odd|Jane Doe", "updatedAt": T0, "patientId": "p-1"})
     stored = store.get("m-1")
-    assert (stored.status, stored.patient, stored.direction) == ("odd|status", "p-1", "inbound")
+    assert (stored.status, stored.patient, stored.direction) == (None, "p-1", "inbound")
+    assert feed(store)[0]["status"] == ""
     assert store.apply_status("m-1", "completed", 10**13) == Outcome.UPDATED
     assert (store.get("m-1").status, store.get("m-1").patient) == ("completed", "p-1")
+
+
+def test_status_webhook_with_free_text_status_is_rejected(store):
+    """``apply_status`` refuses a status that is not a code, before touching Redis."""
+    put(store, message("dto", status="processing"))
+    msg_id = normalize(message("dto")).id
+    with pytest.raises(InvalidMessage) as caught:
+        store.apply_status(msg_id, "Recipient Jane Doe refused", 10**13)
+    assert caught.value.code == "invalid_status"
+    assert store.get(msg_id).status == "processing"
