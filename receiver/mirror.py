@@ -170,7 +170,7 @@ def _total(store, filters):
     """How many messages the filters select.
 
     With a patient, each id of the patient's index is checked against its record's patient
-    and direction fields (``p``, ``d``), read without opening the resource.
+    and direction (packed in field ``m``), read without opening the resource.
     """
     direction, patient = filters.get("direction"), filters.get("patientId")
     if not patient:
@@ -182,13 +182,12 @@ def _total(store, filters):
         pipe = store.client.pipeline(transaction=False)
         for message_id in ids:
             if message_id != skip:
-                pipe.hmget(store.keys.msg(message_id), "p", "d")
+                pipe.hget(store.keys.msg(message_id), "m")
         with translate_errors("count messages"):
             rows = pipe.execute()
-        total += sum(
-            1 for p, d in rows
-            if p is not None and p.decode() == patient and (not direction or d.decode() == direction)
-        )
+        # m is "version|direction|patient|..." (see messages_upsert.lua)
+        routing = [row.decode().split("|", 3)[1:3] for row in rows if row is not None]
+        total += sum(1 for d, p in routing if p == patient and (not direction or d == direction))
         if len(ids) < 1000:
             return total
         cursor = skip = ids[-1]
