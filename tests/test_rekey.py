@@ -116,7 +116,7 @@ def test_reseal_script_writes_only_if_the_digest_is_unchanged(settings):
     assert store.client.hgetall(key) == before
     assert reseal(keys=[key], args=[before[b"h"], b"blob", "h2"]) == 1
     after = store.client.hgetall(key)
-    assert (after[b"r"], after[b"h"], after[b"v"]) == (b"blob", b"h2", before[b"v"])
+    assert (after[b"r"], after[b"h"], after[b"m"]) == (b"blob", b"h2", before[b"m"])
     assert reseal(keys=[store.keys.msg("m-missing")], args=["x", b"blob", "h2"]) == 0
     assert not store.client.exists(store.keys.msg("m-missing"))
 
