@@ -27,7 +27,7 @@ def test_killed_walk_resumes_from_checkpoint(chaos_settings, processes):
     stored once with exactly one ``created`` feed entry."""
     store = Store(chaos_settings)
     # every page a little slow, so the walk is long enough to be killed in the middle
-    with Simulator(seed=9, messages=MESSAGES, faults=Faults(slow=1.0, delay_max=0.04, seed=9)) as sim:
+    with Simulator(seed=9, messages=MESSAGES, faults=Faults(slow=1.0, delay_max=0.1, seed=9)) as sim:
         settings = chaos_settings.replace(api_url=sim.url, api_key=sim.api_key)
         env = environment(settings, RECONCILE_PAGE_SIZE=PAGE)
         inbound = len(sim.mailbox.ids("inbound"))
