@@ -49,6 +49,7 @@ def descendants(pid):
 
 
 def alive(pid):
+    """True while ``pid`` runs (a zombie counts as dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -106,6 +107,7 @@ class Process:
         return self.popen.poll() is None
 
     def stop(self, grace=5.0):
+        """SIGTERM, SIGKILL after ``grace`` seconds, then SIGKILL whatever it spawned that is left."""
         below = descendants(self.pid)
         if self.popen.poll() is None:
             self.popen.terminate()
@@ -171,6 +173,7 @@ def environment(settings, **extra):
 
 
 def http_ready(url):
+    """True when ``url`` answers 200 within half a second."""
     try:
         return requests.get(url, timeout=0.5).status_code == 200
     except requests.RequestException:
