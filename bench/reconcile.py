@@ -1,9 +1,11 @@
 """Benchmark: backfill from the simulator into an empty store, against a fetch-only baseline.
 
     .venv/bin/python bench/reconcile.py [--messages 100000] [--page-size 500] [--slice-pages 20]
+                                        [--latency 0.05]
 
 Starts a private redis-server and the simulator in its own process (so the server does not share
-this process's GIL), both on 127.0.0.1. Then, in this process:
+this process's GIL), both on 127.0.0.1; ``--latency`` makes the simulator answer like a server
+across a network (each answer delayed by 0..2x that many seconds). Then, in this process:
 
 1. backfill every direction into an empty namespace, in slices of ``--slice-pages`` pages: each
    slice is one full reconcile run stopped by its request budget (the next resumes from the
@@ -36,14 +38,18 @@ from worker.reconcile import run
 
 SIM_KEY = "bench-api-key"
 _SERVE = (
-    "import sys; from simulator import Simulator; "
-    "Simulator(seed=1, messages=int(sys.argv[1]), api_key=sys.argv[2]).serve_forever(port=int(sys.argv[3]))"
+    "import sys; from simulator import Faults, Simulator; "
+    "latency = float(sys.argv[4]); "
+    "faults = Faults(slow=1.0, delay_max=2 * latency, seed=1) if latency else None; "
+    "Simulator(seed=1, messages=int(sys.argv[1]), api_key=sys.argv[2], faults=faults)"
+    ".serve_forever(port=int(sys.argv[3]))"
 )
 
 
-def start_simulator(messages):
+def start_simulator(messages, latency=0.0):
+    """The simulator in its own process; ``latency``: mean seconds added to each API answer."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-c", _SERVE, str(messages), SIM_KEY, str(port)])
+    process = subprocess.Popen([sys.executable, "-c", _SERVE, str(messages), SIM_KEY, str(port), str(latency)])
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -135,10 +141,12 @@ def main():
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--page-size", type=int, default=500)
     parser.add_argument("--slice-pages", type=int, default=20)
+    parser.add_argument("--latency", type=float, default=0.0,
+                        help="mean seconds the simulator adds to each answer (0..2x, uniform), like a WAN")
     options = parser.parse_args()
 
     with EmbeddedRedis() as redis_server:
-        simulator, url = start_simulator(options.messages)
+        simulator, url = start_simulator(options.messages, options.latency)
         try:
             settings = Settings(redis_url=redis_server.url, namespace="bench-reconcile",
                                 api_key=SIM_KEY, api_url=url, reconcile_page_size=options.page_size)
@@ -165,6 +173,7 @@ def main():
     imported, bare = import_seconds()
     results = {
         "messages": options.messages,
+        "latency_s": options.latency,
         "page_size": options.page_size,
         "slices": len(runs),
         "fetch_only_msgs_per_s": round(base_rate),

@@ -46,10 +46,9 @@ def communications(count, seed=7):
     messages = []
     for i in range(count):
         when_ms = base_ms + i * 1000
-        message_id = "%012x-%04x-7%03x-8%03x-%012x" % (
-            when_ms, rng.getrandbits(16), rng.getrandbits(12), rng.getrandbits(12),
-            rng.getrandbits(48))
-        message_id = f"{message_id[:8]}-{message_id[8:12]}{message_id[12:]}"
+        stamp = f"{when_ms:012x}"
+        message_id = (f"{stamp[:8]}-{stamp[8:]}-7{rng.getrandbits(12):03x}-"
+                      f"8{rng.getrandbits(12):03x}-{rng.getrandbits(48):012x}")
         text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(25, 45)))
         sent = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when_ms / 1000)) + ".000Z"
         resource = {

@@ -11,29 +11,17 @@ import sys
 import click
 
 from cli.environment import load_settings
-from inbox.errors import ConfigError
 
-#: exit codes of ``reconcile --once`` besides 0 (completed) and InboxError's own (1, 2)
-EXIT_FAILED = 1
-EXIT_BUDGET = 3
-EXIT_SKIPPED = 4
-_EXIT = {"completed": 0, "failed": EXIT_FAILED, "budget_exhausted": EXIT_BUDGET, "skipped": EXIT_SKIPPED}
-
-
-def _require_api_key(settings):
-    if not settings.api_key:
-        raise ConfigError(
-            "METRIPORT_API_KEY is not set: reconciliation and fetching need the account's API key."
-        )
+#: exit status of ``reconcile --once`` per outcome (2 stays configuration errors, as everywhere)
+EXIT_STATUS = {"completed": 0, "failed": 1, "budget_exhausted": 3, "skipped": 4}
 
 
 def _log_to_stderr(level=logging.INFO):
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    for name in ("worker",):
-        logger = logging.getLogger(name)
-        logger.addHandler(handler)
-        logger.setLevel(level)
+    logger = logging.getLogger("worker")
+    logger.addHandler(handler)
+    logger.setLevel(level)
 
 
 @click.command()
@@ -43,9 +31,10 @@ def _log_to_stderr(level=logging.INFO):
 def worker(burst, clock):
     """Run an RQ worker on queue "inbox" (or, with --cron, the reconciliation schedule)."""
     settings = load_settings()
-    _require_api_key(settings)
     from inbox.connection import Connections
+    from worker.client import require_api_key
 
+    require_api_key(settings)
     connection = Connections(settings).queue
     if clock:
         from worker.schedule import scheduler
@@ -74,9 +63,10 @@ def reconcile(once, full, direction, as_json):
     4 skipped because another run holds the lock, 2 configuration error.
     """
     settings = load_settings()
-    _require_api_key(settings)
+    from worker.client import require_api_key
     from worker.reconcile import run
 
+    require_api_key(settings)
     _log_to_stderr()
     summary = run(settings, mode="full" if full else "incremental",
                   directions=(direction,) if direction else None)
@@ -91,4 +81,4 @@ def reconcile(once, full, direction, as_json):
         )
     if "error" in summary:
         click.echo(f"error: {summary['error']['code']}: {summary['error']['detail']}", err=True)
-    sys.exit(_EXIT[summary["outcome"]])
+    sys.exit(EXIT_STATUS[summary["outcome"]])

@@ -14,6 +14,7 @@ from rq import Queue
 from rq.job import JobStatus
 
 from inbox.connection import Connections
+from inbox.embedded import free_port
 from inbox.keys import Keys
 from inbox.store import Store
 from simulator import Faults
@@ -166,3 +167,31 @@ def test_killed_run_is_resumed_from_its_checkpoint(settings, redis_client, store
     assert summary["pages"] < 10
     assert summary["duplicates"] <= 50  # at most the page stored just before its checkpoint
     assert store.count(store.index_key()) == 500
+
+
+def test_clock_process_enqueues_the_scheduled_runs(settings, queue):
+    """`metriport-inbox worker --cron` (Procfile clock:) enqueues both runs at start, stops on SIGTERM."""
+    env = {**os.environ, "REDIS_URL": settings.redis_url, "INBOX_NAMESPACE": settings.namespace,
+           "METRIPORT_API_KEY": "k", "METRIPORT_API_URL": "http://127.0.0.1:9"}
+    clock = subprocess.Popen([COMMAND, "worker", "--cron"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while queue.count < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        clock.send_signal(signal.SIGTERM)
+        assert clock.wait(timeout=10) == 0
+    finally:
+        clock.kill()
+        clock.wait(timeout=10)
+    assert sorted(job.kwargs["mode"] for job in queue.get_jobs()) == ["full", "incremental"]
+
+
+def test_reconcile_with_redis_down_fails_fast(settings, sim):
+    """With nothing listening at REDIS_URL the run fails with store_unavailable, exit 1, no hang."""
+    env = _env(settings, sim, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    done = _cli(["reconcile", "--once", "--json"], env)  # a hang would hit _cli's timeout
+    assert done.returncode == 1
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (summary["outcome"], summary["error"]["code"], summary["requests"]) == (
+        "failed", "store_unavailable", 0)

@@ -321,3 +321,14 @@ def test_status_webhook_with_free_text_status_is_rejected(store):
         store.apply_status(msg_id, "Recipient Jane Doe refused", 10**13)
     assert caught.value.code == "invalid_status"
     assert store.get(msg_id).status == "processing"
+
+
+def test_late_unindex_spares_a_record_that_moved_back(store):
+    """If a record moved back to its old patient before the unindex ran, its entry stays."""
+    put(store, message("dto", patient="p-a"))
+    msg_id = normalize(message("dto")).id
+    # as if a racing process had reported a move away from p-a after this record returned to it
+    store._unindex_moved([msg_id.encode(), b"p-a"])
+    assert store.ids(store.index_key(patient="p-a")) == [msg_id]
+    store._unindex_moved([msg_id.encode(), b"p-b"])
+    assert store.get(msg_id).patient == "p-a"

@@ -79,6 +79,14 @@ class Page:
         return records, invalid
 
 
+def require_api_key(settings):
+    """Raise ConfigError unless METRIPORT_API_KEY is set (checked before any work starts)."""
+    if not settings.api_key:
+        raise ConfigError(
+            "METRIPORT_API_KEY is not set: reconciliation and fetching need the account's API key."
+        )
+
+
 def origin(url):
     """``(scheme, host, port)`` of ``url`` with default ports made explicit."""
     parts = urlsplit(url)
@@ -100,10 +108,7 @@ class MetriportClient:
     def __init__(self, settings, budget=None, max_attempts=MAX_ATTEMPTS,
                  max_retry_seconds=MAX_RETRY_SECONDS, backoff_base=BACKOFF_BASE,
                  timeouts=(CONNECT_TIMEOUT, READ_TIMEOUT)):
-        if not settings.api_key:
-            raise ConfigError(
-                "METRIPORT_API_KEY is not set: reconciliation and fetching need the account's API key."
-            )
+        require_api_key(settings)
         self.base_url = settings.api_url.rstrip("/")
         self.origin = origin(self.base_url)
         self._key = settings.api_key

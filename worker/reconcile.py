@@ -203,7 +203,7 @@ class Reconciliation:
         try:
             return self.client.check_origin(json.loads(raw)["url"])
         except (ValueError, KeyError, TypeError, MetriportError):
-            log.warning("reconcile %s: ignored a checkpoint outside METRIPORT_API_URL", direction)
+            log.warning("reconcile %s: ignored an unusable checkpoint or one outside METRIPORT_API_URL", direction)
             return None
 
     def _store(self, records):

@@ -29,8 +29,7 @@ local TERMINAL = {
 local m = redis.call('HGET', msg, 'm')
 if not m then return 'unknown' end
 local old_version, direction, patient, message_time, old_as_of, first_via, _, first_seen, _,
-  old_status = string.match(m,
-    '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  old_status = string.match(m, '^' .. string.rep('([^|]*)|', 9) .. '(.*)$')
 
 local outcome
 local old_terminal, terminal = TERMINAL[old_status] or false, TERMINAL[status] or false

@@ -28,8 +28,8 @@ ARGV
 
 Record fields: r blob, h digest, m the rest packed as
 "version|direction|patient|message time|as-of|first channel|channel|first seen|last change|status"
-(ms times; status last, as the only free text). Three fields instead of twelve: a hash holding a
-1 KB blob is a hashtable, where every field costs ~64 bytes (see bench/RESULTS-store.md).
+(times in ms; status last). Three fields instead of twelve: a hash holding a 1 KB blob is a
+hashtable, where every field costs ~64 bytes (see bench/RESULTS-store.md).
 
 Rule for "newer": a terminal status beats a non-terminal one (never goes back); otherwise the
 later as-of wins; on a tie the incoming version wins only when it was read from Metriport's API
@@ -57,8 +57,10 @@ local function is_newer(old_status, old_as_of, status, as_of)
   return via ~= 'webhook'
 end
 
+local META = '^' .. string.rep('([^|]*)|', 9) .. '(.*)$'
+
 local function unpack_meta(m)
-  return string.match(m, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  return string.match(m, META)
 end
 
 local function pack_meta(v, d, p, t, a, c, w, f, u, s)
