@@ -46,8 +46,8 @@ class Run:
             outcome = "ok" if record["ok"] else "failed"
         outcome = safe_code(outcome) if outcome is not None else "unknown"
         finished = None
-        for field in ("finished_at", "finishedAt", "ended_at", "finished", "at", "started_at",
-                      "startedAt"):
+        for field in ("finished_at", "finishedAt", "ended_at", "ended", "finished", "at",
+                      "started_at", "startedAt", "started"):
             finished = _epoch_seconds(record.get(field))
             if finished is not None:
                 break

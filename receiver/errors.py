@@ -37,7 +37,11 @@ def _inbox_error(exc):
 
 def _http_error(exc):
     code = HTTP_CODES.get(exc.code) or (exc.name or "error").lower().replace(" ", "_")
-    return error_response(exc.code, code, exc.description or exc.name)
+    response = error_response(exc.code, code, exc.description or exc.name)
+    allowed = getattr(exc, "valid_methods", None)
+    if allowed:  # a 405 must say what is allowed (RFC 9110 §15.5.6)
+        response.headers["Allow"] = ", ".join(allowed)
+    return response
 
 
 def _unexpected_error(exc):

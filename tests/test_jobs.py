@@ -71,7 +71,7 @@ def test_reconcile_without_api_key_is_a_config_error(settings, sim):
     del env["METRIPORT_API_KEY"]
     done = _cli(["reconcile", "--once"], env)
     assert done.returncode == 2
-    assert done.stderr.strip().startswith("error: config_invalid: METRIPORT_API_KEY")
+    assert done.stderr.strip().splitlines()[-1].startswith("error: config_invalid: METRIPORT_API_KEY")
     assert "Traceback" not in done.stderr
 
 

@@ -56,4 +56,4 @@ def test_serve_without_webhook_key_exits_2(redis_url):
     result = subprocess.run([COMMAND, "serve", "--port", str(free_port())], env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert result.stderr.startswith("error: config_invalid: METRIPORT_WEBHOOK_KEY")
+    assert result.stderr.splitlines()[-1].startswith("error: config_invalid: METRIPORT_WEBHOOK_KEY")

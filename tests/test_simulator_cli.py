@@ -100,5 +100,6 @@ def test_simulate_on_a_busy_port_is_a_clear_error():
             capture_output=True, text=True, timeout=30, check=False,
         )
     assert result.returncode == 2
-    assert result.stderr.startswith(f"error: port_unavailable: Cannot listen on 127.0.0.1:{port}")
+    assert result.stderr.splitlines()[-1].startswith(
+        f"error: port_unavailable: Cannot listen on 127.0.0.1:{port}")
     assert "Traceback" not in result.stderr
