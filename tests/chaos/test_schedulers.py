@@ -15,7 +15,6 @@ from inbox.connection import Connections
 from inbox.store import Store
 from simulator import Faults
 from simulator import Simulator
-from worker.jobs import QUEUE
 
 pytestmark = pytest.mark.chaos
 
@@ -31,7 +30,7 @@ def test_two_clocks_three_workers_never_overlap(chaos_settings, processes):
     workers take them at once: the lock lets one walk at a time, the rest are skipped, no job
     fails, and every message has exactly one ``created`` feed entry."""
     store = Store(chaos_settings)
-    queue = Queue(QUEUE, connection=Connections(chaos_settings).queue)
+    queue = Queue(chaos_settings.queue_name, connection=Connections(chaos_settings).queue)
     with Simulator(seed=7, messages=MESSAGES, faults=Faults(slow=1.0, delay_max=0.3, seed=7)) as sim:
         settings = chaos_settings.replace(api_url=sim.url, api_key=sim.api_key)
         env = environment(settings, RECONCILE_PAGE_SIZE=PAGE)

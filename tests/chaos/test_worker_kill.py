@@ -24,7 +24,6 @@ from inbox.connection import Connections
 from inbox.store import Store
 from simulator import Faults
 from simulator import Simulator
-from worker.jobs import QUEUE
 
 pytestmark = pytest.mark.chaos
 
@@ -54,7 +53,7 @@ class RQJob:
     def __init__(self, processes, settings, env):
         self.processes, self.env = processes, env
         self.store = Store(settings)
-        self.queue = Queue(QUEUE, connection=Connections(settings).queue)
+        self.queue = Queue(settings.queue_name, connection=Connections(settings).queue)
 
     def start(self, name):
         self.queue.enqueue("worker.jobs.reconcile", mode="full")
