@@ -11,6 +11,7 @@ import sys
 import click
 
 from cli.environment import load_settings
+from cli.environment import warn_if_unencrypted
 
 #: exit status of ``reconcile --once`` per outcome (2 stays configuration errors, as everywhere)
 EXIT_STATUS = {"completed": 0, "failed": 1, "budget_exhausted": 3, "skipped": 4}
@@ -35,6 +36,7 @@ def worker(burst, clock):
     from worker.client import require_api_key
 
     require_api_key(settings)
+    warn_if_unencrypted(settings)
     connection = Connections(settings).queue
     if clock:
         from worker.schedule import scheduler
@@ -65,6 +67,7 @@ def reconcile(once, full, direction, as_json):
     from worker.reconcile import run
 
     require_api_key(settings)
+    warn_if_unencrypted(settings)
     _log_to_stderr()
     summary = run(settings, mode="full" if full else "incremental",
                   directions=(direction,) if direction else None)
