@@ -22,8 +22,19 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# Every benchmark, one after the other (they share 2 cores: never run two at once); raw output
+# goes to bench/out/, from which bench/RESULTS.md quotes its figures.
 bench: install
-	$(BIN)/python bench/store.py
+	mkdir -p bench/out
+	$(BIN)/python bench/store.py > bench/out/store.txt
+	$(BIN)/python bench/store.py --cluster > bench/out/store-cluster.txt
+	$(BIN)/python bench/ingest.py > bench/out/ingest.txt
+	$(BIN)/python bench/reconcile.py > bench/out/reconcile.txt
+	$(BIN)/python bench/feed.py > bench/out/feed.txt
+	$(BIN)/python bench/feed.py --encrypt > bench/out/feed-encrypted.txt
+	$(BIN)/python bench/feed_mirror.py > bench/out/feed-mirror.txt
+	$(BIN)/python bench/crypto.py > bench/out/crypto.txt
+	$(BIN)/python bench/sim.py > bench/out/sim.txt
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis

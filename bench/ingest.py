@@ -3,8 +3,8 @@
 Starts gunicorn (receiver/gunicorn.conf.py, app bench/ingest_app.py) on 127.0.0.1 and drives it
 with signed ``message.received`` webhooks, each with a fresh message id and delivery id, from
 load-generator processes whose threads keep their connections alive. Phases, each bounded in
-time: ``/noop`` at full load (reads the body, answers), ``/webhook`` at full load, then
-``/webhook`` paced at half the measured peak. Prints throughput, their ratio, p50/p99, and the
+time: ``/noop`` at full load (reads the body, answers), ``/noop-redis`` (the same plus one Redis
+round trip), ``/webhook`` at full load, then ``/webhook`` paced at half the measured peak. Prints throughput, their ratio, p50/p99, and the
 count of non-2xx answers (expected: zero).
 
     .venv/bin/python bench/ingest.py [--seconds 8] [--procs 2] [--threads 8]
@@ -211,6 +211,7 @@ def run(args, redis_url, redis_pid=None):
                 warm = lambda path: phase(pool, port, path, 1, args.procs, args.threads_client)  # noqa: E731
                 warm("/noop")
                 noop = measure("/noop")
+                noop_redis = measure("/noop-redis")
                 warm("/webhook")
                 ingest = measure("/webhook")
                 half = measure("/webhook", rate=ingest["rps"] / 2)
@@ -221,9 +222,11 @@ def run(args, redis_url, redis_pid=None):
                 client.delete(key)
     return {
         "noop": noop,
+        "noop_redis": noop_redis,
         "ingest": ingest,
         "ingest_half_load": half,
         "ratio": ingest["rps"] / noop["rps"],
+        "ratio_to_one_round_trip": ingest["rps"] / noop_redis["rps"],
         "cpu_ratio": noop["server_cpu_us_per_request"] / ingest["server_cpu_us_per_request"],
     }
 
@@ -244,12 +247,13 @@ def main():
     config = f"workers={args.workers or 'config'} threads={args.threads or 'config'}"
     print(f"machine: {platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}; {config}")
     print(f"load: {args.procs} processes x {args.threads_client} keep-alive connections, {args.seconds:g} s per phase")
-    for name in ("noop", "ingest", "ingest_half_load"):
+    for name in ("noop", "noop_redis", "ingest", "ingest_half_load"):
         r = results[name]
         print(f"{name:17} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
               f"non-2xx {r['non_2xx']} / {r['requests']}  server CPU {r['server_cpu_us_per_request']:4.0f} us/req")
     print(f"ratio ingest/noop: throughput {results['ratio']:.2f}, "
-          f"server CPU per request (noop/ingest) {results['cpu_ratio']:.2f}")
+          f"server CPU per request (noop/ingest) {results['cpu_ratio']:.2f}; "
+          f"ingest/noop-with-one-Redis-round-trip {results['ratio_to_one_round_trip']:.2f}")
     print(json.dumps(results))
 
 

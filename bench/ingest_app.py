@@ -1,9 +1,11 @@
-"""The receiver plus ``POST /noop`` (reads the body, answers), for bench/ingest.py only.
+"""The receiver plus two baselines for bench/ingest.py only.
 
-The no-op route runs in the same app, so it pays the same framework, logging and gunicorn
-costs as ``/webhook``; the ratio of the two isolates the webhook's own work.
+``POST /noop`` reads the body and answers; ``POST /noop-redis`` also makes one Redis round trip
+(a PING on the store's client), the floor of any webhook that stores before it answers. Both
+run in the same app, so they pay the same framework, logging and gunicorn costs as ``/webhook``.
 """
 
+from flask import current_app
 from flask import request
 
 import receiver
@@ -15,6 +17,12 @@ def create_app():
     @app.post("/noop")
     def noop():
         request.get_data()
+        return {"ok": True}
+
+    @app.post("/noop-redis")
+    def noop_redis():
+        request.get_data()
+        current_app.extensions["inbox"]["store"].client.ping()
         return {"ok": True}
 
     return app
