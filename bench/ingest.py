@@ -31,6 +31,7 @@ import uuid
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from inbox import processes  # noqa: E402
 from inbox.connection import connect  # noqa: E402
 from inbox.embedded import EmbeddedRedis  # noqa: E402
 from inbox.embedded import free_port  # noqa: E402
@@ -171,31 +172,12 @@ def start_gunicorn(port, redis_url, namespace, log, workers, threads):
         "ingest_app:create_app()",
     ]
     process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"gunicorn exited with {process.returncode}; see {log.name}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return process
-        except OSError:
-            time.sleep(0.1)
-    stop(process)
-    raise SystemExit("gunicorn did not become healthy within 30 s")
-
-
-def stop(process):
-    """SIGTERM by pid, SIGKILL if it does not exit within the graceful timeout."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=25)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    try:
+        processes.wait_http_ok(port, process)
+    except RuntimeError as exc:
+        processes.stop(process, grace=25)
+        raise SystemExit(f"gunicorn did not start ({exc}); see {log.name}") from None
+    return process
 
 
 def run(args, redis_url, redis_pid=None):
@@ -216,7 +198,7 @@ def run(args, redis_url, redis_pid=None):
                 ingest = measure("/webhook")
                 half = measure("/webhook", rate=ingest["rps"] / 2)
         finally:
-            stop(server)
+            processes.stop(server, grace=25)
             client = connect(redis_url)
             for key in client.scan_iter(match=Keys(namespace).pattern(), count=1000):
                 client.delete(key)

@@ -17,10 +17,10 @@ import sys
 import time
 
 import click
-import requests
 
 from cli.environment import load_settings
 from cli.environment import redis_for
+from inbox import processes
 from inbox.connection import Connections
 from inbox.connection import translate_errors
 from inbox.embedded import free_port
@@ -59,9 +59,9 @@ def demo(messages, seed, drop, duplicate, no_reconcile):
         stack.callback(_delete_namespace, settings)
         env = _environment(settings)
         _phase(2, f"receiver: gunicorn on 127.0.0.1:{web_port}; RQ worker")
-        _start(stack, ["serve", "--port", str(web_port), "--workers", "2"], env)
+        web = _start(stack, ["serve", "--port", str(web_port), "--workers", "2"], env)
         _start(stack, ["worker"], env)
-        _wait_ready(f"http://127.0.0.1:{web_port}/readyz")
+        _wait_ready(web_port, web)
 
         _phase(3, f"webhooks: delivering with {drop:.0%} dropped, {duplicate:.0%} duplicated")
         report = sim.deliver_webhooks(drop=drop, duplicate=duplicate, shuffle=True, concurrency=8)
@@ -100,28 +100,15 @@ def _start(stack, arguments, env):
     """Start ``metriport-inbox <arguments>``; stopped by pid when the demo ends."""
     command = [sys.executable, "-c", "from cli import main; main()", *arguments]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    stack.callback(_stop, process)
+    stack.callback(processes.stop, process)
     return process
 
 
-def _stop(process):
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_ready(url):
-    deadline = time.monotonic() + PHASE_TIMEOUT
-    while time.monotonic() < deadline:
-        with contextlib.suppress(requests.RequestException):
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise InboxError(f"The receiver did not become ready at {url} within {PHASE_TIMEOUT} s.", "demo_timeout")
+def _wait_ready(port, web):
+    try:
+        processes.wait_http_ok(port, web, path="/readyz", timeout=PHASE_TIMEOUT)
+    except RuntimeError as exc:
+        raise InboxError(f"The receiver did not become ready: {exc}.", "demo_timeout") from None
 
 
 def _queue(settings):

@@ -14,19 +14,18 @@ import datetime
 import hashlib
 import hmac
 import os
-import re
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from inbox.errors import DecryptionError
+from inbox.settings import KEY_ID
 
 FORMAT_VERSION = 1
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
 _DIGEST_CONTEXT = b"metriport-inbox digest v1"
 _FINGERPRINT_CONTEXT = b"metriport-inbox api key fingerprint v1"
-_KID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
 #: hex characters of an API key fingerprint (48 bits: tells keys apart, confirms none)
 FINGERPRINT_HEX = 12
 
@@ -40,7 +39,7 @@ def keygen(kid=None):
     if kid is None:
         today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
         kid = "k" + today + os.urandom(2).hex()
-    if not _KID.match(kid):
+    if not KEY_ID.match(kid):
         raise ValueError("A key id must be 1-16 characters of A-Z a-z 0-9 _ -.")
     return kid + ":" + base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")
 
@@ -123,7 +122,7 @@ class Vault:
             return blob
         kid = self.kid_of(blob)
         start = 2 + len(kid)
-        if not _KID.match(kid) or len(blob) < start + _NONCE_BYTES + _TAG_BYTES:
+        if not KEY_ID.match(kid) or len(blob) < start + _NONCE_BYTES + _TAG_BYTES:
             raise DecryptionError(
                 f"Message {message_id} has a malformed encryption header: tampered or truncated.",
                 "decrypt_malformed",

@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 
+from inbox import processes
 from inbox.errors import ConfigError
 
 
@@ -96,13 +97,7 @@ class EmbeddedRedis:
         """Stop the server by its pid (SIGTERM, then SIGKILL after 5 s)."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        processes.stop(self.process, grace=5)
         self.process = None
 
     def close(self):

@@ -27,6 +27,16 @@ _ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # a status is a code (FHIR's or the SDK's); anything else is dropped, as it would reach the feed
 _STATUS = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _PATIENT_REFERENCE = "Patient/"
+
+
+def valid_id(value):
+    """True for a usable message, patient or delivery id: 1-128 of A-Z a-z 0-9 . _ : -."""
+    return isinstance(value, str) and _ID.match(value) is not None
+
+
+def valid_status(value):
+    """True for a status code (FHIR's or the SDK's); free text never reaches the feed."""
+    return isinstance(value, str) and _STATUS.match(value) is not None
 #: where the message time comes from, first found wins (FHIR, then the SDK DTO)
 _MESSAGE_TIMES = ("sent", "received", "sentAt")
 # compact JSON encoders, keyed by sort_keys, built once (json.dumps builds one per call); parsed
@@ -80,10 +90,10 @@ def normalize(message, direction=None):
     if direction is not None and direction not in DIRECTIONS:
         raise InvalidMessage("The direction must be inbound or outbound.", "invalid_direction")
     status = resource.get("status")
-    times = [t for t in map(_parse_time, map(resource.get, _MESSAGE_TIMES)) if t is not None]
+    times = [t for t in map(parse_time, map(resource.get, _MESSAGE_TIMES)) if t is not None]
     message_time = times[0] if times else None
     as_of = (
-        _parse_time(resource.get("updatedAt"))
+        parse_time(resource.get("updatedAt"))
         or _meta_last_updated(resource)
         # the latest, not the first: a Communication's ``received`` is when Metriport had it,
         # which is the DTO's ``updatedAt``, so both copies of a message tie and the API read wins
@@ -129,10 +139,10 @@ def _patient_id(resource):
 
 def _meta_last_updated(resource):
     meta = resource.get("meta")
-    return _parse_time(meta.get("lastUpdated")) if isinstance(meta, dict) else None
+    return parse_time(meta.get("lastUpdated")) if isinstance(meta, dict) else None
 
 
-def _parse_time(value):
+def parse_time(value):
     """Milliseconds since the epoch for an ISO-8601 string; None for anything unusable."""
     if not isinstance(value, str):
         return None

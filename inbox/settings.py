@@ -23,7 +23,8 @@ REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "redis+sentinel")
 CLUSTER_SCHEME = "redis+cluster"
 DIRECTIONS = ("inbound", "outbound")
 _NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_KID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+#: a key id of the encryption key ring
+KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,7 +147,7 @@ def _key_ring(variable, raw):
     ring = []
     for position, entry in enumerate(raw.split(","), start=1):
         kid, sep, encoded = entry.strip().partition(":")
-        if not sep or not _KID.match(kid):
+        if not sep or not KEY_ID.match(kid):
             raise ConfigError(
                 f"{variable} entry {position} must be kid:key with a kid of 1-16 A-Za-z0-9_- "
                 "characters (metriport-inbox keygen prints one)."

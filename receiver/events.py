@@ -7,12 +7,14 @@ Message object, ``payload.communication``, and a ``messages`` list at the top le
 be fetched from Metriport's API. Every failure is an ``InvalidMessage`` with a reason code.
 """
 
-import datetime
 import json
 import re
 
 from inbox.errors import InvalidMessage
 from inbox.normalize import normalize
+from inbox.normalize import parse_time
+from inbox.normalize import valid_id
+from inbox.normalize import valid_status
 
 #: deepest JSON nesting accepted; a Communication needs fewer than 10 levels
 MAX_DEPTH = 64
@@ -24,8 +26,6 @@ REFERENCE_FIELDS = frozenset({"id", "messageId", "patientId", "direction"})
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(rb"[\[\]{}]")
 _TYPE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_DELIVERY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_STATUS = re.compile(r"^[A-Za-z-]{1,32}$")
 
 
 def parse(body):
@@ -82,7 +82,7 @@ def delivery_id(event):
     """
     meta = event.get("meta")
     value = meta.get("messageId") if isinstance(meta, dict) else None
-    return value if isinstance(value, str) and _DELIVERY.match(value) else None
+    return value if valid_id(value) else None
 
 
 def received_messages(event):
@@ -135,20 +135,7 @@ def status_update(event):
         raise InvalidMessage("The message.status body carries no payload.", "no_message")
     message_id = _reference(payload.get("id"))
     status = payload.get("status")
-    if not isinstance(status, str) or not _STATUS.match(status):
+    if not valid_status(status):
         raise InvalidMessage("The message.status payload has no usable status.", "invalid_status")
-    as_of = _millis(payload.get("completedAt")) or _millis(payload.get("sentAt")) or 0
+    as_of = parse_time(payload.get("completedAt")) or parse_time(payload.get("sentAt")) or 0
     return message_id, status, as_of
-
-
-def _millis(value):
-    """Milliseconds since the epoch of an ISO-8601 time; None for anything unusable."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return int(parsed.timestamp() * 1000)

@@ -117,14 +117,8 @@ def test_unavailable_store_answers_match_the_document(settings):
         check(document, path, "get", response)
 
 
-def routes(app):
-    return {rule.rule for rule in app.url_map.iter_rules()}
-
-
 def test_webhook_answers_match_the_document(app, document):
-    """Ping, a stored message, and refused deliveries validate (when /webhook is mounted)."""
-    if "/webhook" not in routes(app):
-        pytest.skip("POST /webhook is built on another branch; runs once merged")
+    """Ping, a stored message, and refused deliveries validate."""
     client = app.test_client()
     signatures = SIGNATURES["x-metriport-signature"]
     for name in ("webhook-ping.json", "webhook-message-received.json"):
@@ -144,9 +138,7 @@ def test_webhook_answers_match_the_document(app, document):
 
 
 def test_health_answers_match_the_document(app, document):
-    """Liveness and readiness validate (when /healthz and /readyz are mounted)."""
-    if not {"/healthz", "/readyz"} <= routes(app):
-        pytest.skip("/healthz and /readyz are built on another branch; run once merged")
+    """Liveness and readiness validate."""
     client = app.test_client()
     check(document, "/healthz", "get", client.get("/healthz"))
     check(document, "/readyz", "get", client.get("/readyz"))

@@ -20,7 +20,6 @@ import dataclasses
 import email.utils
 import json
 import random
-import re
 import threading
 import time
 from urllib.parse import quote
@@ -34,6 +33,7 @@ from inbox.errors import ConfigError
 from inbox.errors import InvalidMessage
 from inbox.errors import MetriportError
 from inbox.normalize import normalize
+from inbox.normalize import valid_id
 
 LIST_PATH = "/medical/v1/message"
 #: seconds to open a connection / to wait for the answer (Metriport's SDK waits 20 s in all)
@@ -47,7 +47,6 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 10.0
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
-_MESSAGE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -184,7 +183,7 @@ class MetriportClient:
 
     def get_message(self, message_id):
         """The message ``message_id`` as Metriport serves it (``{"communication": ...}`` or flat)."""
-        if not isinstance(message_id, str) or not _MESSAGE_ID.match(message_id):
+        if not valid_id(message_id):
             raise InvalidMessage("The message id must be 1-128 characters of A-Z a-z 0-9 . _ : -.", "invalid_id")
         url = f"{self.base_url}{LIST_PATH}/{quote(message_id, safe='')}"
         body = self._json(self._send("GET", url), url)
