@@ -186,19 +186,17 @@ class MetriportClient:
         if not valid_id(message_id):
             raise InvalidMessage("The message id must be 1-128 characters of A-Z a-z 0-9 . _ : -.", "invalid_id")
         url = f"{self.base_url}{LIST_PATH}/{quote(message_id, safe='')}"
-        body = self._json(self._send("GET", url), url)
-        if not isinstance(body, dict):
-            raise MetriportError("Metriport answered Get Message with something other than an object.",
-                                 "invalid_message")
-        return body
+        return self._get_object(url, "Get Message", "invalid_message")
 
     def webhook_status(self):
         """``GET /settings/webhook``: enabled flag and processing / failed request counts."""
-        url = f"{self.base_url}/settings/webhook"
+        return self._get_object(f"{self.base_url}/settings/webhook", "the webhook status", "invalid_answer")
+
+    def _get_object(self, url, what, code):
+        """The JSON object at ``url``; MetriportError ``code`` when the answer is not an object."""
         body = self._json(self._send("GET", url), url)
         if not isinstance(body, dict):
-            raise MetriportError("Metriport answered the webhook status with something other than an object.",
-                                 "invalid_answer")
+            raise MetriportError(f"Metriport answered {what} with something other than an object.", code)
         return body
 
     def retry_webhooks(self):
