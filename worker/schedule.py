@@ -17,13 +17,13 @@ from worker.jobs import reconcile
 def entries(settings):
     """The ``register`` keyword arguments of each scheduled job, full run first."""
     return [
-        _entry("reconcile-full", "full", settings.reconcile_full_interval, settings.queue_name),
-        _entry("reconcile-incremental", "incremental", settings.reconcile_interval,
-               settings.queue_name),
+        _entry("full", settings.reconcile_full_interval, settings.queue_name),
+        _entry("incremental", settings.reconcile_interval, settings.queue_name),
     ]
 
 
-def _entry(name, mode, interval, queue_name):
+def _entry(mode, interval, queue_name):
+    """One cron entry; named after the namespace's queue, so two accounts' clocks never mix."""
     return dict(
         func=reconcile,
         queue_name=queue_name,
@@ -33,7 +33,7 @@ def _entry(name, mode, interval, queue_name):
         ttl=interval,
         result_ttl=7 * 24 * 3600,
         failure_ttl=7 * 24 * 3600,
-        name=name,
+        name=f"{queue_name}-reconcile-{mode}",
     )
 
 
