@@ -35,6 +35,7 @@ bench: install
 	$(BIN)/python bench/feed_mirror.py > bench/out/feed-mirror.txt
 	$(BIN)/python bench/crypto.py > bench/out/crypto.txt
 	$(BIN)/python bench/sim.py > bench/out/sim.txt
+	$(BIN)/python -m pytest -q -s -p no:cacheprovider tests/chaos > bench/out/chaos.txt
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis

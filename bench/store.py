@@ -8,7 +8,7 @@ Measures on this machine, with at-rest encryption off and on in the same run:
   realistic ~1 KB Communications in a fresh namespace, and where it goes (``MEMORY USAGE``).
 
 Throughput includes the Python side (normalization, canonical JSON, digest, sealing). Figures are
-printed with ratios (page vs single, encrypted vs plain); see bench/RESULTS-store.md.
+printed with ratios (page vs single, encrypted vs plain); see bench/RESULTS.md.
 
     .venv/bin/python bench/store.py                  # 50,000 messages, embedded redis-server
     .venv/bin/python bench/store.py --messages 5000 --sample 5000 --single 1000   # quicker

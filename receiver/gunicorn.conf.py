@@ -1,6 +1,6 @@
 """gunicorn settings of the receiver: ``metriport-inbox serve`` and the Procfile's ``web`` line.
 
-Measured on 2 shared cores (bench/ingest.py, bench/RESULTS-ingest.md): gthread with one process
+Measured on 2 shared cores (bench/ingest.py, bench/RESULTS.md): gthread with one process
 per core; 8 threads each let the Redis round trips of a webhook overlap (more webhooks per second
 and a lower p99 at half load than 4 threads; more processes than cores only added contention).
 Each value can be overridden from the environment or the command line (``--bind``,
