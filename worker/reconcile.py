@@ -288,14 +288,15 @@ class Reconciliation:
         if self.store is None:
             return
         try:
-            pipe = self.store.client.pipeline(transaction=False)
-            pipe.lpush(self.keys.reconcile_runs, json.dumps(summary))
-            pipe.ltrim(self.keys.reconcile_runs, 0, RUNS_KEPT - 1)
-            pipe.hset(self.keys.reconcile_state, mapping={
-                "last_outcome": summary["outcome"], "last_ended": summary["ended"]})
-            pipe.execute()
-        except Exception as exc:  # noqa: BLE001 (the run's own outcome matters more)
-            log.warning("reconcile: could not record the run (%s)", type(exc).__name__)
+            with translate_errors("record the run"):
+                pipe = self.store.client.pipeline(transaction=False)
+                pipe.lpush(self.keys.reconcile_runs, json.dumps(summary))
+                pipe.ltrim(self.keys.reconcile_runs, 0, RUNS_KEPT - 1)
+                pipe.hset(self.keys.reconcile_state, mapping={
+                    "last_outcome": summary["outcome"], "last_ended": summary["ended"]})
+                pipe.execute()
+        except StoreUnavailable as exc:
+            log.warning("reconcile: could not record the run (%s)", exc.code)
 
 
 def run(settings, mode="incremental", directions=None, client_options=None):
