@@ -7,7 +7,7 @@ Measures on this machine, with at-rest encryption off and on in the same run:
 - Redis memory per stored message: ``INFO memory`` ``used_memory`` before and after storing N
   realistic ~1 KB Communications in a fresh namespace, and where it goes (``MEMORY USAGE``).
 
-Throughput includes the Python side (normalization, canonical JSON, digest, sealing). Figures are
+Throughput includes the Python side (normalization, meaning JSON, digest, sealing). Figures are
 printed with ratios (page vs single, encrypted vs plain); see bench/RESULTS.md.
 
     .venv/bin/python bench/store.py                  # 50,000 messages, embedded redis-server
@@ -183,7 +183,7 @@ def python_share(messages, settings):
     for message in messages:
         record = normalize(message, direction="inbound")
         store.vault.seal(record.id, record.body)
-        store.vault.digests(record.canonical)
+        store.vault.digests(record.meaning, "m1")
     return (time.process_time() - began) / len(messages)
 
 

@@ -14,7 +14,10 @@ from inbox.connection import translate_errors
 from inbox.errors import ConfigError
 from inbox.errors import DecryptionError
 from inbox.errors import InvalidMessage
+from inbox.normalize import MEANING_VERSION
 from inbox.normalize import normalize
+from inbox.record import Digest
+from inbox.record import Meta
 from inbox.store import load_script
 
 #: records read and rewritten per round trip
@@ -102,24 +105,23 @@ def _reseal(store, script, ids, progress):
         with translate_errors("read records to rekey"):
             pipe = store.client.pipeline(transaction=False)
             for message_id in pending:
-                pipe.hmget(store.keys.msg(message_id), "r", "h")
+                pipe.hmget(store.keys.msg(message_id), "r", "h", "m")
             rows = pipe.execute()
         writes = []
-        for message_id, (blob, digest) in zip(pending, rows):
+        for message_id, (blob, digest, meta) in zip(pending, rows):
             if blob is None or digest is None:
                 progress.vanished += 1
             elif store.vault.is_current(blob):
                 progress.current += 1
             else:
-                resealed = _resealed(store.vault, message_id, blob, progress)
+                resealed = _resealed(store.vault, message_id, blob, digest, meta, progress)
                 if resealed is not None:
                     writes.append((message_id, digest, *resealed))
-        with translate_errors("write resealed records"):
-            pipe = store.client.pipeline(transaction=False)
-            for message_id, old_digest, new_blob, new_digest in writes:
-                script(keys=[store.keys.msg(message_id)], args=[old_digest, new_blob, new_digest],
-                       client=pipe)
-            replies = pipe.execute()
+        replies = []
+        if writes:
+            with translate_errors("write resealed records"):
+                replies = script(keys=[store.keys.msg(w[0]) for w in writes],
+                                 args=[arg for w in writes for arg in w[1:]])
         progress.resealed += sum(replies)
         pending = [w[0] for w, ok in zip(writes, replies) if not ok]
         if not pending:
@@ -128,15 +130,21 @@ def _reseal(store, script, ids, progress):
     progress.busy.extend(pending)
 
 
-def _resealed(vault, message_id, blob, progress):
-    """``(blob, digest)`` of a record under the current key, or None (recorded as failed)."""
+def _resealed(vault, message_id, blob, digest, meta, progress):
+    """``(blob, digest)`` of a record under the current key, or None (recorded as failed).
+
+    The digest is of the same meaning under the current key; the stored shape rank is kept.
+    """
     try:
         plaintext = vault.open(message_id, blob)
-        canonical = normalize(json.loads(plaintext)).canonical
+        record = normalize(json.loads(plaintext), Meta.unpack(meta.decode()).direction)
     except DecryptionError as exc:
         progress.failed.append((message_id, exc.code))
         return None
     except (ValueError, InvalidMessage):
         progress.failed.append((message_id, "unreadable"))
         return None
-    return vault.seal(message_id, plaintext), vault.digest(canonical)
+    stored = Digest.unpack(digest.decode())
+    shape = stored.shape if stored else int(record.shape)
+    entry = vault.digests(record.meaning, MEANING_VERSION)[0]
+    return vault.seal(message_id, plaintext), Digest(shape, entry).pack()
