@@ -8,12 +8,12 @@ hold counts, codes and ids of groups only, never message content.
 import dataclasses
 import datetime
 import json
-import re
 
 from inbox.connection import Connections
 from inbox.connection import translate_errors
 from inbox.feed import Feed
 from inbox.keys import Keys
+from inbox.normalize import valid_code
 
 OUTCOMES = ("created", "updated", "duplicate", "stale")
 CHANNELS = ("webhook", "reconcile", "fetch")
@@ -22,12 +22,9 @@ REJECTED_PREFIX = "rejected:"
 #: a run record counts as a success when its outcome is one of these
 SUCCESS_OUTCOMES = frozenset({"ok", "success", "succeeded", "completed", "complete", "done"})
 
-_CODE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-
-
 def safe_code(value):
     """``value`` when it looks like a machine code, else ``"other"`` (keeps labels PHI-free)."""
-    return value if isinstance(value, str) and _CODE.match(value) else "other"
+    return value if valid_code(value) else "other"
 
 
 @dataclasses.dataclass(frozen=True)

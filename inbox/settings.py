@@ -22,9 +22,9 @@ from inbox.errors import ConfigError
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "redis+sentinel")
 CLUSTER_SCHEME = "redis+cluster"
 DIRECTIONS = ("inbound", "outbound")
-_NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 #: a key id of the encryption key ring
-KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,16}")  # matched with fullmatch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +127,7 @@ def _http_url(variable, raw):
 
 
 def _namespace(variable, raw):
-    if not _NAMESPACE.match(raw):
+    if not _NAMESPACE.fullmatch(raw):
         raise ConfigError(f"{variable} must be 1-64 characters of A-Z a-z 0-9 _ . - (no braces).")
     return raw
 
@@ -147,7 +147,7 @@ def _key_ring(variable, raw):
     ring = []
     for position, entry in enumerate(raw.split(","), start=1):
         kid, sep, encoded = entry.strip().partition(":")
-        if not sep or not KEY_ID.match(kid):
+        if not sep or not KEY_ID.fullmatch(kid):
             raise ConfigError(
                 f"{variable} entry {position} must be kid:key with a kid of 1-16 A-Za-z0-9_- "
                 "characters (metriport-inbox keygen prints one)."

@@ -18,7 +18,6 @@ reason code. Errors carry ids, URLs without keys, and HTTP statuses; never respo
 import collections
 import dataclasses
 import email.utils
-import json
 import random
 import threading
 import time
@@ -29,6 +28,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from inbox import strictjson
 from inbox.errors import ConfigError
 from inbox.errors import InvalidMessage
 from inbox.errors import MetriportError
@@ -207,7 +207,7 @@ class MetriportClient:
 
     def _json(self, response, url):
         try:
-            return json.loads(response.content)
+            return strictjson.loads(response.content)
         except ValueError:
             raise MetriportError(
                 f"Metriport answered {_safe(url)} with a body that is not JSON.", "invalid_answer"
