@@ -45,6 +45,7 @@ class Settings:
     reconcile_page_size: int = 500
     reconcile_stop_after: int = 2
     reconcile_request_budget: int = 1000
+    reconcile_deadline: int = 1800
     metriport_rate_limit: float = 0.0
     webhook_auto_retry: bool = False
     webhook_max_bytes: int = 1024 * 1024
@@ -224,6 +225,7 @@ _VARIABLES = (
     ("RECONCILE_PAGE_SIZE", "reconcile_page_size", _page_size),
     ("RECONCILE_STOP_AFTER", "reconcile_stop_after", _positive_int),
     ("RECONCILE_REQUEST_BUDGET", "reconcile_request_budget", _positive_int),
+    ("RECONCILE_DEADLINE", "reconcile_deadline", _positive_int),
     ("METRIPORT_RATE_LIMIT", "metriport_rate_limit", _rate),
     ("METRIPORT_WEBHOOK_AUTO_RETRY", "webhook_auto_retry", _flag),
     ("WEBHOOK_MAX_BYTES", "webhook_max_bytes", _positive_int),
