@@ -20,7 +20,6 @@ from inbox.errors import ConfigError
 from inbox.errors import StoreUnavailable
 from inbox.signing import HEADER
 from inbox.signing import verify
-from inbox.store import Delivery
 from inbox.store import Result
 from inbox.store import Via
 from receiver import events
@@ -79,8 +78,7 @@ def _received(inbox, event, body, delivery_id):
     records, fetch_ids = events.received_messages(event)
     requestlog.note(messages=[record.id for record in records] + fetch_ids)
     store = inbox["store"]
-    body_hash = store.vault.digest(body)
-    delivery = Delivery(delivery_id, body_hash) if delivery_id else None
+    delivery = store.delivery(delivery_id, body) if delivery_id else None
     if fetch_ids and delivery and store.replayed(delivery):
         # A replay does no work: its fetches were queued when the delivery was first taken.
         store.count_event("replay")
