@@ -62,10 +62,14 @@ class Delivery:
 
 @dataclasses.dataclass(frozen=True)
 class Result:
-    """Outcomes of one upsert call, in the order of the records; ``replay`` if the ledger hit."""
+    """Outcomes of one upsert, in the order of the records; ``replay`` if the ledger hit;
+    ``lock_lost`` if a page's lock was no longer its walk's (nothing written); ``round_trips``
+    the script calls it took (1, or 3 when stored digests had to be rechecked)."""
 
     outcomes: tuple = ()
     replay: bool = False
+    lock_lost: bool = False
+    round_trips: int = 1
 
     def counts(self):
         """``{"created": n, "updated": n, "duplicates": n, "stale": n}`` for summaries."""
@@ -76,6 +80,26 @@ class Result:
             "duplicates": tally[Outcome.DUPLICATE],
             "stale": tally[Outcome.STALE],
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    """What a reconciliation page writes with its records, in the same script call.
+
+    The walk of ``direction`` moves its checkpoint to ``checkpoint`` (None: the walk ended, the
+    checkpoint is deleted; with ``keep_if_changed`` it is deleted too when the page created or
+    updated nothing, as an incremental walk then stops), adds ``counters`` (name: count) and the
+    page's creations as ``repaired``, and renews the lock held by ``lock_token``; all of it only
+    while that token still holds the lock.
+    """
+
+    direction: str
+    checkpoint: str | None
+    checkpoint_ttl_ms: int
+    lock_token: str
+    lock_ttl_ms: int
+    counters: dict = dataclasses.field(default_factory=dict)
+    keep_if_changed: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +140,6 @@ class Store:
         self._status = self.client.register_script(load_record_script("message_status"))
         self._unindex = self.client.register_script(load_record_script("patient_unindex"))
         self._reseal = self.client.register_script(load_script("record_reseal"))
-        self._lock_renew = self.client.register_script(load_script("lock_renew"))
         self._lock_release = self.client.register_script(load_script("lock_release"))
 
     def pipeline(self, transaction=False):
@@ -132,11 +155,13 @@ class Store:
         """The ``Delivery`` of a webhook body: its id and a keyed hash of the exact bytes."""
         return Delivery(delivery_id, self.vault.digest(body))
 
-    def upsert(self, records, via, delivery=None):
+    def upsert(self, records, via, delivery=None, page=None):
         """Record ``records`` (normalized) in one atomic call; a ``Result`` in the same order.
 
         With a ``delivery``, a replay of the same delivery id and body is answered
-        ``Result(replay=True)`` without touching any record.
+        ``Result(replay=True)`` without touching any record. With a ``page`` (see ``Page``) the
+        same call moves the walk's checkpoint and renews its lock: one round trip per page,
+        also on a Redis Cluster; ``Result(lock_lost=True)`` when the lock is no longer its own.
 
         A stored record whose digest no key of the ring can reproduce (stored in clear before
         keys were set, under a retired key, or before digests were tagged) is answered "recheck"
@@ -147,11 +172,13 @@ class Store:
         via = Via(via)
         records = list(records)
         digests = [self.vault.digests(record.meaning, MEANING_VERSION) for record in records]
+        round_trips = 1
         with translate_errors("store messages"):
-            outcomes = self._call_upsert(records, digests, via, delivery)
+            outcomes = self._call_upsert(records, digests, via, delivery, page)
             for _ in range(RECHECK_ATTEMPTS):
-                if outcomes is None:
-                    return Result(replay=True)
+                if outcomes in ("replay", "lock_lost"):
+                    return Result(replay=outcomes == "replay", lock_lost=outcomes == "lock_lost",
+                                  round_trips=round_trips)
                 pending = [i for i, outcome in enumerate(outcomes) if outcome == "recheck"]
                 if not pending:
                     break
@@ -159,8 +186,12 @@ class Store:
                                         [digests[i][0] for i in pending])
                 settled = self._call_upsert(
                     [records[i] for i in pending],
-                    [digests[i] + marker for i, marker in zip(pending, markers)], via, delivery)
-                if settled is None:  # a concurrent copy of this delivery settled them first
+                    [digests[i] + marker for i, marker in zip(pending, markers)], via, delivery,
+                    page)
+                round_trips += 2
+                if settled == "lock_lost":
+                    return Result(lock_lost=True, round_trips=round_trips)
+                if settled == "replay":  # a concurrent copy of this delivery settled them first
                     settled = [Outcome.DUPLICATE.value] * len(pending)
                 for i, outcome in zip(pending, settled):
                     outcomes[i] = outcome
@@ -168,12 +199,15 @@ class Store:
             log.warning("store: %d records kept changing their digest key; left as they are",
                         outcomes.count("recheck"))
             outcomes = [Outcome.STALE.value if o == "recheck" else o for o in outcomes]
-        return Result(outcomes=tuple(Outcome(outcome) for outcome in outcomes))
+        return Result(outcomes=tuple(Outcome(outcome) for outcome in outcomes),
+                      round_trips=round_trips)
 
-    def _call_upsert(self, records, digests, via, delivery):
-        """One script call: the outcome words in order, or None for a replayed delivery."""
+    def _call_upsert(self, records, digests, via, delivery, page):
+        """One script call: the outcome words in order, or "replay" / "lock_lost"."""
         keys = [self.keys.feed, self.keys.stats, self.keys.idx_all]
         keys.append(self.keys.delivery(delivery.id) if delivery else self.keys.stats)
+        keys.append(self.keys.reconcile_cursor(page.direction) if page else self.keys.stats)
+        keys.append(self.keys.reconcile_lock if page else self.keys.stats)
         args = [
             via.value,
             int(time.time() * 1000),
@@ -181,6 +215,13 @@ class Store:
             delivery.body_hash if delivery else "",
             LEDGER_TTL_SECONDS,
         ]
+        if page:
+            counters = ",".join(f"{name},{count}" for name, count in page.counters.items())
+            args.extend((page.lock_token, page.lock_ttl_ms, page.checkpoint or "",
+                         page.checkpoint_ttl_ms, counters,
+                         "changed" if page.keep_if_changed else ""))
+        else:
+            args.extend(("", 0, "", 0, "", ""))
         for record, record_digests in zip(records, digests):
             keys.append(self.keys.msg(record.id))
             keys.append(self.keys.idx_direction(record.direction) if record.direction else self.keys.idx_all)
@@ -197,8 +238,8 @@ class Store:
                 record.as_of,
             ))
         reply = self._upsert(keys=keys, args=args)
-        if reply == b"replay":
-            return None
+        if reply in (b"replay", b"lock_lost"):
+            return reply.decode()
         outcomes, moved = reply
         if moved:
             self._unindex_moved(moved)
@@ -443,14 +484,6 @@ class Store:
         with translate_errors("take the reconciliation lock"):
             return bool(self.client.set(self.keys.reconcile_lock, token, nx=True, px=ttl_ms))
 
-    def lock_renew(self, token, ttl_ms, pipeline=None):
-        """Extend the lock if ``token`` still holds it; True when it does (queued with a pipeline)."""
-        if pipeline is not None:
-            return self._lock_renew(keys=[self.keys.reconcile_lock], args=[token, ttl_ms],
-                                    client=pipeline)
-        with translate_errors("renew the reconciliation lock"):
-            return bool(self._lock_renew(keys=[self.keys.reconcile_lock], args=[token, ttl_ms]))
-
     def lock_release(self, token):
         """Delete the lock if ``token`` still holds it; True when it did."""
         with translate_errors("release the reconciliation lock"):
@@ -460,15 +493,6 @@ class Store:
         """The text a walk of ``direction`` saved to resume from, or None."""
         with translate_errors("read the reconcile checkpoint"):
             return self.client.get(self.keys.reconcile_cursor(direction))
-
-    def save_checkpoint(self, direction, text, ttl_ms, pipeline=None):
-        """Save ``text`` as the checkpoint of ``direction`` for ``ttl_ms``; None clears it."""
-        client = pipeline if pipeline is not None else self.client
-        with translate_errors("save the reconcile checkpoint"):
-            if text is None:
-                client.delete(self.keys.reconcile_cursor(direction))
-            else:
-                client.set(self.keys.reconcile_cursor(direction), text, px=ttl_ms)
 
     def last_full_walk(self, direction):
         """When the last complete full walk of ``direction`` ended (ms), or None."""

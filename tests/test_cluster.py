@@ -5,17 +5,24 @@ each test works in its own namespace, which is one hash tag, hence one slot on o
 Skipped only where no redis-server/redis-cli pair can build a cluster, and never when ``CI`` is set.
 """
 
+import collections
 import concurrent.futures
 import copy
+import json
 import os
 import pathlib
 import subprocess
 import sys
+import threading
 import uuid
 
 import pytest
 import redis
+from rq import SimpleWorker
+from werkzeug.serving import make_server
 
+from conftest import TEST_WEBHOOK_KEY
+from conftest import _delete_queue
 from conftest import fixture_json
 from inbox.connection import Connections
 from inbox.connection import connect
@@ -27,6 +34,9 @@ from inbox.normalize import normalize
 from inbox.settings import Settings
 from inbox.store import Outcome
 from inbox.store import Store
+from receiver import create_app
+from simulator import Simulator
+from worker.reconcile import run as reconcile_run
 
 pytestmark = pytest.mark.cluster
 
@@ -258,6 +268,107 @@ def test_selfcheck_reaches_the_cluster(cluster, redis_url):
                           timeout=30)
     assert done.returncode == 0, done.stderr
     assert "redis: ok" in done.stdout
+
+
+def _walking(settings, sim, **changes):
+    """``settings`` pointed at the simulator, pages of 100, the test webhook key."""
+    return settings.replace(api_key=sim.api_key, api_url=sim.url, reconcile_page_size=100,
+                            webhook_keys=(TEST_WEBHOOK_KEY,), **changes)
+
+
+def _assert_store_equals_simulator(store, sim):
+    """Every simulator message stored once, as the simulator has it now, announced once."""
+    ids = sim.mailbox.ids()
+    assert store.count(store.index_key()) == len(ids)
+    for stored in store.get_many(ids):
+        assert stored.resource == sim.mailbox.get(stored.id)
+    created = [f[b"id"] for _, f in store.client.xrange(store.keys.feed) if f[b"event"] == b"created"]
+    assert sorted(created) == sorted(i.encode() for i in ids)
+
+
+@pytest.fixture
+def receiver_url(cluster_settings):
+    """The receiver app (store on the cluster, RQ on the standalone Redis) on a real WSGI server."""
+    app = create_app(cluster_settings.replace(webhook_keys=(TEST_WEBHOOK_KEY,)))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}/webhook"
+    finally:
+        server.shutdown()
+        server.server_close()
+        _delete_queue(cluster_settings)
+
+
+def test_real_reconciler_and_fetch_job_on_the_cluster(cluster_settings, client, receiver_url,
+                                                      monkeypatch):
+    """The real reconciler on a 3-master cluster: a full walk cut by its budget, resumed from the
+    checkpoint, an incremental walk after status changes and new messages, status webhooks, and
+    a fetch job run by a real RQ worker; the store ends equal to the simulator each time."""
+    with Simulator(seed=31, messages=0, webhook_url=receiver_url,
+                   webhook_key=TEST_WEBHOOK_KEY) as sim:
+        sim.mailbox.add(450, "inbound")
+        sim.mailbox.add(250, "outbound", pending=True)
+        settings = _walking(cluster_settings, sim)
+        store = Store(settings, client=client)
+
+        cut = reconcile_run(settings.replace(reconcile_request_budget=3), mode="full")
+        assert (cut["outcome"], cut["pages"]) == ("budget_exhausted", 3)
+        assert client.get(Keys(settings.namespace).reconcile_cursor("inbound")) is not None
+        resumed = reconcile_run(settings, mode="full")
+        assert resumed["outcome"] == "completed", resumed
+        assert resumed["directions"]["inbound"]["resumed"] is True
+        assert resumed["round_trips"] < resumed["pages"] + 10
+        _assert_store_equals_simulator(store, sim)
+
+        # status webhooks for some, new messages and status changes for the walk to find
+        by_webhook = sim.mailbox.update(count=20)
+        assert sim.deliver_webhooks(by_webhook).succeeded == 20
+        sim.mailbox.update(count=30)
+        sim.mailbox.add(40, "inbound")
+        incremental = reconcile_run(settings, mode="incremental")
+        assert incremental["outcome"] == "completed", incremental
+        assert incremental["created"] == 40
+        # older messages whose status changed are found by the next full walk
+        full = reconcile_run(settings, mode="full")
+        assert (full["outcome"], full["created"], full["updated"]) == ("completed", 0, 30)
+        _assert_store_equals_simulator(store, sim)
+
+        # a status webhook for a message the store does not hold yet: the receiver queues a fetch
+        unknown = sim.mailbox.add(1, "outbound", pending=False)
+        assert sim.deliver_webhooks(unknown).succeeded == 1
+        assert store.get(unknown[0]) is None
+        for name, value in (("REDIS_URL", settings.redis_url), ("RQ_REDIS_URL", settings.rq_redis_url),
+                            ("INBOX_NAMESPACE", settings.namespace),
+                            ("METRIPORT_API_KEY", sim.api_key), ("METRIPORT_API_URL", sim.url)):
+            monkeypatch.setenv(name, value)
+        queue = Connections(settings).queue
+        assert SimpleWorker([settings.queue_name], connection=queue).work(burst=True)
+        assert store.get(unknown[0]).first_via == "fetch"
+        _assert_store_equals_simulator(store, sim)
+        entries = [f for _, f in client.xrange(store.keys.feed)]
+        updated = collections.Counter(f[b"id"] for f in entries if f[b"event"] == b"updated")
+        assert len(updated) == 50 and set(updated.values()) == {1}
+
+
+def test_reconcile_command_on_the_cluster(cluster_settings, client):
+    """`metriport-inbox reconcile --once --full --json` with REDIS_URL=redis+cluster://… walks
+    every page (the reported failure stopped after the first), exit 0, store equal to the simulator."""
+    with Simulator(seed=32, messages=520) as sim:
+        env = dict(os.environ, REDIS_URL=cluster_settings.redis_url,
+                   RQ_REDIS_URL=cluster_settings.rq_redis_url,
+                   INBOX_NAMESPACE=cluster_settings.namespace, METRIPORT_API_KEY=sim.api_key,
+                   METRIPORT_API_URL=sim.url, RECONCILE_PAGE_SIZE="100")
+        command = pathlib.Path(sys.executable).with_name("metriport-inbox")
+        done = subprocess.run([str(command), "reconcile", "--once", "--full", "--json"], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        summary = json.loads(done.stdout.splitlines()[-1])
+        assert (summary["outcome"], summary["created"]) == ("completed", 520)
+        assert "Traceback" not in done.stderr
+        _assert_store_equals_simulator(Store(cluster_settings, client=client), sim)
 
 
 def test_whole_cluster_down_is_store_unavailable_then_recovers(cluster, cluster_store):

@@ -42,6 +42,7 @@ from inbox.errors import InboxError
 from inbox.errors import MetriportError
 from inbox.errors import StoreUnavailable
 from inbox.store import Store
+from inbox.store import Page
 from inbox.store import Via
 from worker.client import MAX_RETRY_SECONDS
 from worker.client import MetriportClient
@@ -171,12 +172,12 @@ class Reconciliation:
             pending = None
             if page.next_url and not may_stop and not looped:
                 pending = reader.submit(self.client.list_page, page.next_url)
-            counts, invalid = self._take(direction, page, tally)
+            # a looping cursor is never checkpointed: the checkpoint is deleted instead
+            next_url = None if looped else page.next_url
+            counts = self._take(direction, page, tally, next_url, may_stop)
             streak = 0 if counts["created"] or counts["updated"] else streak + 1
             end = page.next_url is None
             stop = end or (mode == "incremental" and streak >= stop_after)
-            # a looping cursor is never checkpointed: the checkpoint is deleted instead
-            self._persist(direction, None if stop or looped else page.next_url, counts["created"], invalid)
             if looped:
                 raise MetriportError(
                     f"Metriport's nextPage for {direction} went back to a page already read in this "
@@ -218,10 +219,10 @@ class Reconciliation:
             seen_pages.add(ids)
         return False
 
-    def _take(self, direction, page, tally):
-        """Normalize and store one page, count it, log one line; ``(counts, invalid)``."""
+    def _take(self, direction, page, tally, next_url, may_stop):
+        """Normalize and store one page with its checkpoint, count it, log one line; its counts."""
         records, invalid = page.normalized(direction)
-        counts = self._store(records)
+        counts = self._store(direction, records, invalid, next_url, may_stop)
         skipped = sum(invalid.values())
         tally.add(Tally(1, len(page.items), counts["created"], counts["updated"],
                         counts["duplicates"], counts["stale"], skipped))
@@ -232,7 +233,7 @@ class Reconciliation:
             direction, tally.pages, len(page.items), counts["created"], counts["updated"],
             skipped, self.client.requests,
         )
-        return counts, invalid
+        return counts
 
     def _last_full(self, direction):
         """When the last complete full walk of ``direction`` ended (ms), or None."""
@@ -257,33 +258,29 @@ class Reconciliation:
             log.warning("reconcile %s: ignored an unusable checkpoint or one outside METRIPORT_API_URL", direction)
             return None
 
-    def _store(self, records):
-        if not records:
-            return {"created": 0, "updated": 0, "duplicates": 0, "stale": 0}
-        self.round_trips += 1
-        return self.store.upsert(records, via=Via.RECONCILE).counts()
+    def _store(self, direction, records, invalid, next_url, may_stop):
+        """Store one page, move the checkpoint and renew the lock: one script call, one round trip.
 
-    def _persist(self, direction, next_url, created, invalid):
-        """Checkpoint, counters and lock renewal in one transaction (one round trip)."""
-        pipe = self.store.pipeline(transaction=True)
+        The checkpoint becomes the next page's URL; when this page may end an incremental walk
+        (the last of a streak that changed nothing) the script keeps it only if the page changed
+        something, as the walk then goes on. Fails the run with ``lock_lost`` (nothing written)
+        when the lock is no longer this run's.
+        """
         checkpoint = None
         if next_url:
             checkpoint = json.dumps({"url": next_url, "saved": int(time.time() * 1000)})
-        self.store.save_checkpoint(direction, checkpoint, self.settings.reconcile_full_interval * 1000,
-                                   pipeline=pipe)
-        if created:
-            self.store.count_event("repaired", created, pipeline=pipe)
-        for reason, count in invalid.items():
-            self.store.count_event(f"invalid:reconcile:{reason}", count, pipeline=pipe)
-        self.lock.renew(pipeline=pipe)
-        with translate_errors("checkpoint the walk"):
-            still_ours = pipe.execute()[-1]
-        self.round_trips += 1
-        if not still_ours:
+        page = Page(direction, checkpoint, self.settings.reconcile_full_interval * 1000,
+                    self.lock.token, self.lock.ttl_ms,
+                    {f"invalid:reconcile:{reason}": n for reason, n in invalid.items()},
+                    keep_if_changed=may_stop)
+        result = self.store.upsert(records, via=Via.RECONCILE, page=page)
+        self.round_trips += result.round_trips
+        if result.lock_lost:
             raise InboxError(
                 "The reconciliation lock expired or was taken over; stopped to avoid two runs at once.",
                 "lock_lost",
             )
+        return result.counts()
 
     # -- around the walks -------------------------------------------------------------------
 
