@@ -15,14 +15,14 @@ log = logging.getLogger("worker.jobs")
 
 
 def reconcile(mode="incremental", directions=None):
-    """One reconciliation run (see ``worker.reconcile``); returns its summary."""
+    """One reconciliation run (see ``worker.reconcile``); returns its record (``Run.as_dict``)."""
+    from inbox.runs import RunOutcome
     from worker.reconcile import run
 
-    summary = run(Settings.from_env(), mode=mode, directions=directions)
-    if summary["outcome"] == "failed":
-        error = summary["error"]
-        raise InboxError(error["detail"], error["code"])
-    return summary
+    result = run(Settings.from_env(), mode=mode, directions=directions)
+    if result.outcome is RunOutcome.FAILED:
+        raise InboxError(result.error["detail"], result.error["code"])
+    return result.as_dict()
 
 
 def fetch_message(message_id):
