@@ -5,22 +5,18 @@ reconcile runs list, the feed and its groups), so any process reports the same n
 hold counts, codes and ids of groups only, never message content.
 """
 
-import re
-
 from inbox.connection import Connections
 from inbox.feed import Feed
+from inbox.normalize import valid_code
 from inbox.runs import RunLog
 from inbox.store import Store
 
 #: counters named ``rejected:<reason>`` count refused webhooks by reason code
 REJECTED_PREFIX = "rejected:"
 
-_CODE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-
-
 def safe_code(value):
     """``value`` when it looks like a machine code, else ``"other"`` (keeps labels PHI-free)."""
-    return value if isinstance(value, str) and _CODE.match(value) else "other"
+    return value if valid_code(value) else "other"
 
 
 class Figures:

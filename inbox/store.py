@@ -15,6 +15,7 @@ import time
 from inbox.connection import Connections
 from inbox.connection import translate_errors
 from inbox.crypto import Vault
+from inbox.errors import DecryptionError
 from inbox.errors import InvalidMessage
 from inbox.keys import Keys
 from inbox.normalize import normalize
@@ -76,6 +77,14 @@ class StoredMessage(Meta):
 
     id: str
     resource: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Unreadable:
+    """A stored record that cannot be opened (key not in the ring, tampered, not JSON), and why."""
+
+    id: str
+    code: str
 
 
 def load_script(name):
@@ -155,6 +164,16 @@ class Store:
                 self._unindex_moved(moved)
         return Result(outcomes=tuple(Outcome(o.decode()) for o in outcomes))
 
+    def replayed(self, delivery):
+        """True when the ledger already holds ``delivery`` (same id, same body hash).
+
+        The upsert answers a replay by itself; this is for a delivery whose work happens
+        before the upsert (queueing fetches of id-only messages), so that a replay queues none.
+        """
+        with translate_errors("check the delivery ledger"):
+            held = self.client.get(self.keys.delivery(delivery.id))
+        return held is not None and held.decode() == delivery.body_hash
+
     def apply_status(self, message_id, status, as_of, via=Via.WEBHOOK):
         """Apply a delivery status (``message.status``) to a stored message.
 
@@ -188,12 +207,30 @@ class Store:
 
         Raises ``DecryptionError`` for a record that cannot be opened.
         """
+        rows = self._rows(message_ids)
+        return [self._stored(i, row) if row else None for i, row in zip(message_ids, rows)]
+
+    def open_many(self, message_ids):
+        """Like ``get_many``, but a record that cannot be opened comes back as ``Unreadable``.
+
+        One record sealed under a key no longer in the ring must not hide the others.
+        """
+        opened = []
+        for message_id, row in zip(message_ids, self._rows(message_ids)):
+            try:
+                opened.append(self._stored(message_id, row) if row else None)
+            except DecryptionError as exc:
+                opened.append(Unreadable(message_id, exc.code))
+            except ValueError:  # opened, but not JSON
+                opened.append(Unreadable(message_id, "record_unreadable"))
+        return opened
+
+    def _rows(self, message_ids):
         with translate_errors("read messages"):
             pipe = self.client.pipeline(transaction=False)
             for message_id in message_ids:
                 pipe.hgetall(self.keys.msg(message_id))
-            rows = pipe.execute()
-        return [self._stored(i, row) if row else None for i, row in zip(message_ids, rows)]
+            return pipe.execute()
 
     def routing_many(self, message_ids):
         """``(direction, patient)`` of each message, None where unknown, without opening resources.

@@ -23,6 +23,7 @@ from inbox.runs import Walk
 from inbox.runs import iso
 from inbox.settings import Settings
 from inbox.store import Store
+from worker.reconcile import run as reconcile
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 SIGNATURES = json.loads((FIXTURES / "webhook-signatures.json").read_text())
@@ -109,3 +110,8 @@ def finished_run(outcome="completed", ended_at=None, created=0):
     return Run(outcome=RunOutcome(outcome), mode=Mode.FULL, started=iso(ended_at - 1),
                ended=iso(ended_at), seconds=1.0, walks={"inbound": walk}, requests=1, retries=0,
                round_trips=3)
+
+
+def reconcile_summary(*args, **kwargs):
+    """A reconciliation run (``worker.reconcile.run``) as its JSON record, as the CLI prints it."""
+    return reconcile(*args, **kwargs).as_dict()

@@ -6,19 +6,15 @@ import threading
 
 import pytest
 
+from conftest import reconcile_summary as run
 from inbox.keys import Keys
 from inbox.runs import RunLog
 from simulator import Faults
 from simulator import Simulator
-from worker.reconcile import run as reconcile
 
 PAGE = 50
 FAST_RETRIES = {"backoff_base": 0.02}
 
-
-def run(*args, **kwargs):
-    """A reconciliation run, as its JSON record (what the CLI, the RQ job and stats show)."""
-    return reconcile(*args, **kwargs).as_dict()
 
 
 @pytest.fixture

@@ -9,16 +9,12 @@ import threading
 
 import pytest
 
+from conftest import reconcile_summary as run
 from inbox.keys import Keys
-from worker.reconcile import run as reconcile
 
 LIST = "/medical/v1/message"
 KEY = "edge-api-key"
 
-
-def run(*args, **kwargs):
-    """A reconciliation run, as its JSON record (what the CLI, the RQ job and stats show)."""
-    return reconcile(*args, **kwargs).as_dict()
 
 
 class Origin:
