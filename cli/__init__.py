@@ -1,6 +1,6 @@
 """The ``metriport-inbox`` command: one click group whose subcommands are entry points.
 
-Each subcommand is declared in ``setup.cfg`` under ``metriport_inbox.commands`` and lives in a
+Each subcommand is declared in ``pyproject.toml`` under ``metriport_inbox.commands`` and lives in a
 module of this package (one module per command family). The group imports only the command
 being run, so a scheduled ``reconcile --once`` does not pay for Flask or gunicorn.
 
