@@ -39,7 +39,7 @@ def keygen(kid=None):
     if kid is None:
         today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
         kid = "k" + today + os.urandom(2).hex()
-    if not KEY_ID.match(kid):
+    if not KEY_ID.fullmatch(kid):
         raise ValueError("A key id must be 1-16 characters of A-Z a-z 0-9 _ -.")
     return kid + ":" + base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")
 
@@ -122,7 +122,7 @@ class Vault:
             return blob
         kid = self.kid_of(blob)
         start = 2 + len(kid)
-        if not KEY_ID.match(kid) or len(blob) < start + _NONCE_BYTES + _TAG_BYTES:
+        if not KEY_ID.fullmatch(kid) or len(blob) < start + _NONCE_BYTES + _TAG_BYTES:
             raise DecryptionError(
                 f"Message {message_id} has a malformed encryption header: tampered or truncated.",
                 "decrypt_malformed",

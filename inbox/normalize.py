@@ -23,20 +23,29 @@ from inbox.settings import DIRECTIONS
 #: statuses after which a message never changes back (FHIR terminal codes plus the SDK's "failed")
 TERMINAL_STATUSES = frozenset({"completed", "failed", "entered-in-error", "stopped", "not-done"})
 
-_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Every shape rule is matched against the whole string (``fullmatch``): ``^…$`` with ``match``
+# would let a trailing newline through, into Redis key names, counters and terminal output.
+_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # a status is a code (FHIR's or the SDK's); anything else is dropped, as it would reach the feed
-_STATUS = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_STATUS = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# an event type (``meta.type``) or a reason code used as a counter name
+_CODE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _PATIENT_REFERENCE = "Patient/"
 
 
 def valid_id(value):
     """True for a usable message, patient or delivery id: 1-128 of A-Z a-z 0-9 . _ : -."""
-    return isinstance(value, str) and _ID.match(value) is not None
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
 def valid_status(value):
     """True for a status code (FHIR's or the SDK's); free text never reaches the feed."""
-    return isinstance(value, str) and _STATUS.match(value) is not None
+    return isinstance(value, str) and _STATUS.fullmatch(value) is not None
+
+
+def valid_code(value):
+    """True for an event type or reason code usable as a counter name: 1-64 of A-Z a-z 0-9 . _ : -."""
+    return isinstance(value, str) and _CODE.fullmatch(value) is not None
 #: where the message time comes from, first found wins (FHIR, then the SDK DTO)
 _MESSAGE_TIMES = ("sent", "received", "sentAt")
 # compact JSON encoders, keyed by sort_keys, built once (json.dumps builds one per call); parsed
@@ -81,7 +90,7 @@ def normalize(message, direction=None):
     message_id = resource.get("id")
     if message_id is None or message_id == "":
         raise InvalidMessage("The message has no id.", "missing_id")
-    if not isinstance(message_id, str) or not _ID.match(message_id):
+    if not valid_id(message_id):
         raise InvalidMessage(
             "The message id must be 1-128 characters of A-Z a-z 0-9 . _ : -.", "invalid_id"
         )
@@ -113,7 +122,7 @@ def normalize(message, direction=None):
 
 def status_code(value):
     """``value`` when it is a status code (``completed``, ``in-progress`` …), else None."""
-    return value if isinstance(value, str) and _STATUS.match(value) else None
+    return value if valid_status(value) else None
 
 
 def _json(resource, sort_keys):
@@ -132,7 +141,7 @@ def _patient_id(resource):
         reference = subject.get("reference")
         if isinstance(reference, str) and reference.startswith(_PATIENT_REFERENCE):
             candidate = reference[len(_PATIENT_REFERENCE):]
-    if isinstance(candidate, str) and _ID.match(candidate):
+    if valid_id(candidate):
         return candidate
     return None
 
