@@ -10,7 +10,7 @@ PIP := $(BIN)/python -m pip install --quiet --constraint requirements-dev.txt
 COMPILE := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 \
 	--custom-compile-command 'make lock'
 
-.PHONY: demo test install install-demo lock upgrade bench clean
+.PHONY: demo test install install-demo lock upgrade dist bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,12 @@ lock: $(BIN)/activate
 
 upgrade:
 	$(MAKE) lock LOCK_ARGS=--upgrade
+
+# The sdist and the wheel, in dist/. Without PYTHONDONTWRITEBYTECODE, which some machines set
+# (this project's CI machine does) and which makes setuptools warn that it skips byte-compiling.
+dist: install
+	rm -rf dist
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m build
 
 # Every benchmark, one after the other (they share 2 cores: never run two at once); raw output
 # goes to bench/out/, from which bench/RESULTS.md quotes its figures.
