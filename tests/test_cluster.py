@@ -24,6 +24,7 @@ from werkzeug.serving import make_server
 from conftest import TEST_WEBHOOK_KEY
 from conftest import _delete_queue
 from conftest import fixture_json
+from conftest import reconcile_summary as reconcile_run
 from inbox.connection import Connections
 from inbox.connection import connect
 from inbox.embedded import EmbeddedCluster
@@ -36,7 +37,6 @@ from inbox.store import Outcome
 from inbox.store import Store
 from receiver import create_app
 from simulator import Simulator
-from worker.reconcile import run as reconcile_run
 
 pytestmark = pytest.mark.cluster
 
