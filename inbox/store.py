@@ -484,10 +484,76 @@ class Store:
         with translate_errors("take the reconciliation lock"):
             return bool(self.client.set(self.keys.reconcile_lock, token, nx=True, px=ttl_ms))
 
-    def lock_release(self, token):
-        """Delete the lock if ``token`` still holds it; True when it did."""
+    def lock_release(self, token, handoff=False):
+        """Delete the lock if ``token`` still holds it: 1 when it did, 0 when it did not.
+
+        With ``handoff``, a pending request for another walk (``request_rerun``) is taken
+        instead and the lock kept: 2.
+        """
         with translate_errors("release the reconciliation lock"):
-            return bool(self._lock_release(keys=[self.keys.reconcile_lock], args=[token]))
+            return int(self._lock_release(keys=[self.keys.reconcile_lock, self.keys.reconcile_again],
+                                          args=[token, "handoff" if handoff else ""]))
+
+    def request_rerun(self, ttl_ms):
+        """Ask the run holding the lock to walk once more before it releases (``lock_release``)."""
+        with translate_errors("ask for another reconcile walk"):
+            self.client.set(self.keys.reconcile_again, 1, px=ttl_ms)
+
+    def clear_rerun(self):
+        """Forget requests for another walk: a run that starts walking now satisfies them."""
+        with translate_errors("clear reconcile requests"):
+            self.client.delete(self.keys.reconcile_again)
+
+    def claim_soon_run(self, ttl_ms):
+        """True when no immediate run is queued yet and this caller now queues it (debounce)."""
+        with translate_errors("debounce the immediate reconcile run"):
+            return bool(self.client.set(self.keys.reconcile_soon, 1, nx=True, px=ttl_ms))
+
+    def clear_soon_run(self):
+        """The immediate run has started (or was not queued): the next request queues another."""
+        with translate_errors("clear the immediate reconcile run"):
+            self.client.delete(self.keys.reconcile_soon)
+
+    # -- webhook bodies that could not be read (see receiver/webhook.py) -----------------------
+
+    def quarantine(self, quarantine_id, body, reason, ttl_seconds):
+        """Keep a signed body whose message could not be read, sealed, for ``ttl_seconds``.
+
+        The body is encrypted when keys are set (the id is its associated data) and never
+        logged; ``unreadable:<reason>`` is counted in the same round trip.
+        """
+        key = self.keys.unreadable(quarantine_id)
+        with translate_errors("keep an unreadable webhook body"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hset(key, mapping={"r": self.vault.seal(quarantine_id, body), "why": reason,
+                                    "at": int(time.time() * 1000)})
+            pipe.expire(key, ttl_seconds)
+            pipe.hincrby(self.keys.stats, f"unreadable:{reason}", 1)
+            pipe.execute()
+
+    def quarantined(self):
+        """``[(id, reason, at ms, bytes, ttl seconds)]`` of the kept bodies, oldest first."""
+        prefix = self.keys.unreadable("")
+        with translate_errors("list unreadable webhook bodies"):
+            keys = sorted(self.client.scan_iter(match=self.keys.pattern_of(prefix), count=1000))
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hmget(key, "why", "at")
+                pipe.hstrlen(key, "r")
+                pipe.ttl(key)
+            rows = pipe.execute()
+        found = []
+        for index, key in enumerate(keys):
+            (why, at), size, ttl = rows[3 * index:3 * index + 3]
+            if why is not None:
+                found.append((key.decode()[len(prefix):], why.decode(), int(at), size, ttl))
+        return sorted(found, key=lambda row: row[2])
+
+    def quarantined_body(self, quarantine_id):
+        """The opened body kept as ``quarantine_id``, or None when it is gone (expired)."""
+        with translate_errors("read an unreadable webhook body"):
+            blob = self.client.hget(self.keys.unreadable(quarantine_id), "r")
+        return None if blob is None else self.vault.open(quarantine_id, blob)
 
     def checkpoint(self, direction):
         """The text a walk of ``direction`` saved to resume from, or None."""

@@ -29,4 +29,13 @@ class Lock:
         if not self.held:
             return False
         self.held = False
-        return self.store.lock_release(self.token)
+        return self.store.lock_release(self.token) == 1
+
+    def release_unless_asked_again(self):
+        """Release the lock, unless a request for another walk is pending: then take that
+        request, keep the lock and answer True (the caller walks again)."""
+        if not self.held:
+            return False
+        again = self.store.lock_release(self.token, handoff=True) == 2
+        self.held = again
+        return again

@@ -60,13 +60,15 @@ LOCK_TTL_MS = int((2 * MAX_RETRY_SECONDS + 30) * 1000)
 #: read timeout for Redis replies: a 500-message upsert on a busy server can take longer than the
 #: store's default 0.5 s, and a timed-out script would be sent again (counted as duplicates)
 STORE_TIMEOUT = 5.0
+#: most extra walks one run does for immediate runs that found it holding the lock
+RERUNS_MAX = 3
 
 
 class Reconciliation:
     """One run over ``directions``; ``run()`` returns its ``Run`` (and records it)."""
 
     def __init__(self, settings, mode=Mode.INCREMENTAL, directions=None, client_options=None,
-                 deadline=None):
+                 deadline=None, handoff=False):
         try:
             mode = Mode(mode)
         except ValueError:
@@ -81,6 +83,7 @@ class Reconciliation:
             settings, budget=settings.reconcile_request_budget,
             run_deadline=time.monotonic() + seconds, **(client_options or {})
         )
+        self.handoff = handoff
         self.store = None
         self.lock = None
         self.walks = {}
@@ -98,12 +101,16 @@ class Reconciliation:
         try:
             self.store = Store(self.settings, client=connect(self.settings.redis_url, STORE_TIMEOUT))
             self.lock = Lock(self.store, LOCK_TTL_MS)
-            if not self.lock.acquire():
+            if self.handoff:
+                # requests made before this point are covered by this run (or the one it hands to)
+                self.store.clear_soon_run()
+            if not self._take_lock():
                 outcome = RunOutcome.SKIPPED
-                log.info("reconcile: skipped, another run holds the lock")
             else:
+                self.store.clear_rerun()
                 with translate_errors("reconcile"):
                     self._walk_all()
+                    self._walk_again_while_asked()
         except InboxError as exc:
             outcome = (RunOutcome.BUDGET_EXHAUSTED if exc.code == "budget_exhausted"
                        else RunOutcome.FAILED)
@@ -114,6 +121,31 @@ class Reconciliation:
             self._finish(started, RunOutcome.FAILED, error)
             raise
         return self._finish(started, outcome, error)
+
+    def _take_lock(self):
+        """Take the lock; with ``handoff``, a run that finds it held asks the holder to walk
+        again before it releases (the holder's walk may have passed the newest page already)."""
+        if self.lock.acquire():
+            return True
+        if self.handoff:
+            self.store.request_rerun(LOCK_TTL_MS)
+            if self.lock.acquire():  # the holder released in between
+                return True
+            log.info("reconcile: another run holds the lock; it walks again before releasing")
+            return False
+        log.info("reconcile: skipped, another run holds the lock")
+        return False
+
+    def _walk_again_while_asked(self):
+        """Incremental walks, as long as immediate runs asked for one while this run held the
+        lock (bounded: a steady stream of requests is served by the runs that follow)."""
+        for _ in range(RERUNS_MAX):
+            if not self.lock.release_unless_asked_again():
+                return
+            log.info("reconcile: asked to walk again while running; incremental walk")
+            with concurrent.futures.ThreadPoolExecutor(1, "metriport-read-ahead") as reader:
+                for direction in self.directions:
+                    self._walk(direction, reader, again=True)
 
     def _finish(self, started, outcome, error):
         self.client.close()
@@ -140,12 +172,18 @@ class Reconciliation:
 
     # -- one direction ----------------------------------------------------------------------
 
-    def _walk(self, direction, reader):
-        mode = self._mode_for(self._last_full(direction))
-        url, resumed = self._checkpoint(direction), True
+    def _walk(self, direction, reader, again=False):
+        if again:
+            # one more incremental walk from the first page, counted with the run's walk
+            mode, url, resumed = Mode.INCREMENTAL, None, False
+        else:
+            mode = self._mode_for(self._last_full(direction))
+            url, resumed = self._checkpoint(direction), True
         if url is None:
             url, resumed = self.client.list_url(direction, self.settings.reconcile_page_size), False
-        walk = self.walks[direction] = Walk(mode, resumed)
+        walk = self.walks.get(direction) if again else None
+        if walk is None:
+            walk = self.walks[direction] = Walk(mode, resumed)
         tally = walk.tally
         log.info("reconcile %s: %s walk%s", direction, mode.value,
                  " resumed from checkpoint" if resumed else "")
@@ -319,12 +357,14 @@ class Reconciliation:
             log.warning("reconcile: could not record the run (%s)", exc.code)
 
 
-def run(settings, mode=Mode.INCREMENTAL, directions=None, client_options=None, deadline=None):
+def run(settings, mode=Mode.INCREMENTAL, directions=None, client_options=None, deadline=None,
+        handoff=False):
     """One reconciliation run with ``settings``; returns its ``Run``.
 
     ``deadline`` (seconds) shortens ``RECONCILE_DEADLINE`` for this run (an RQ job's timeout).
+    ``handoff`` marks the immediate run a webhook queued (see ``Reconciliation._take_lock``).
     """
-    return Reconciliation(settings, mode, directions, client_options, deadline).run()
+    return Reconciliation(settings, mode, directions, client_options, deadline, handoff).run()
 
 
 def _canonical(url):
