@@ -14,9 +14,9 @@ before a single byte is written.
 
 import dataclasses
 import datetime
-import json
 import re
 
+from inbox import compactjson
 from inbox.errors import InvalidMessage
 from inbox.settings import DIRECTIONS
 
@@ -39,14 +39,6 @@ def valid_status(value):
     return isinstance(value, str) and _STATUS.match(value) is not None
 #: where the message time comes from, first found wins (FHIR, then the SDK DTO)
 _MESSAGE_TIMES = ("sent", "received", "sentAt")
-# compact JSON encoders, keyed by sort_keys, built once (json.dumps builds one per call); parsed
-# JSON has no cycles, so the encoder's cycle check is only cost (~1 us per 1 KB message)
-_ENCODERS = {
-    sort_keys: json.JSONEncoder(
-        ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys, check_circular=False
-    )
-    for sort_keys in (False, True)
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,8 +93,8 @@ def normalize(message, direction=None):
     )
     return Record(
         id=message_id,
-        body=_json(resource, sort_keys=False),
-        canonical=_json(resource, sort_keys=True),
+        body=compactjson.dumps(resource),
+        canonical=compactjson.dumps(resource, sort_keys=True),
         direction=direction,
         patient=_patient_id(resource),
         status=status_code(status),
@@ -114,14 +106,6 @@ def normalize(message, direction=None):
 def status_code(value):
     """``value`` when it is a status code (``completed``, ``in-progress`` …), else None."""
     return value if isinstance(value, str) and _STATUS.match(value) else None
-
-
-def _json(resource, sort_keys):
-    """Compact UTF-8 JSON; ASCII escapes when a string holds a lone surrogate (JSON allows one)."""
-    try:
-        return _ENCODERS[sort_keys].encode(resource).encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(resource, separators=(",", ":"), sort_keys=sort_keys).encode("ascii")
 
 
 def _patient_id(resource):
