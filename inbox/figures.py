@@ -8,10 +8,10 @@ hold counts, codes and ids of groups only, never message content.
 import dataclasses
 import datetime
 import json
-import re
 
 from inbox.connection import Connections
 from inbox.feed import Feed
+from inbox.normalize import valid_code
 from inbox.store import Store
 
 OUTCOMES = ("created", "updated", "duplicate", "stale")
@@ -21,12 +21,9 @@ REJECTED_PREFIX = "rejected:"
 #: a run record counts as a success when its outcome is one of these
 SUCCESS_OUTCOMES = frozenset({"ok", "success", "succeeded", "completed", "complete", "done"})
 
-_CODE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-
-
 def safe_code(value):
     """``value`` when it looks like a machine code, else ``"other"`` (keeps labels PHI-free)."""
-    return value if isinstance(value, str) and _CODE.match(value) else "other"
+    return value if valid_code(value) else "other"
 
 
 @dataclasses.dataclass(frozen=True)

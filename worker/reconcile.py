@@ -13,6 +13,13 @@ Metriport never retries a failed webhook, so this walk is what makes the store c
 - checkpoints the next page's URL per direction after every page, so a run that dies is resumed
   by the next one from there (the checkpoint expires after ``RECONCILE_FULL_INTERVAL``);
 - stops at the request budget (outcome ``budget_exhausted``: resumable, not an error);
+- defends itself against a list endpoint that misbehaves: a ``nextPage`` (or a page) that repeats
+  within the run fails it (``cursor_loop``) and deletes the direction's checkpoint, so the next run
+  starts that direction afresh instead of resuming the loop; a page with more items than the
+  ``count`` asked fails it (``page_too_large``) before anything of it is stored, so no Redis call
+  holds more than ``RECONCILE_PAGE_SIZE`` messages; the whole run has a deadline
+  (``RECONCILE_DEADLINE``, and never past the RQ job's own timeout) and each request one of its
+  own (``worker.client``), after which the run fails and releases the lock at once;
 - records itself in a capped list and counts messages it created as ``repaired``.
 
 Logs and the summary hold counts, ids of nothing, and reason codes: never message content.
@@ -24,6 +31,10 @@ import datetime
 import json
 import logging
 import time
+from urllib.parse import parse_qsl
+from urllib.parse import urlencode
+from urllib.parse import urlsplit
+from urllib.parse import urlunsplit
 
 from inbox.connection import connect
 from inbox.connection import translate_errors
@@ -68,14 +79,17 @@ class Tally:
 class Reconciliation:
     """One run over ``directions``; ``run()`` returns its summary (a JSON-ready dict)."""
 
-    def __init__(self, settings, mode="incremental", directions=None, client_options=None):
+    def __init__(self, settings, mode="incremental", directions=None, client_options=None,
+                 deadline=None):
         if mode not in MODES:
             raise InboxError(f"The reconcile mode must be one of {', '.join(MODES)}.", "invalid_mode")
         self.settings = settings
         self.mode = mode
         self.directions = tuple(directions or settings.reconcile_directions)
+        seconds = min(settings.reconcile_deadline, deadline or settings.reconcile_deadline)
         self.client = MetriportClient(
-            settings, budget=settings.reconcile_request_budget, **(client_options or {})
+            settings, budget=settings.reconcile_request_budget,
+            run_deadline=time.monotonic() + seconds, **(client_options or {})
         )
         self.store = None
         self.lock = None
@@ -124,8 +138,14 @@ class Reconciliation:
     def _walk_all(self):
         self._retry_webhooks()
         with concurrent.futures.ThreadPoolExecutor(1, "metriport-read-ahead") as reader:
-            for direction in self.directions:
-                self._walk(direction, reader)
+            try:
+                for direction in self.directions:
+                    self._walk(direction, reader)
+            except BaseException:
+                # a read-ahead still in flight would hold the run (and its lock) until its own
+                # deadline: cut it, so the run ends and the lock is released at once
+                self.client.abort()
+                raise
 
     # -- one direction ----------------------------------------------------------------------
 
@@ -139,21 +159,31 @@ class Reconciliation:
         log.info("reconcile %s: %s walk%s", direction, mode, " resumed from checkpoint" if resumed else "")
         stop_after = self.settings.reconcile_stop_after
         streak = 0
+        seen_urls, seen_pages = {_canonical(url)}, set()
         pending = reader.submit(self.client.list_page, url)
         while pending is not None:
             page = pending.result()
+            looped = self._check_page(direction, page, tally.pages + 1, seen_urls, seen_pages)
             # Read ahead while this page is normalized and stored (the reader thread mostly waits
             # on the network, this one on the CPU and Redis), unless this page may be the last one
             # an incremental walk needs: then the extra request would be wasted quota.
             may_stop = mode == "incremental" and streak + 1 >= stop_after
             pending = None
-            if page.next_url and not may_stop:
+            if page.next_url and not may_stop and not looped:
                 pending = reader.submit(self.client.list_page, page.next_url)
             counts, invalid = self._take(direction, page, tally)
             streak = 0 if counts["created"] or counts["updated"] else streak + 1
             end = page.next_url is None
             stop = end or (mode == "incremental" and streak >= stop_after)
-            self._persist(direction, None if stop else page.next_url, counts["created"], invalid)
+            # a looping cursor is never checkpointed: the checkpoint is deleted instead
+            self._persist(direction, None if stop or looped else page.next_url, counts["created"], invalid)
+            if looped:
+                raise MetriportError(
+                    f"Metriport's nextPage for {direction} went back to a page already read in this "
+                    f"run (after page {tally.pages}); stopped, and the next run starts {direction} "
+                    "afresh.",
+                    "cursor_loop",
+                )
             if page.refused is not None:
                 raise page.refused
             if stop:
@@ -164,6 +194,29 @@ class Reconciliation:
         if mode == "full" and end:
             self.store.save_full_walk(direction, int(time.time() * 1000))
             self.round_trips += 1
+
+    def _check_page(self, direction, page, number, seen_urls, seen_pages):
+        """True when the page's cursor goes round in circles; fail the run on a page too large.
+
+        Checked before the page is stored or the next one asked for. A page seen before (same
+        ids) counts as a loop too, whatever its URL says.
+        """
+        asked = self.settings.reconcile_page_size
+        if len(page.items) > asked:
+            raise MetriportError(
+                f"Metriport answered page {number} of {direction} with {len(page.items)} items when "
+                f"{asked} were asked; refused before storing any of it.",
+                "page_too_large",
+            )
+        ids = tuple(item.get("id") if isinstance(item, dict) else None for item in page.items)
+        repeated = page.next_url is not None and _canonical(page.next_url) in seen_urls
+        if repeated or (ids and ids in seen_pages):
+            return True
+        if page.next_url is not None:
+            seen_urls.add(_canonical(page.next_url))
+        if ids:
+            seen_pages.add(ids)
+        return False
 
     def _take(self, direction, page, tally):
         """Normalize and store one page, count it, log one line; ``(counts, invalid)``."""
@@ -292,9 +345,19 @@ class Reconciliation:
             log.warning("reconcile: could not record the run (%s)", exc.code)
 
 
-def run(settings, mode="incremental", directions=None, client_options=None):
-    """One reconciliation run with ``settings``; returns the summary dict."""
-    return Reconciliation(settings, mode, directions, client_options).run()
+def run(settings, mode="incremental", directions=None, client_options=None, deadline=None):
+    """One reconciliation run with ``settings``; returns the summary dict.
+
+    ``deadline`` (seconds) shortens ``RECONCILE_DEADLINE`` for this run (an RQ job's timeout).
+    """
+    return Reconciliation(settings, mode, directions, client_options, deadline).run()
+
+
+def _canonical(url):
+    """``url`` with its query parameters sorted: the same cursor however the server orders them."""
+    parts = urlsplit(url)
+    query = urlencode(sorted(parse_qsl(parts.query, keep_blank_values=True)))
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path, query, ""))
 
 
 def recent_runs(store, count=10):
