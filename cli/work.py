@@ -71,7 +71,7 @@ def reconcile(once, full, direction, as_json):
     warn_if_unencrypted(settings)
     _log_to_stderr()
     summary = run(settings, mode="full" if full else "incremental",
-                  directions=(direction,) if direction else None)
+                  directions=(direction,) if direction else None).as_dict()
     if as_json:
         click.echo(json.dumps(summary, separators=(",", ":")))
     else:
