@@ -86,15 +86,24 @@ def test_plain_json_blob_opens_as_itself():
 
 def test_digest_is_keyed():
     """The same content under two different rings has different digests, and neither is a plain hash."""
-    first, second = Vault([OLD]).digests(BODY), Vault([NEW]).digests(BODY)
-    assert first != second
-    assert Vault().digests(BODY) not in (first, second)
+    [first], [second] = Vault([OLD]).digests(BODY, "m1"), Vault([NEW]).digests(BODY, "m1")
+    assert first.split(":")[1] != second.split(":")[1]
+    [plain] = Vault().digests(BODY, "m1")
+    assert plain.split(":")[1] not in (first.split(":")[1], second.split(":")[1])
+
+
+def test_digests_are_tagged_with_what_they_compare_with():
+    """A digest names its meaning version and key id (none in clear): the store compares only
+    digests of one tag, and knows a stored digest no key of its ring can reproduce."""
+    assert Vault().digests(BODY, "m1")[0].startswith("m1:")
+    assert Vault([OLD]).digests(BODY, "m1")[0].startswith(f"m1.{OLD[0]}:")
+    assert Vault([OLD]).digests(BODY, "m2")[0].startswith(f"m2.{OLD[0]}:")
 
 
 def test_rotated_ring_lists_the_new_digest_first_and_keeps_the_old():
     """Ring [new, old] yields the new digest first and the old one second, for dedupe across rotation."""
-    assert Vault([NEW, OLD]).digests(BODY).split(",") == [
-        Vault([NEW]).digests(BODY), Vault([OLD]).digests(BODY)
+    assert Vault([NEW, OLD]).digests(BODY, "m1") == [
+        *Vault([NEW]).digests(BODY, "m1"), *Vault([OLD]).digests(BODY, "m1")
     ]
 
 
@@ -130,8 +139,8 @@ def test_encryption_warning_only_without_keys():
 
 
 def test_single_digest_is_the_current_one():
-    """digest() is the first of digests(): what a record stores and what the delivery ledger holds."""
+    """digest() (the delivery ledger's) is the hex of the first of digests(), under the current key."""
     ring = Vault([NEW, OLD])
-    assert ring.digest(BODY) == ring.digests(BODY).split(",")[0]
-    assert Vault().digest(BODY) == Vault().digests(BODY)
+    assert ring.digests(BODY, "m1")[0] == f"m1.{NEW[0]}:{ring.digest(BODY)}"
+    assert Vault().digests(BODY, "m1") == [f"m1:{Vault().digest(BODY)}"]
     assert ring.digest(BODY) != Vault().digest(BODY)
