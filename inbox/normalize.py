@@ -135,7 +135,7 @@ def normalize(message, direction=None):
     shape = _shape(resource)
     return Record(
         id=message_id,
-        body=_json(resource, sort_keys=False),
+        body=compactjson.dumps(resource),
         meaning=_meaning(resource, shape, message_id, patient, direction),
         shape=shape,
         direction=direction,
@@ -165,7 +165,7 @@ def _meaning(resource, shape, message_id, patient, direction):
     (its key-sorted JSON).
     """
     if shape is Shape.OTHER:
-        return _json([MEANING_VERSION, "other", resource], sort_keys=True)
+        return compactjson.dumps([MEANING_VERSION, "other", resource], sort_keys=True, exact=True)
     if shape is Shape.COMMUNICATION:
         topic = _field(resource.get("topic"), "text")
         time = parse_time(resource.get("received")) or parse_time(resource.get("sent"))
@@ -194,7 +194,8 @@ def _meaning(resource, shape, message_id, patient, direction):
         attachments = _list(resource.get("attachments"))
     meaning = [MEANING_VERSION, message_id, patient, _text(topic), time, _text(party),
                _strings(npis), texts, _strings(attachments)]
-    return _json(meaning, sort_keys=True)
+    # strings, integers and None only: orjson writes them byte for byte as json does
+    return compactjson.dumps(meaning, sort_keys=True)
 
 
 def _field(value, name):
@@ -216,11 +217,6 @@ def _strings(values):
 def status_code(value):
     """``value`` when it is a status code (``completed``, ``in-progress`` …), else None."""
     return value if valid_status(value) else None
-
-
-def _json(resource, sort_keys):
-    """Compact UTF-8 JSON; sorted (the meaning, digested) byte for byte what ``json`` writes."""
-    return compactjson.dumps(resource, sort_keys=sort_keys, exact=sort_keys)
 
 
 def _patient_id(resource):
