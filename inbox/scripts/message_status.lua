@@ -14,8 +14,11 @@ ARGV
 
 The record's packed field m is described in messages_upsert.lua.
 
-Returns "unknown" when no record exists (nothing written), else "updated", "duplicate" (same
-status) or "stale" (older, or a terminal status going back).
+Returns "unknown" when no record exists (nothing written), and also for an expired record
+(a tombstone, see messages_upsert.lua) whose status changes: its content is gone, so the caller
+fetches the new version, which the upsert stores with its resource. "forgotten" for a forgotten
+record; else "updated", "duplicate" (same status) or "stale" (older, or a terminal status going
+back).
 ]]
 
 local msg, feed, stats = KEYS[1], KEYS[2], KEYS[3]
@@ -26,10 +29,15 @@ local TERMINAL = {
   ['stopped'] = true, ['not-done'] = true,
 }
 
-local m = redis.call('HGET', msg, 'm')
+local m, gone = unpack(redis.call('HMGET', msg, 'm', 'x'))
+if gone == 'forgotten' then
+  redis.call('HINCRBY', stats, 'forgotten', 1)
+  return 'forgotten'
+end
 if not m then return 'unknown' end
 local old_version, direction, patient, message_time, old_as_of, first_via, _, first_seen, _,
   old_status = string.match(m, '^' .. string.rep('([^|]*)|', 9) .. '(.*)$')
+if gone and old_status ~= status then return 'unknown' end
 
 local outcome
 local old_terminal, terminal = TERMINAL[old_status] or false, TERMINAL[status] or false

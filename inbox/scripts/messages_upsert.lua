@@ -26,6 +26,12 @@ ARGV
   b+4 direction or ""   b+5 patient id or ""   b+6 status or ""
   b+7 message time ms or ""   b+8 as-of ms
 
+Expired and forgotten records (see messages_expire.lua, messages_forget.lua) carry a field x.
+An expired record (x = expiry time) is a tombstone: h and m without the blob r, in no index. The
+same version again is a duplicate; a newer one is stored with its blob and indexed again. A
+forgotten record (x = "forgotten") holds nothing else and takes no version again: outcome
+"forgotten".
+
 Record fields: r blob, h digest, m the rest packed as
 "version|direction|patient|message time|as-of|first channel|channel|first seen|last change|status"
 (times in ms; status last). Three fields instead of twelve: a hash holding a 1 KB blob is a
@@ -37,7 +43,7 @@ later as-of wins; on a tie the incoming version wins only when it was read from 
 
 Errors (nothing written) when KEYS and ARGV disagree or an as-of is not a number.
 Returns "replay" when the ledger already holds this delivery, else { outcomes, moved } where
-outcomes[i] is the outcome of message i and moved lists id, old patient pairs of records whose
+outcomes[i] is the outcome of message i (created, updated, duplicate, stale or forgotten) and moved lists id, old patient pairs of records whose
 patient changed (the caller removes them from the old patient index).
 ]]
 
@@ -92,7 +98,7 @@ if body_hash ~= '' then
   end
 end
 
-local counts = { created = 0, updated = 0, duplicate = 0, stale = 0 }
+local counts = { created = 0, updated = 0, duplicate = 0, stale = 0, forgotten = 0 }
 local outcomes, moved = {}, {}
 
 for i = 1, n do
@@ -104,9 +110,11 @@ for i = 1, n do
   local as_of = tonumber(as_of_text)
   local digest = string.match(digests, '^[^,]+')
 
-  local old_digest, old_meta = unpack(redis.call('HMGET', msg, 'h', 'm'))
+  local old_digest, old_meta, gone = unpack(redis.call('HMGET', msg, 'h', 'm', 'x'))
   local outcome
-  if not old_digest then
+  if gone == 'forgotten' then
+    outcome = 'forgotten'
+  elseif not old_digest then
     outcome = 'created'
     redis.call('HSET', msg, 'r', blob, 'h', digest,
       'm', pack_meta(1, direction, patient, message_time, as_of_text, via, via, now, now, status))
@@ -125,8 +133,15 @@ for i = 1, n do
       if direction == '' then direction = old_direction end
       redis.call('HSET', msg, 'r', blob, 'h', digest, 'm', pack_meta(version, direction, patient,
         message_time, as_of_text, first_via, via, first_seen, now, status))
-      if direction ~= '' and direction ~= old_direction then redis.call('ZADD', idx_dir, 0, id) end
-      if patient ~= old_patient then
+      if gone then  -- an expired record is back with a newer version: index it again
+        redis.call('HDEL', msg, 'x')
+        redis.call('ZADD', idx_all, 0, id)
+        if direction ~= '' then redis.call('ZADD', idx_dir, 0, id) end
+        if patient ~= '' then redis.call('ZADD', idx_patient, 0, id) end
+      elseif direction ~= '' and direction ~= old_direction then
+        redis.call('ZADD', idx_dir, 0, id)
+      end
+      if patient ~= old_patient and not gone then
         if patient ~= '' then redis.call('ZADD', idx_patient, 0, id) end
         if old_patient ~= '' then
           moved[#moved + 1] = id
