@@ -334,6 +334,9 @@ class Consumer:
         """Attach each entry's stored message; a vanished or unreadable record sets ``error``."""
         if not entries:
             return []
+        if any(entry.event == "expired" for entry in entries):  # nothing left to load for these
+            loaded = iter(self._load([entry for entry in entries if entry.event != "expired"]))
+            return [entry if entry.event == "expired" else next(loaded) for entry in entries]
         ids = [entry.message_id for entry in entries]
         try:
             messages = self.store.get_many(ids)

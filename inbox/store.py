@@ -38,6 +38,7 @@ class Outcome(str, enum.Enum):
     UPDATED = "updated"
     DUPLICATE = "duplicate"
     STALE = "stale"
+    FORGOTTEN = "forgotten"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +67,17 @@ class Result:
         }
 
 
+@dataclasses.dataclass
+class Expiry:
+    """What one ``Store.expire`` batch did: ids turned into tombstones and the rest, by reason."""
+
+    expired: list = dataclasses.field(default_factory=list)
+    kept: int = 0
+    changed: int = 0
+    gone: int = 0
+    bytes: int = 0
+
+
 @dataclasses.dataclass(frozen=True)
 class StoredMessage:
     """A record as the store holds it, with the resource opened (decrypted) and parsed."""
@@ -84,6 +96,31 @@ class StoredMessage:
     updated: int
 
 
+@dataclasses.dataclass(frozen=True)
+class _Meta:
+    """The routing and times of a record's packed field ``m`` (layout in messages_upsert.lua)."""
+
+    version: int
+    direction: str
+    patient: str
+    message_time: int | None
+    as_of: int
+    first_seen: int
+
+    @classmethod
+    def parse(cls, raw):
+        version, direction, patient, message_time, as_of, _, _, first_seen, _, _ = (
+            raw.decode().split("|", 9))
+        return cls(int(version), direction, patient, int(message_time) if message_time else None,
+                   int(as_of or 0), int(first_seen))
+
+    @property
+    def age(self):
+        """The time retention measures: the later of the message time (else first seen) and
+        the as-of, so a status change inside the window keeps a message."""
+        return max(self.first_seen if self.message_time is None else self.message_time, self.as_of)
+
+
 def load_script(name):
     """The text of ``inbox/scripts/<name>.lua``."""
     return importlib.resources.files("inbox").joinpath("scripts", f"{name}.lua").read_text()
@@ -100,6 +137,8 @@ class Store:
         self._upsert = self.client.register_script(load_script("messages_upsert"))
         self._status = self.client.register_script(load_script("message_status"))
         self._unindex = self.client.register_script(load_script("patient_unindex"))
+        self._expire = self.client.register_script(load_script("messages_expire"))
+        self._forget = self.client.register_script(load_script("messages_forget"))
 
     def upsert(self, records, via, delivery=None):
         """Record ``records`` (normalized) in one atomic call; a ``Result`` in the same order.
@@ -164,6 +203,104 @@ class Store:
             keys = [self.keys.msg(message_id), self.keys.idx_patient(old_patient.decode())]
             self._unindex(keys=keys, args=[message_id, old_patient])
 
+    def expire(self, message_ids, cutoff_ms):
+        """Turn the records of ``message_ids`` whose newest time is before ``cutoff_ms`` into
+        tombstones (``messages_expire.lua``), in two round trips; an ``Expiry``.
+
+        The caller bounds the batch: both calls hold ``len(message_ids)`` records.
+        """
+        result = Expiry()
+        with translate_errors("read records to expire"):
+            pipe = self.client.pipeline(transaction=False)
+            for message_id in message_ids:
+                pipe.hmget(self.keys.msg(message_id), "m", "x")
+            rows = pipe.execute()
+        keys = [self.keys.feed, self.keys.stats, self.keys.idx_all]
+        args = [int(time.time() * 1000), self.settings.feed_maxlen, cutoff_ms]
+        candidates = []
+        for message_id, (meta, gone) in zip(message_ids, rows):
+            if meta is None or gone is not None:
+                result.gone += 1
+                continue
+            meta = _Meta.parse(meta)
+            if meta.age >= cutoff_ms:
+                result.kept += 1
+                continue
+            candidates.append(message_id)
+            keys.extend(self._record_keys(message_id, meta.direction, meta.patient))
+            args.extend((message_id, meta.direction, meta.patient))
+        if not candidates:
+            return result
+        with translate_errors("expire records"):
+            outcomes, freed = self._expire(keys=keys, args=args)
+        result.bytes = int(freed)
+        for message_id, outcome in zip(candidates, outcomes):
+            outcome = outcome.decode()
+            if outcome == "expired":
+                result.expired.append(message_id)
+            else:
+                setattr(result, outcome, getattr(result, outcome) + 1)
+        return result
+
+    def forget(self, message_ids, patient):
+        """Remove the records of ``message_ids`` that belong to ``patient``, leaving a marker
+        without content or patient so no channel stores them again; the ids removed.
+
+        Two round trips over ``len(message_ids)`` records (the caller bounds the batch).
+        """
+        with translate_errors("read records to forget"):
+            pipe = self.client.pipeline(transaction=False)
+            for message_id in message_ids:
+                pipe.hget(self.keys.msg(message_id), "m")
+            rows = pipe.execute()
+        keys, args, candidates = [self.keys.stats, self.keys.idx_all], [patient], []
+        for message_id, meta in zip(message_ids, rows):
+            if meta is None:
+                continue
+            meta = _Meta.parse(meta)
+            if meta.patient != patient:
+                continue
+            candidates.append(message_id)
+            keys.extend(self._record_keys(message_id, meta.direction, meta.patient))
+            args.extend((message_id, meta.direction))
+        if not candidates:
+            return []
+        with translate_errors("forget records"):
+            removed = self._forget(keys=keys, args=args)
+        return [message_id for message_id, done in zip(candidates, removed) if done]
+
+    def reindex(self, message_ids):
+        """Add the live records of ``message_ids`` to their indexes (after a restore: indexes
+        are derived from the records, so a backup does not carry them); how many were indexed."""
+        with translate_errors("read records to index"):
+            pipe = self.client.pipeline(transaction=False)
+            for message_id in message_ids:
+                pipe.hmget(self.keys.msg(message_id), "m", "x")
+            rows = pipe.execute()
+        indexed = 0
+        with translate_errors("index records"):
+            pipe = self.client.pipeline(transaction=False)
+            for message_id, (meta, gone) in zip(message_ids, rows):
+                if meta is None or gone is not None:
+                    continue
+                meta = _Meta.parse(meta)
+                pipe.zadd(self.keys.idx_all, {message_id: 0})
+                if meta.direction:
+                    pipe.zadd(self.keys.idx_direction(meta.direction), {message_id: 0})
+                if meta.patient:
+                    pipe.zadd(self.keys.idx_patient(meta.patient), {message_id: 0})
+                indexed += 1
+            pipe.execute()
+        return indexed
+
+    def _record_keys(self, message_id, direction, patient):
+        """The record key and its index keys (``idx:all`` standing in for a missing one)."""
+        return (
+            self.keys.msg(message_id),
+            self.keys.idx_direction(direction) if direction else self.keys.idx_all,
+            self.keys.idx_patient(patient) if patient else self.keys.idx_all,
+        )
+
     def get(self, message_id):
         """The stored message ``message_id``, or None if unknown."""
         return self.get_many([message_id])[0]
@@ -178,7 +315,8 @@ class Store:
             for message_id in message_ids:
                 pipe.hgetall(self.keys.msg(message_id))
             rows = pipe.execute()
-        return [self._stored(i, row) if row else None for i, row in zip(message_ids, rows)]
+        # a record without its blob is a tombstone (expired): unknown to readers, like Metriport
+        return [self._stored(i, row) if b"r" in row else None for i, row in zip(message_ids, rows)]
 
     def routing_many(self, message_ids):
         """``(direction, patient)`` of each message, None where unknown, without opening resources.

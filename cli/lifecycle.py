@@ -1,0 +1,35 @@
+"""``metriport-inbox expire``, ``backup``, ``restore`` and ``forget``: the data's lifecycle.
+
+They talk to the Redis that ``REDIS_URL`` names (they act on a running deployment, so there is no
+embedded fallback) and fail with one line when it does not answer. Output holds counts, ids and
+codes, never message content.
+"""
+
+import json
+
+import click
+
+from cli.environment import load_settings
+from inbox.retention import DEFAULT_BATCH
+
+
+@click.command()
+@click.option("--once", is_flag=True, required=True,
+              help="Run one expiry in the foreground (the clock schedules it hourly).")
+@click.option("--batch", default=DEFAULT_BATCH, show_default=True, type=click.IntRange(1, 1000),
+              help="Records read and expired per Redis call.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON, as the last line.")
+def expire(once, batch, as_json):
+    """Drop the content of messages older than INBOX_RETENTION_DAYS, keeping tombstones.
+
+    Each expired message leaves the indexes and is announced once in the feed (event expired).
+    Resumable: an interrupted run is finished by the next one.
+    """
+    from inbox.retention import expire as run_expiry
+    from inbox.store import Store
+
+    settings = load_settings()
+    report = run_expiry(Store(settings), batch=batch)
+    if report.resumed_after:
+        click.echo(f"resumed after id {report.resumed_after}", err=True)
+    click.echo(json.dumps(report.summary(), sort_keys=True) if as_json else report.line())
