@@ -18,6 +18,9 @@ from inbox.crypto import Vault
 from inbox.errors import InvalidMessage
 from inbox.keys import Keys
 from inbox.normalize import status_code
+from inbox.record import Meta
+from inbox.record import lua_prelude
+from inbox.record import unpack_routing
 
 #: how long a webhook delivery id is remembered (Metriport's manual retries come within days)
 LEDGER_TTL_SECONDS = 30 * 24 * 3600
@@ -79,51 +82,27 @@ class Expiry:
 
 
 @dataclasses.dataclass(frozen=True)
-class StoredMessage:
-    """A record as the store holds it, with the resource opened (decrypted) and parsed."""
+class StoredMessage(Meta):
+    """A record as the store holds it: its packed fields, and the resource opened and parsed."""
 
     id: str
     resource: dict
-    version: int
-    direction: str | None
-    patient: str | None
-    status: str | None
-    message_time: int | None
-    as_of: int
-    first_via: str
-    via: str
-    first_seen: int
-    updated: int
 
 
-@dataclasses.dataclass(frozen=True)
-class _Meta:
-    """The routing and times of a record's packed field ``m`` (layout in messages_upsert.lua)."""
-
-    version: int
-    direction: str
-    patient: str
-    message_time: int | None
-    as_of: int
-    first_seen: int
-
-    @classmethod
-    def parse(cls, raw):
-        version, direction, patient, message_time, as_of, _, _, first_seen, _, _ = (
-            raw.decode().split("|", 9))
-        return cls(int(version), direction, patient, int(message_time) if message_time else None,
-                   int(as_of or 0), int(first_seen))
-
-    @property
-    def age(self):
-        """The time retention measures: the later of the message time (else first seen) and
-        the as-of, so a status change inside the window keeps a message."""
-        return max(self.first_seen if self.message_time is None else self.message_time, self.as_of)
+def _age(meta):
+    """The time retention measures for a record: the later of its message time (else when it
+    was first seen) and its as-of, so a status change inside the window keeps a message."""
+    return max(meta.first_seen if meta.message_time is None else meta.message_time, meta.as_of)
 
 
 def load_script(name):
     """The text of ``inbox/scripts/<name>.lua``."""
     return importlib.resources.files("inbox").joinpath("scripts", f"{name}.lua").read_text()
+
+
+def load_record_script(name):
+    """The text of a script that reads or writes records, after the record prelude."""
+    return lua_prelude() + load_script(name)
 
 
 class Store:
@@ -134,11 +113,11 @@ class Store:
         self.keys = Keys(settings.namespace)
         self.vault = Vault(settings.encryption_keys)
         self.client = client if client is not None else Connections(settings).store
-        self._upsert = self.client.register_script(load_script("messages_upsert"))
-        self._status = self.client.register_script(load_script("message_status"))
-        self._unindex = self.client.register_script(load_script("patient_unindex"))
-        self._expire = self.client.register_script(load_script("messages_expire"))
-        self._forget = self.client.register_script(load_script("messages_forget"))
+        self._upsert = self.client.register_script(load_record_script("messages_upsert"))
+        self._status = self.client.register_script(load_record_script("message_status"))
+        self._unindex = self.client.register_script(load_record_script("patient_unindex"))
+        self._expire = self.client.register_script(load_record_script("messages_expire"))
+        self._forget = self.client.register_script(load_record_script("messages_forget"))
 
     def upsert(self, records, via, delivery=None):
         """Record ``records`` (normalized) in one atomic call; a ``Result`` in the same order.
@@ -222,13 +201,13 @@ class Store:
             if meta is None or gone is not None:
                 result.gone += 1
                 continue
-            meta = _Meta.parse(meta)
-            if meta.age >= cutoff_ms:
+            meta = Meta.unpack(meta.decode())
+            if _age(meta) >= cutoff_ms:
                 result.kept += 1
                 continue
             candidates.append(message_id)
             keys.extend(self._record_keys(message_id, meta.direction, meta.patient))
-            args.extend((message_id, meta.direction, meta.patient))
+            args.extend((message_id, meta.direction or "", meta.patient or ""))
         if not candidates:
             return result
         with translate_errors("expire records"):
@@ -257,12 +236,12 @@ class Store:
         for message_id, meta in zip(message_ids, rows):
             if meta is None:
                 continue
-            meta = _Meta.parse(meta)
+            meta = Meta.unpack(meta.decode())
             if meta.patient != patient:
                 continue
             candidates.append(message_id)
             keys.extend(self._record_keys(message_id, meta.direction, meta.patient))
-            args.extend((message_id, meta.direction))
+            args.extend((message_id, meta.direction or ""))
         if not candidates:
             return []
         with translate_errors("forget records"):
@@ -283,7 +262,7 @@ class Store:
             for message_id, (meta, gone) in zip(message_ids, rows):
                 if meta is None or gone is not None:
                     continue
-                meta = _Meta.parse(meta)
+                meta = Meta.unpack(meta.decode())
                 pipe.zadd(self.keys.idx_all, {message_id: 0})
                 if meta.direction:
                     pipe.zadd(self.keys.idx_direction(meta.direction), {message_id: 0})
@@ -333,27 +312,15 @@ class Store:
             if meta is None:
                 routing.append(None)
                 continue
-            _, direction, patient, _ = meta.decode().split("|", 3)
-            routing.append((direction or None, patient or None))
+            routing.append(unpack_routing(meta.decode()))
         return routing
 
     def _stored(self, message_id, row):
-        # m: version|direction|patient|message time|as-of|first via|via|first seen|updated|status
-        (version, direction, patient, message_time, as_of, first_via, via, first_seen, updated,
-         status) = row[b"m"].decode().split("|", 9)
+        meta = Meta.unpack(row[b"m"].decode())
         return StoredMessage(
             id=message_id,
             resource=json.loads(self.vault.open(message_id, row[b"r"])),
-            version=int(version),
-            direction=direction or None,
-            patient=patient or None,
-            status=status or None,
-            message_time=int(message_time) if message_time else None,
-            as_of=int(as_of or 0),
-            first_via=first_via,
-            via=via,
-            first_seen=int(first_seen),
-            updated=int(updated),
+            **vars(meta),
         )
 
     def index_key(self, direction=None, patient=None):

@@ -27,7 +27,7 @@ ARGV
 
 A record's age is the later of its message time and its as-of (a status change within the window
 keeps a message); a record without a message time counts from when it was first seen.
-The packed field m is described in messages_upsert.lua.
+The packed field m is read through the prelude record.lua (layout in inbox/record.py).
 
 Returns { outcomes, bytes }: outcomes[i] is "expired", "kept" (inside the window), "changed"
 (routing differs from what was read) or "gone" (no record, or already expired or forgotten);
@@ -42,7 +42,6 @@ if n ~= math.floor(n) or #ARGV ~= 3 + 3 * n then
   return redis.error_reply('ERR messages_expire: KEYS and ARGV do not describe the same batch')
 end
 
-local META = '^' .. string.rep('([^|]*)|', 9) .. '(.*)$'
 local outcomes, expired, bytes = {}, 0, 0
 
 for i = 1, n do
@@ -54,9 +53,11 @@ for i = 1, n do
   if not m or gone then
     outcome = 'gone'
   else
-    local version, direction, patient, message_time, as_of, _, _, first_seen, _, status =
-      string.match(m, META)
-    local age = math.max(tonumber(message_time) or tonumber(first_seen) or 0, tonumber(as_of) or 0)
+    local record = unpack_record(m)
+    local version, direction, patient, status =
+      record.version, record.direction, record.patient, record.status
+    local age = math.max(tonumber(record.message_time) or tonumber(record.first_seen) or 0,
+      tonumber(record.as_of) or 0)
     if age >= cutoff then
       outcome = 'kept'
     elseif direction ~= read_direction or patient ~= read_patient then

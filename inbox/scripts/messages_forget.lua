@@ -20,7 +20,7 @@ ARGV
   per message i, at b = 1 + 2*(i-1):
   b+1 id   b+2 direction read, or ""
 
-The patient is the third field of the packed m (see messages_upsert.lua).
+The packed field m is read through the prelude record.lua (layout in inbox/record.py).
 Returns a list: 1 where the record was forgotten, 0 where it was not the patient's (any more).
 ]]
 
@@ -37,7 +37,7 @@ for i = 1, n do
   local msg, idx_dir, idx_patient = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local id, direction = ARGV[a + 1], ARGV[a + 2]
   local m = redis.call('HGET', msg, 'm')
-  if m and string.match(m, '^[^|]*|[^|]*|([^|]*)|') == patient then
+  if m and unpack_record(m).patient == patient then
     redis.call('DEL', msg)
     redis.call('HSET', msg, 'x', 'forgotten')
     redis.call('ZREM', idx_all, id)
