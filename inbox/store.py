@@ -234,7 +234,7 @@ class Store:
             rows = pipe.execute()
         keys, args, candidates = [self.keys.stats, self.keys.idx_all], [patient], []
         for message_id, meta in zip(message_ids, rows):
-            if meta is None:
+            if meta is None:  # unknown, or forgotten; a tombstone names no patient
                 continue
             meta = Meta.unpack(meta.decode())
             if meta.patient != patient:

@@ -1,8 +1,9 @@
 --[[ messages_expire.lua: turn records older than the retention window into tombstones.
 
 Retention (INBOX_RETENTION_DAYS) drops the content of old messages but keeps what deduplication
-needs: the digest h and the packed m (id, version, status, times) stay, the blob r goes, and the
-field x records when the record expired. The id leaves every index, so the mirror answers it like
+needs: the record becomes a tombstone holding its digest h, a packed m with only the version,
+direction, message time, as-of and status (no patient, no channels; first seen and last change
+0), and the field x, when it expired. The blob r goes. The id leaves every index, so the mirror answers it like
 Metriport answers an unknown id, and one `expired` feed entry announces it. Because h and m stay,
 reconciliation and a late webhook of the same version find a duplicate instead of creating the
 message again; a newer version is stored normally (see messages_upsert.lua).
@@ -65,8 +66,14 @@ for i = 1, n do
     else
       outcome = 'expired'
       bytes = bytes + redis.call('HSTRLEN', msg, 'r')
-      redis.call('HDEL', msg, 'r')
-      redis.call('HSET', msg, 'x', now)
+      local digest = redis.call('HGET', msg, 'h')
+      -- a new, small hash: every value under 64 bytes keeps Redis's compact encoding (a hash
+      -- that once held the blob stays a hashtable, ~600 bytes instead of ~150)
+      redis.call('DEL', msg)
+      redis.call('HSET', msg, 'h', digest, 'x', now, 'm', pack_record({
+        version = version, direction = direction, patient = '',
+        message_time = record.message_time, as_of = record.as_of, first_via = '', via = '',
+        first_seen = 0, updated = 0, status = status }))
       redis.call('ZREM', idx_all, id)
       if direction ~= '' then redis.call('ZREM', idx_dir, id) end
       if patient ~= '' then redis.call('ZREM', idx_patient, id) end

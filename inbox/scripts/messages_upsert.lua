@@ -27,8 +27,9 @@ ARGV
   b+7 message time ms or ""   b+8 as-of ms
 
 Expired and forgotten records (see messages_expire.lua, messages_forget.lua) carry a field x.
-An expired record (x = expiry time) is a tombstone: h and m without the blob r, in no index. The
-same version again is a duplicate; a newer one is stored with its blob and indexed again. A
+An expired record (x = expiry time) is a tombstone: h and a slim m without the blob r, in no
+index. The same version again is a duplicate; a newer one is stored with its blob and indexed
+again, first seen anew. A
 forgotten record (x = "forgotten") holds nothing else and takes no version again: outcome
 "forgotten".
 
@@ -104,10 +105,12 @@ for i = 1, n do
       outcome = 'updated'
       local version = tonumber(old.version) + 1
       if direction == '' then direction = old.direction end
+      local first_via, first_seen = old.first_via, old.first_seen
+      if gone then first_via, first_seen = via, now end  -- a tombstone keeps neither
       redis.call('HSET', msg, 'r', blob, 'h', digest, 'm', pack_record({
         version = version, direction = direction, patient = patient,
-        message_time = message_time, as_of = as_of_text, first_via = old.first_via, via = via,
-        first_seen = old.first_seen, updated = now, status = status }))
+        message_time = message_time, as_of = as_of_text, first_via = first_via, via = via,
+        first_seen = first_seen, updated = now, status = status }))
       if gone then  -- an expired record is back with a newer version: index it again
         redis.call('HDEL', msg, 'x')
         redis.call('ZADD', idx_all, 0, id)
