@@ -2,7 +2,8 @@
 
 Both talk to the Redis that ``REDIS_URL`` names (they inspect a running deployment, so there is
 no embedded fallback) and fail fast with ``store_unavailable`` when it does not answer. Output
-holds ids, codes and counts; only ``tail --with-content`` prints message content.
+holds ids, codes and counts; only ``tail --with-content`` prints message content, and every line
+of ``tail`` is escaped (``cli.printable``): no control character reaches the terminal.
 """
 
 import dataclasses
@@ -13,6 +14,7 @@ import time
 import click
 
 from cli.environment import load_settings
+from cli.printable import escape
 from inbox.connection import Connections
 from inbox.feed import Consumer
 from inbox.feed import Feed
@@ -101,14 +103,14 @@ def _line(entry, as_json, with_content):
             payload["resource"] = entry.message.resource if entry.message else None
             if entry.error:
                 payload["error"] = entry.error
-        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    line = (
+        return escape(json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
+    line = escape(
         f"{entry.id}  {entry.event:<7}  {entry.message_id}  v{entry.version} {entry.via}"
         f"  {entry.direction or '-'}  patient={entry.patient or '-'}  status={entry.status or '-'}"
     )
     if with_content:
         content = entry.message.resource if entry.message else {"error": entry.error}
-        line += "\n  " + json.dumps(content, ensure_ascii=False)
+        line += "\n  " + escape(json.dumps(content, ensure_ascii=False))
     return line
 
 

@@ -8,7 +8,6 @@ hold counts, codes and ids of groups only, never message content.
 import dataclasses
 import datetime
 import json
-import re
 
 import redis
 
@@ -16,6 +15,8 @@ from inbox.connection import Connections
 from inbox.connection import translate_errors
 from inbox.feed import Feed
 from inbox.keys import Keys
+from inbox.normalize import valid_code
+from inbox.store import Store
 
 OUTCOMES = ("created", "updated", "duplicate", "stale")
 CHANNELS = ("webhook", "reconcile", "fetch")
@@ -24,12 +25,9 @@ REJECTED_PREFIX = "rejected:"
 #: a run record counts as a success when its outcome is one of these
 SUCCESS_OUTCOMES = frozenset({"ok", "success", "succeeded", "completed", "complete", "done"})
 
-_CODE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-
-
 def safe_code(value):
     """``value`` when it looks like a machine code, else ``"other"`` (keeps labels PHI-free)."""
-    return value if isinstance(value, str) and _CODE.match(value) else "other"
+    return value if valid_code(value) else "other"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,24 +135,19 @@ class Figures:
 
     def __init__(self, settings, client=None):
         self.settings = settings
-        self.keys = Keys(settings.namespace)
-        self.client = client if client is not None else Connections(settings).store
-        self.feed = Feed(settings, client=self.client)
+        client = client if client is not None else Connections(settings).store
+        self.client = client  # for INFO, which is about the server, not the store
+        self.store = Store(settings, client=client)
+        self.feed = Feed(settings, client=client)
 
     def counters(self):
-        """The shared counters as ``{name: int}``."""
-        with translate_errors("read counters"):
-            raw = self.client.hgetall(self.keys.stats)
-        return {name.decode(): int(value) for name, value in raw.items()}
+        """The shared counters as ``{name: int}`` (``Store.stats``)."""
+        return self.store.stats()
 
     def runs(self, limit=5):
         """The last ``limit`` reconcile runs, newest first (records that are not JSON skipped)."""
-        with translate_errors("read reconcile runs"):
-            if self.client.type(self.keys.reconcile_runs) != b"list":
-                return []
-            raw = self.client.lrange(self.keys.reconcile_runs, 0, limit - 1)
         runs = []
-        for item in raw:
+        for item in self.store.runs(limit):
             try:
                 record = json.loads(item)
             except ValueError:

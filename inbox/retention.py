@@ -14,7 +14,6 @@ import dataclasses
 import datetime
 import time
 
-from inbox.connection import translate_errors
 from inbox.errors import ConfigError
 
 #: records read and expired per round trip
@@ -69,7 +68,7 @@ def expire(store, retention_days=None, batch=DEFAULT_BATCH, now_ms=None, on_batc
         raise ValueError("batch must be positive")
     started = time.monotonic()
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    after = _resume_point(store)
+    after = store.expiry_cursor()
     report = Report(retention_days=days, cutoff_ms=now_ms - days * DAY_MS, resumed_after=after)
     while True:
         ids = store.ids(store.index_key(), start=after, count=batch + 1, descending=False)
@@ -85,21 +84,13 @@ def expire(store, retention_days=None, batch=DEFAULT_BATCH, now_ms=None, on_batc
         report.gone += result.gone
         report.bytes_freed += result.bytes
         after = ids[-1]
-        with translate_errors("save the expiry cursor"):
-            store.client.set(store.keys.expire_cursor, after)
+        store.save_expiry_cursor(after)
         if on_batch is not None:
             on_batch(report)
-    with translate_errors("clear the expiry cursor"):
-        store.client.delete(store.keys.expire_cursor)
+    store.save_expiry_cursor(None)
     report.done = True
     report.seconds = round(time.monotonic() - started, 3)
     return report
-
-
-def _resume_point(store):
-    with translate_errors("read the expiry cursor"):
-        saved = store.client.get(store.keys.expire_cursor)
-    return saved.decode() if saved else None
 
 
 def _iso(ms):

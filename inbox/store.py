@@ -10,20 +10,29 @@ import dataclasses
 import enum
 import importlib.resources
 import json
+import logging
 import time
 
 from inbox.connection import Connections
 from inbox.connection import translate_errors
 from inbox.crypto import Vault
+from inbox.errors import DecryptionError
 from inbox.errors import InvalidMessage
 from inbox.keys import Keys
+from inbox.normalize import MEANING_VERSION
+from inbox.normalize import normalize
 from inbox.normalize import status_code
+from inbox.record import Digest
 from inbox.record import Meta
 from inbox.record import lua_prelude
 from inbox.record import unpack_routing
 
+log = logging.getLogger("inbox.store")
+
 #: how long a webhook delivery id is remembered (Metriport's manual retries come within days)
 LEDGER_TTL_SECONDS = 30 * 24 * 3600
+#: how often records whose stored digest cannot be compared are settled again (see ``upsert``)
+RECHECK_ATTEMPTS = 3
 
 
 class Via(str, enum.Enum):
@@ -89,10 +98,24 @@ class StoredMessage(Meta):
     resource: dict
 
 
+@dataclasses.dataclass(frozen=True)
+class Unreadable:
+    """A stored record that cannot be opened (key not in the ring, tampered, not JSON), and why."""
+
+    id: str
+    code: str
+
+
 def _age(meta):
     """The time retention measures for a record: the later of its message time (else when it
     was first seen) and its as-of, so a status change inside the window keeps a message."""
     return max(meta.first_seen if meta.message_time is None else meta.message_time, meta.as_of)
+
+
+def _live(row):
+    """True for a record that holds its resource: not unknown, expired (a tombstone, unknown to
+    readers as it would be to Metriport) or forgotten."""
+    return bool(row) and b"r" in row
 
 
 def load_script(name):
@@ -118,14 +141,63 @@ class Store:
         self._unindex = self.client.register_script(load_record_script("patient_unindex"))
         self._expire = self.client.register_script(load_record_script("messages_expire"))
         self._forget = self.client.register_script(load_record_script("messages_forget"))
+        self._reseal = self.client.register_script(load_script("record_reseal"))
+        self._lock_renew = self.client.register_script(load_script("lock_renew"))
+        self._lock_release = self.client.register_script(load_script("lock_release"))
+
+    def pipeline(self, transaction=False):
+        """A pipeline to batch store calls into one round trip (pass it as their ``pipeline=``).
+
+        Calls given a pipeline only queue their command; the caller sends them with
+        ``execute()`` inside ``translate_errors``. On Redis Cluster a pipeline must not carry
+        the Lua scripts (EVALSHA) unless every key is in one slot, as ours are.
+        """
+        return self.client.pipeline(transaction=transaction)
+
+    def delivery(self, delivery_id, body):
+        """The ``Delivery`` of a webhook body: its id and a keyed hash of the exact bytes."""
+        return Delivery(delivery_id, self.vault.digest(body))
 
     def upsert(self, records, via, delivery=None):
         """Record ``records`` (normalized) in one atomic call; a ``Result`` in the same order.
 
         With a ``delivery``, a replay of the same delivery id and body is answered
         ``Result(replay=True)`` without touching any record.
+
+        A stored record whose digest no key of the ring can reproduce (stored in clear before
+        keys were set, under a retired key, or before digests were tagged) is answered "recheck"
+        by the script: its resource is opened and compared here, and the script is called again
+        for those records with the verdict. That costs two more round trips, once per record
+        after a key change; every later call compares digests alone.
         """
         via = Via(via)
+        records = list(records)
+        digests = [self.vault.digests(record.meaning, MEANING_VERSION) for record in records]
+        with translate_errors("store messages"):
+            outcomes = self._call_upsert(records, digests, via, delivery)
+            for _ in range(RECHECK_ATTEMPTS):
+                if outcomes is None:
+                    return Result(replay=True)
+                pending = [i for i, outcome in enumerate(outcomes) if outcome == "recheck"]
+                if not pending:
+                    break
+                markers = self._recheck([records[i] for i in pending],
+                                        [digests[i][0] for i in pending])
+                settled = self._call_upsert(
+                    [records[i] for i in pending],
+                    [digests[i] + marker for i, marker in zip(pending, markers)], via, delivery)
+                if settled is None:  # a concurrent copy of this delivery settled them first
+                    settled = [Outcome.DUPLICATE.value] * len(pending)
+                for i, outcome in zip(pending, settled):
+                    outcomes[i] = outcome
+        if "recheck" in outcomes:
+            log.warning("store: %d records kept changing their digest key; left as they are",
+                        outcomes.count("recheck"))
+            outcomes = [Outcome.STALE.value if o == "recheck" else o for o in outcomes]
+        return Result(outcomes=tuple(Outcome(outcome) for outcome in outcomes))
+
+    def _call_upsert(self, records, digests, via, delivery):
+        """One script call: the outcome words in order, or None for a replayed delivery."""
         keys = [self.keys.feed, self.keys.stats, self.keys.idx_all]
         keys.append(self.keys.delivery(delivery.id) if delivery else self.keys.stats)
         args = [
@@ -135,28 +207,71 @@ class Store:
             delivery.body_hash if delivery else "",
             LEDGER_TTL_SECONDS,
         ]
-        for record in records:
+        for record, record_digests in zip(records, digests):
             keys.append(self.keys.msg(record.id))
             keys.append(self.keys.idx_direction(record.direction) if record.direction else self.keys.idx_all)
             keys.append(self.keys.idx_patient(record.patient) if record.patient else self.keys.idx_all)
             args.extend((
                 record.id,
                 self.vault.seal(record.id, record.body),
-                self.vault.digests(record.canonical),
+                ",".join(record_digests),
+                int(record.shape),
                 record.direction or "",
                 record.patient or "",
                 record.status or "",
                 "" if record.message_time is None else record.message_time,
                 record.as_of,
             ))
-        with translate_errors("store messages"):
-            reply = self._upsert(keys=keys, args=args)
-            if reply == b"replay":
-                return Result(replay=True)
-            outcomes, moved = reply
-            if moved:
-                self._unindex_moved(moved)
-        return Result(outcomes=tuple(Outcome(o.decode()) for o in outcomes))
+        reply = self._upsert(keys=keys, args=args)
+        if reply == b"replay":
+            return None
+        outcomes, moved = reply
+        if moved:
+            self._unindex_moved(moved)
+        return [outcome.decode() for outcome in outcomes]
+
+    def _recheck(self, records, current):
+        """The verdict marker for each stored record the script could not compare (see upsert).
+
+        ``=<shape><h>`` when the stored resource means the same as the incoming one (or cannot
+        be opened: then status and as-of decide, and shape 0 lets the readable copy replace it),
+        ``!<h>`` when it means something else; no marker when the record has vanished.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        for record in records:
+            pipe.hmget(self.keys.msg(record.id), "r", "h", "m")
+        markers = []
+        for record, digest, (blob, stored_h, meta) in zip(records, current, pipe.execute()):
+            if stored_h is None:
+                markers.append([])
+                continue
+            stored_h = stored_h.decode()
+            if blob is None:  # a tombstone (expired): nothing to open, status and as-of decide
+                markers.append([f"=0{stored_h}"])
+                continue
+            tagged = Digest.unpack(stored_h)
+            try:
+                direction = Meta.unpack(meta.decode()).direction
+                stored = normalize(json.loads(self.vault.open(record.id, blob)), direction)
+            except (DecryptionError, InvalidMessage, ValueError):
+                markers.append([f"=0{stored_h}"])
+                continue
+            if self.vault.digests(stored.meaning, MEANING_VERSION)[0] != digest:
+                markers.append([f"!{stored_h}"])
+                continue
+            shape = tagged.shape if tagged else int(stored.shape)
+            markers.append([f"={shape}{stored_h}"])
+        return markers
+
+    def replayed(self, delivery):
+        """True when the ledger already holds ``delivery`` (same id, same body hash).
+
+        The upsert answers a replay by itself; this is for a delivery whose work happens
+        before the upsert (queueing fetches of id-only messages), so that a replay queues none.
+        """
+        with translate_errors("check the delivery ledger"):
+            held = self.client.get(self.keys.delivery(delivery.id))
+        return held is not None and held.decode() == delivery.body_hash
 
     def apply_status(self, message_id, status, as_of, via=Via.WEBHOOK):
         """Apply a delivery status (``message.status``) to a stored message.
@@ -289,13 +404,30 @@ class Store:
 
         Raises ``DecryptionError`` for a record that cannot be opened.
         """
+        rows = self._rows(message_ids)
+        return [self._stored(i, row) if _live(row) else None for i, row in zip(message_ids, rows)]
+
+    def open_many(self, message_ids):
+        """Like ``get_many``, but a record that cannot be opened comes back as ``Unreadable``.
+
+        One record sealed under a key no longer in the ring must not hide the others.
+        """
+        opened = []
+        for message_id, row in zip(message_ids, self._rows(message_ids)):
+            try:
+                opened.append(self._stored(message_id, row) if _live(row) else None)
+            except DecryptionError as exc:
+                opened.append(Unreadable(message_id, exc.code))
+            except ValueError:  # opened, but not JSON
+                opened.append(Unreadable(message_id, "record_unreadable"))
+        return opened
+
+    def _rows(self, message_ids):
         with translate_errors("read messages"):
             pipe = self.client.pipeline(transaction=False)
             for message_id in message_ids:
                 pipe.hgetall(self.keys.msg(message_id))
-            rows = pipe.execute()
-        # a record without its blob is a tombstone (expired): unknown to readers, like Metriport
-        return [self._stored(i, row) if b"r" in row else None for i, row in zip(message_ids, rows)]
+            return pipe.execute()
 
     def routing_many(self, message_ids):
         """``(direction, patient)`` of each message, None where unknown, without opening resources.
@@ -331,17 +463,17 @@ class Store:
             return self.keys.idx_direction(direction)
         return self.keys.idx_all
 
-    def ids(self, index_key, start=None, count=50, descending=True):
-        """Up to ``count`` ids of ``index_key`` from ``start`` (inclusive), by id.
+    def ids(self, index_key, start=None, count=50, descending=True, inclusive=True):
+        """Up to ``count`` ids of ``index_key`` from ``start`` (inclusive unless told), by id.
 
         Descending is Metriport's listing order (newest first for time-ordered ids); ascending
         serves ``toItem`` cursors. Inserts during a walk never shift it: the cursor is an id.
         """
+        bound = f"{'[' if inclusive else '('}{start}" if start else None
         if descending:
-            high, low = (f"[{start}" if start else "+"), "-"
-            args = dict(start=high, end=low, desc=True)
+            args = dict(start=bound or "+", end="-", desc=True)
         else:
-            args = dict(start=f"[{start}" if start else "-", end="+")
+            args = dict(start=bound or "-", end="+")
         with translate_errors("list messages"):
             rows = self.client.zrange(index_key, bylex=True, offset=0, num=count, **args)
         return [row.decode() for row in rows]
@@ -357,7 +489,154 @@ class Store:
             raw = self.client.hgetall(self.keys.stats)
         return {name.decode(): int(value) for name, value in raw.items()}
 
-    def count_event(self, name, by=1):
+    def count_event(self, name, by=1, pipeline=None):
         """Add ``by`` to the shared counter ``name`` (e.g. ``rejected:signature_mismatch``)."""
+        if pipeline is not None:
+            pipeline.hincrby(self.keys.stats, name, by)
+            return
         with translate_errors("count an event"):
             self.client.hincrby(self.keys.stats, name, by)
+
+    def ping(self):
+        """Raise ``StoreUnavailable`` unless Redis answers."""
+        with translate_errors("reach the store"):
+            self.client.ping()
+
+    # -- re-encryption (``inbox.rekey``) --------------------------------------------------------
+
+    @property
+    def encryption_kid(self):
+        """The id of the key new records are sealed under; None when encryption is off."""
+        return self.vault.current_kid if self.vault.enabled else None
+
+    def sealed_many(self, message_ids):
+        """``(blob, digest, meta)`` of each record as stored, Nones where gone; one round trip."""
+        with translate_errors("read sealed records"):
+            pipe = self.client.pipeline(transaction=False)
+            for message_id in message_ids:
+                pipe.hmget(self.keys.msg(message_id), "r", "h", "m")
+            return [tuple(row) for row in pipe.execute()]
+
+    def is_current(self, blob):
+        """True when ``blob`` is already sealed under the ring's current key."""
+        return self.vault.is_current(blob)
+
+    def resealed(self, message_id, blob, digest, meta):
+        """``(blob, digest)`` of a stored record sealed again under the current key.
+
+        The digest is of the same meaning under the current key, with the stored shape rank.
+        Raises ``DecryptionError`` when it does not open, ``ValueError`` or ``InvalidMessage``
+        when what it holds is not a message.
+        """
+        plaintext = self.vault.open(message_id, blob)
+        record = normalize(json.loads(plaintext), Meta.unpack(meta.decode()).direction)
+        stored = Digest.unpack(digest.decode())
+        shape = stored.shape if stored else int(record.shape)
+        entry = self.vault.digests(record.meaning, MEANING_VERSION)[0]
+        return self.vault.seal(message_id, plaintext), Digest(shape, entry).pack()
+
+    def replace_sealed(self, writes):
+        """Write ``(id, digest read, new blob, new digest)`` rows back, each only if unchanged.
+
+        One script call (a Redis Cluster client refuses to pipeline scripts); a list of booleans
+        in the order of ``writes`` (False: the record changed or vanished since it was read,
+        nothing written).
+        """
+        if not writes:
+            return []
+        with translate_errors("write resealed records"):
+            replies = self._reseal(keys=[self.keys.msg(w[0]) for w in writes],
+                                   args=[arg for w in writes for arg in w[1:]])
+        return [bool(reply) for reply in replies]
+
+    def rekey_cursor(self):
+        """``(kid, after)`` saved by an interrupted rekey run, or ``(None, None)``."""
+        with translate_errors("read the rekey cursor"):
+            saved = self.client.hgetall(self.keys.rekey_cursor)
+        return (saved.get(b"kid", b"").decode() or None, saved.get(b"after", b"").decode() or None)
+
+    def save_rekey_cursor(self, kid, after):
+        with translate_errors("save the rekey cursor"):
+            self.client.hset(self.keys.rekey_cursor, mapping={"kid": kid, "after": after})
+
+    def clear_rekey_cursor(self):
+        with translate_errors("clear the rekey cursor"):
+            self.client.delete(self.keys.rekey_cursor)
+
+    # -- retention (``inbox.retention``) ---------------------------------------------------------
+
+    def expiry_cursor(self):
+        """The last id an interrupted expiry run finished, or None."""
+        with translate_errors("read the expiry cursor"):
+            saved = self.client.get(self.keys.expire_cursor)
+        return saved.decode() if saved else None
+
+    def save_expiry_cursor(self, after):
+        """Remember ``after`` as done; None clears the cursor (the walk is complete)."""
+        with translate_errors("save the expiry cursor"):
+            if after is None:
+                self.client.delete(self.keys.expire_cursor)
+            else:
+                self.client.set(self.keys.expire_cursor, after)
+
+    # -- reconciliation: lock, checkpoints, walks and runs (``worker.reconcile``) -------------
+
+    def lock_take(self, token, ttl_ms):
+        """Take the reconciliation lock for ``token`` if nobody holds it; True when taken."""
+        with translate_errors("take the reconciliation lock"):
+            return bool(self.client.set(self.keys.reconcile_lock, token, nx=True, px=ttl_ms))
+
+    def lock_renew(self, token, ttl_ms, pipeline=None):
+        """Extend the lock if ``token`` still holds it; True when it does (queued with a pipeline)."""
+        if pipeline is not None:
+            return self._lock_renew(keys=[self.keys.reconcile_lock], args=[token, ttl_ms],
+                                    client=pipeline)
+        with translate_errors("renew the reconciliation lock"):
+            return bool(self._lock_renew(keys=[self.keys.reconcile_lock], args=[token, ttl_ms]))
+
+    def lock_release(self, token):
+        """Delete the lock if ``token`` still holds it; True when it did."""
+        with translate_errors("release the reconciliation lock"):
+            return bool(self._lock_release(keys=[self.keys.reconcile_lock], args=[token]))
+
+    def checkpoint(self, direction):
+        """The text a walk of ``direction`` saved to resume from, or None."""
+        with translate_errors("read the reconcile checkpoint"):
+            return self.client.get(self.keys.reconcile_cursor(direction))
+
+    def save_checkpoint(self, direction, text, ttl_ms, pipeline=None):
+        """Save ``text`` as the checkpoint of ``direction`` for ``ttl_ms``; None clears it."""
+        client = pipeline if pipeline is not None else self.client
+        with translate_errors("save the reconcile checkpoint"):
+            if text is None:
+                client.delete(self.keys.reconcile_cursor(direction))
+            else:
+                client.set(self.keys.reconcile_cursor(direction), text, px=ttl_ms)
+
+    def last_full_walk(self, direction):
+        """When the last complete full walk of ``direction`` ended (ms), or None."""
+        with translate_errors("read the reconcile state"):
+            value = self.client.hget(self.keys.reconcile_state, f"full:{direction}")
+        return None if value is None else int(value)
+
+    def save_full_walk(self, direction, ended_ms, pipeline=None):
+        client = pipeline if pipeline is not None else self.client
+        with translate_errors("save the reconcile state"):
+            client.hset(self.keys.reconcile_state, f"full:{direction}", ended_ms)
+
+    def append_run(self, text, keep, state, pipeline=None):
+        """Push a run record on the run list (capped at ``keep``) and ``state`` on the state hash."""
+        pipe = pipeline if pipeline is not None else self.client.pipeline(transaction=False)
+        pipe.lpush(self.keys.reconcile_runs, text)
+        pipe.ltrim(self.keys.reconcile_runs, 0, keep - 1)
+        pipe.hset(self.keys.reconcile_state, mapping=state)
+        if pipeline is None:
+            with translate_errors("record the run"):
+                pipe.execute()
+
+    def runs(self, limit):
+        """The newest ``limit`` run records as stored (text), newest first."""
+        with translate_errors("read reconcile runs"):
+            if self.client.type(self.keys.reconcile_runs) != b"list":
+                return []
+            return [row.decode() for row in self.client.lrange(self.keys.reconcile_runs, 0, limit - 1)]

@@ -20,7 +20,6 @@ from inbox.errors import ConfigError
 from inbox.errors import StoreUnavailable
 from inbox.signing import HEADER
 from inbox.signing import verify
-from inbox.store import Delivery
 from inbox.store import Result
 from inbox.store import Via
 from receiver import events
@@ -78,11 +77,15 @@ def _read_body(limit):
 def _received(inbox, event, body, delivery_id):
     records, fetch_ids = events.received_messages(event)
     requestlog.note(messages=[record.id for record in records] + fetch_ids)
+    store = inbox["store"]
+    delivery = store.delivery(delivery_id, body) if delivery_id else None
+    if fetch_ids and delivery and store.replayed(delivery):
+        # A replay does no work: its fetches were queued when the delivery was first taken.
+        store.count_event("replay")
+        return {**Result().counts(), "fetching": 0, "replay": True}, 200
     # Queue fetches before the ledger records the delivery: a lost enqueue is then retried
     # with the delivery instead of being hidden as a replay.
     _enqueue_fetches(inbox, fetch_ids)
-    body_hash = inbox["store"].vault.digest(body)
-    delivery = Delivery(delivery_id, body_hash) if delivery_id else None
     result = Result()
     if records or delivery:
         result = inbox["store"].upsert(records, Via.WEBHOOK, delivery=delivery)

@@ -181,7 +181,7 @@ def test_expiry_resumes_after_an_interruption(own, sim):
     assert resumed.scanned == 120 - 40  # went on after the last finished batch
     expired = [e for e in _feed(store.client, own) if e["event"] == "expired"]
     assert len(expired) == len({e["id"] for e in expired}) == partial + resumed.expired
-    assert store.client.get(store.keys.expire_cursor) is None
+    assert store.expiry_cursor() is None
 
 
 def test_retention_off_is_a_config_error(settings):
@@ -246,3 +246,20 @@ def test_clock_schedules_expiry_and_a_worker_runs_it(settings, store):
     assert job.get_status(refresh=True) == "finished"
     assert job.return_value()["expired"] == 3
     assert [store.get(i) for i in old] == [None] * 3
+
+
+def test_a_tombstone_stays_one_after_the_key_ring_changes(settings, store):
+    """A digest written before encryption was switched on cannot be compared: the store rechecks,
+    finds nothing to open, and the same version stays a duplicate without its content coming back."""
+    from inbox.crypto import keygen
+    from inbox.settings import Settings
+
+    sent = iso(int(time.time() * 1000) - 40 * DAY_MS)
+    record = normalize(message("m-old", sentAt=sent, updatedAt=sent))
+    store.upsert([record], via=Via.WEBHOOK)
+    assert expire(store, retention_days=30).expired == 1
+    ring = Settings.from_env({"INBOX_ENCRYPTION_KEYS": keygen("k2")}).encryption_keys
+    keyed = Store(settings.replace(encryption_keys=ring))
+    assert keyed.upsert([record], via=Via.RECONCILE).outcomes == (Outcome.DUPLICATE,)
+    assert keyed.get("m-old") is None and store.get("m-old") is None
+    assert store.ids(store.index_key(), count=10) == []

@@ -13,6 +13,13 @@ Metriport never retries a failed webhook, so this walk is what makes the store c
 - checkpoints the next page's URL per direction after every page, so a run that dies is resumed
   by the next one from there (the checkpoint expires after ``RECONCILE_FULL_INTERVAL``);
 - stops at the request budget (outcome ``budget_exhausted``: resumable, not an error);
+- defends itself against a list endpoint that misbehaves: a ``nextPage`` (or a page) that repeats
+  within the run fails it (``cursor_loop``) and deletes the direction's checkpoint, so the next run
+  starts that direction afresh instead of resuming the loop; a page with more items than the
+  ``count`` asked fails it (``page_too_large``) before anything of it is stored, so no Redis call
+  holds more than ``RECONCILE_PAGE_SIZE`` messages; the whole run has a deadline
+  (``RECONCILE_DEADLINE``, and never past the RQ job's own timeout) and each request one of its
+  own (``worker.client``), after which the run fails and releases the lock at once;
 - records itself in a capped list and counts messages it created as ``repaired``.
 
 Logs and the summary hold counts, ids of nothing, and reason codes: never message content.
@@ -24,13 +31,16 @@ import datetime
 import json
 import logging
 import time
+from urllib.parse import parse_qsl
+from urllib.parse import urlencode
+from urllib.parse import urlsplit
+from urllib.parse import urlunsplit
 
 from inbox.connection import connect
 from inbox.connection import translate_errors
 from inbox.errors import InboxError
 from inbox.errors import MetriportError
 from inbox.errors import StoreUnavailable
-from inbox.keys import Keys
 from inbox.store import Store
 from inbox.store import Via
 from worker.client import MAX_RETRY_SECONDS
@@ -69,16 +79,18 @@ class Tally:
 class Reconciliation:
     """One run over ``directions``; ``run()`` returns its summary (a JSON-ready dict)."""
 
-    def __init__(self, settings, mode="incremental", directions=None, client_options=None):
+    def __init__(self, settings, mode="incremental", directions=None, client_options=None,
+                 deadline=None):
         if mode not in MODES:
             raise InboxError(f"The reconcile mode must be one of {', '.join(MODES)}.", "invalid_mode")
         self.settings = settings
         self.mode = mode
         self.directions = tuple(directions or settings.reconcile_directions)
+        seconds = min(settings.reconcile_deadline, deadline or settings.reconcile_deadline)
         self.client = MetriportClient(
-            settings, budget=settings.reconcile_request_budget, **(client_options or {})
+            settings, budget=settings.reconcile_request_budget,
+            run_deadline=time.monotonic() + seconds, **(client_options or {})
         )
-        self.keys = Keys(settings.namespace)
         self.store = None
         self.lock = None
         self.walks = {}
@@ -95,7 +107,7 @@ class Reconciliation:
         outcome, error = "completed", None
         try:
             self.store = Store(self.settings, client=connect(self.settings.redis_url, STORE_TIMEOUT))
-            self.lock = Lock(self.store.client, self.keys.reconcile_lock, LOCK_TTL_MS)
+            self.lock = Lock(self.store, LOCK_TTL_MS)
             if not self.lock.acquire():
                 outcome = "skipped"
                 log.info("reconcile: skipped, another run holds the lock")
@@ -126,8 +138,14 @@ class Reconciliation:
     def _walk_all(self):
         self._retry_webhooks()
         with concurrent.futures.ThreadPoolExecutor(1, "metriport-read-ahead") as reader:
-            for direction in self.directions:
-                self._walk(direction, reader)
+            try:
+                for direction in self.directions:
+                    self._walk(direction, reader)
+            except BaseException:
+                # a read-ahead still in flight would hold the run (and its lock) until its own
+                # deadline: cut it, so the run ends and the lock is released at once
+                self.client.abort()
+                raise
 
     # -- one direction ----------------------------------------------------------------------
 
@@ -141,21 +159,31 @@ class Reconciliation:
         log.info("reconcile %s: %s walk%s", direction, mode, " resumed from checkpoint" if resumed else "")
         stop_after = self.settings.reconcile_stop_after
         streak = 0
+        seen_urls, seen_pages = {_canonical(url)}, set()
         pending = reader.submit(self.client.list_page, url)
         while pending is not None:
             page = pending.result()
+            looped = self._check_page(direction, page, tally.pages + 1, seen_urls, seen_pages)
             # Read ahead while this page is normalized and stored (the reader thread mostly waits
             # on the network, this one on the CPU and Redis), unless this page may be the last one
             # an incremental walk needs: then the extra request would be wasted quota.
             may_stop = mode == "incremental" and streak + 1 >= stop_after
             pending = None
-            if page.next_url and not may_stop:
+            if page.next_url and not may_stop and not looped:
                 pending = reader.submit(self.client.list_page, page.next_url)
             counts, invalid = self._take(direction, page, tally)
             streak = 0 if counts["created"] or counts["updated"] else streak + 1
             end = page.next_url is None
             stop = end or (mode == "incremental" and streak >= stop_after)
-            self._persist(direction, None if stop else page.next_url, counts["created"], invalid)
+            # a looping cursor is never checkpointed: the checkpoint is deleted instead
+            self._persist(direction, None if stop or looped else page.next_url, counts["created"], invalid)
+            if looped:
+                raise MetriportError(
+                    f"Metriport's nextPage for {direction} went back to a page already read in this "
+                    f"run (after page {tally.pages}); stopped, and the next run starts {direction} "
+                    "afresh.",
+                    "cursor_loop",
+                )
             if page.refused is not None:
                 raise page.refused
             if stop:
@@ -164,8 +192,31 @@ class Reconciliation:
                 pending = reader.submit(self.client.list_page, page.next_url)
         self.walks[direction]["complete"] = True
         if mode == "full" and end:
-            self.store.client.hset(self.keys.reconcile_state, f"full:{direction}", int(time.time() * 1000))
+            self.store.save_full_walk(direction, int(time.time() * 1000))
             self.round_trips += 1
+
+    def _check_page(self, direction, page, number, seen_urls, seen_pages):
+        """True when the page's cursor goes round in circles; fail the run on a page too large.
+
+        Checked before the page is stored or the next one asked for. A page seen before (same
+        ids) counts as a loop too, whatever its URL says.
+        """
+        asked = self.settings.reconcile_page_size
+        if len(page.items) > asked:
+            raise MetriportError(
+                f"Metriport answered page {number} of {direction} with {len(page.items)} items when "
+                f"{asked} were asked; refused before storing any of it.",
+                "page_too_large",
+            )
+        ids = tuple(item.get("id") if isinstance(item, dict) else None for item in page.items)
+        repeated = page.next_url is not None and _canonical(page.next_url) in seen_urls
+        if repeated or (ids and ids in seen_pages):
+            return True
+        if page.next_url is not None:
+            seen_urls.add(_canonical(page.next_url))
+        if ids:
+            seen_pages.add(ids)
+        return False
 
     def _take(self, direction, page, tally):
         """Normalize and store one page, count it, log one line; ``(counts, invalid)``."""
@@ -186,7 +237,7 @@ class Reconciliation:
     def _last_full(self, direction):
         """When the last complete full walk of ``direction`` ended (ms), or None."""
         self.round_trips += 1
-        return self.store.client.hget(self.keys.reconcile_state, f"full:{direction}")
+        return self.store.last_full_walk(direction)
 
     def _mode_for(self, last_full):
         if self.mode == "full" or last_full is None:
@@ -196,7 +247,7 @@ class Reconciliation:
 
     def _checkpoint(self, direction):
         """The saved next-page URL of an interrupted walk, if fresh and on the API's origin."""
-        raw = self.store.client.get(self.keys.reconcile_cursor(direction))
+        raw = self.store.checkpoint(direction)
         self.round_trips += 1
         if raw is None:
             return None
@@ -214,19 +265,19 @@ class Reconciliation:
 
     def _persist(self, direction, next_url, created, invalid):
         """Checkpoint, counters and lock renewal in one transaction (one round trip)."""
-        cursor = self.keys.reconcile_cursor(direction)
-        pipe = self.store.client.pipeline(transaction=True)
+        pipe = self.store.pipeline(transaction=True)
+        checkpoint = None
         if next_url:
-            ttl = self.settings.reconcile_full_interval * 1000
-            pipe.set(cursor, json.dumps({"url": next_url, "saved": int(time.time() * 1000)}), px=ttl)
-        else:
-            pipe.delete(cursor)
+            checkpoint = json.dumps({"url": next_url, "saved": int(time.time() * 1000)})
+        self.store.save_checkpoint(direction, checkpoint, self.settings.reconcile_full_interval * 1000,
+                                   pipeline=pipe)
         if created:
-            pipe.hincrby(self.keys.stats, "repaired", created)
+            self.store.count_event("repaired", created, pipeline=pipe)
         for reason, count in invalid.items():
-            pipe.hincrby(self.keys.stats, f"invalid:reconcile:{reason}", count)
+            self.store.count_event(f"invalid:reconcile:{reason}", count, pipeline=pipe)
         self.lock.renew(pipeline=pipe)
-        still_ours = pipe.execute()[-1]
+        with translate_errors("checkpoint the walk"):
+            still_ours = pipe.execute()[-1]
         self.round_trips += 1
         if not still_ours:
             raise InboxError(
@@ -288,26 +339,30 @@ class Reconciliation:
         if self.store is None:
             return
         try:
-            with translate_errors("record the run"):
-                pipe = self.store.client.pipeline(transaction=False)
-                pipe.lpush(self.keys.reconcile_runs, json.dumps(summary))
-                pipe.ltrim(self.keys.reconcile_runs, 0, RUNS_KEPT - 1)
-                pipe.hset(self.keys.reconcile_state, mapping={
-                    "last_outcome": summary["outcome"], "last_ended": summary["ended"]})
-                pipe.execute()
+            self.store.append_run(json.dumps(summary), RUNS_KEPT, {
+                "last_outcome": summary["outcome"], "last_ended": summary["ended"]})
         except StoreUnavailable as exc:
             log.warning("reconcile: could not record the run (%s)", exc.code)
 
 
-def run(settings, mode="incremental", directions=None, client_options=None):
-    """One reconciliation run with ``settings``; returns the summary dict."""
-    return Reconciliation(settings, mode, directions, client_options).run()
+def run(settings, mode="incremental", directions=None, client_options=None, deadline=None):
+    """One reconciliation run with ``settings``; returns the summary dict.
+
+    ``deadline`` (seconds) shortens ``RECONCILE_DEADLINE`` for this run (an RQ job's timeout).
+    """
+    return Reconciliation(settings, mode, directions, client_options, deadline).run()
 
 
-def recent_runs(settings, client, count=10):
+def _canonical(url):
+    """``url`` with its query parameters sorted: the same cursor however the server orders them."""
+    parts = urlsplit(url)
+    query = urlencode(sorted(parse_qsl(parts.query, keep_blank_values=True)))
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path, query, ""))
+
+
+def recent_runs(store, count=10):
     """The last ``count`` run summaries, newest first."""
-    rows = client.lrange(Keys(settings.namespace).reconcile_runs, 0, count - 1)
-    return [json.loads(row) for row in rows]
+    return [json.loads(row) for row in store.runs(count)]
 
 
 def _iso(seconds):

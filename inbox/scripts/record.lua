@@ -5,10 +5,13 @@ messages_expire.lua and messages_forget.lua after this text and two lines genera
 inbox/record.py, so the layout and the statuses are written once, in Python:
   RECORD_FIELDS      names of the fields packed in the record's field m, in order (record.FIELDS)
   TERMINAL_STATUSES  statuses after which a message never changes back (normalize.TERMINAL_STATUSES)
+  STATUS_SYNONYMS    pairs of status words that mean the same (normalize.STATUS_SYNONYMS)
 
 Defines
   unpack_record(m)   the packed text m as a table keyed by field name (every value a string)
   pack_record(t)     the packed text of the table t (strings or numbers, every field present)
+  same_status(a, b)  whether two status words mean the same (equal, or synonyms)
+  unpack_digest(h)   the record's field h as shape (number), tag, hex; nil for an untagged digest
   is_newer(old_status, old_as_of, status, as_of, via)
                      whether an incoming version (status, as_of, channel via) beats the stored one
                      (old_status, old_as_of); as-of values are numbers
@@ -20,6 +23,21 @@ later as-of wins; on a tie the incoming version wins only when it was read from 
 
 local TERMINAL = {}
 for _, status in ipairs(TERMINAL_STATUSES) do TERMINAL[status] = true end
+
+local SYNONYM = {}
+for i = 1, #STATUS_SYNONYMS, 2 do SYNONYM[STATUS_SYNONYMS[i]] = STATUS_SYNONYMS[i + 1] end
+
+local function same_status(a, b)
+  return a == b or (SYNONYM[a] or a) == (SYNONYM[b] or b)
+end
+
+-- h is "<shape digit><tag>:<hex>" (inbox/record.py Digest); a digest written before tags has no ':'
+local function unpack_digest(h)
+  if type(h) ~= 'string' then return nil end
+  local shape, tag, hex = string.match(h, '^(%d)([^:]*):(.*)$')
+  if not shape then return nil end
+  return tonumber(shape), tag, hex
+end
 
 local function unpack_record(m)
   local record, start, last = {}, 1, #RECORD_FIELDS
