@@ -76,3 +76,27 @@ def restore(path):
         f"{summary.keys} keys, {summary.records} records, {summary.indexed} indexed, feed "
         f"{summary.feed_entries} entries up to {summary.feed_position or '-'}"
     )
+
+
+@click.command()
+@click.option("--patient", required=True, help="The patient id whose messages are removed.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def forget(patient, yes):
+    """Remove every message, index entry and feed entry of one patient, for good.
+
+    Reconciliation will not store those messages again (a marker without content or patient
+    stays per message id). The run is written to the audit trail with the count.
+    """
+    from inbox.connection import Connections
+    from inbox.forget import forget_patient
+    from inbox.normalize import valid_id
+
+    if not valid_id(patient):
+        raise click.BadParameter("a patient id is 1-128 of A-Z a-z 0-9 . _ : -",
+                                 param_hint="--patient")
+    settings = load_settings()
+    if not yes:
+        click.confirm(f"Remove every message of patient {patient} from namespace "
+                      f"{settings.namespace}? This cannot be undone", abort=True)
+    done = forget_patient(settings, Connections(settings).store, patient)
+    click.echo(done.line())

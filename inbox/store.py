@@ -563,6 +563,21 @@ class Store:
         with translate_errors("clear the rekey cursor"):
             self.client.delete(self.keys.rekey_cursor)
 
+    def record_batches(self, batch):
+        """Every stored message id (live, expired or forgotten), in lists of about ``batch``
+        (SCAN: each call is bounded; a record written during the walk may or may not be seen)."""
+        pattern = self.keys.pattern().replace("*", "msg:*")
+        prefix = len(self.keys.msg(""))
+        ids = []
+        with translate_errors("list stored records"):
+            for key in self.client.scan_iter(match=pattern, count=batch):
+                ids.append(key.decode()[prefix:])
+                if len(ids) >= batch:
+                    yield ids
+                    ids = []
+        if ids:
+            yield ids
+
     # -- retention (``inbox.retention``) ---------------------------------------------------------
 
     def expiry_cursor(self):
