@@ -198,7 +198,7 @@ class Feed:
             doomed = [entry_id for entry_id, fields in rows if named(fields)]
             if doomed:
                 with translate_errors("delete feed entries"):
-                    pipe = self.client.pipeline(transaction=True)
+                    pipe = self.client.pipeline(transaction=False)
                     for group in groups:
                         pipe.xack(key, group, *doomed)
                     pipe.xdel(key, *doomed)

@@ -71,8 +71,8 @@ def expire(store, retention_days=None, batch=DEFAULT_BATCH, now_ms=None, on_batc
     after = store.expiry_cursor()
     report = Report(retention_days=days, cutoff_ms=now_ms - days * DAY_MS, resumed_after=after)
     while True:
-        ids = store.ids(store.index_key(), start=after, count=batch + 1, descending=False)
-        ids = [i for i in ids if i != after][:batch]
+        ids = store.ids(store.index_key(), start=after, count=batch, descending=False,
+                        inclusive=False)
         if not ids:
             break
         result = store.expire(ids, report.cutoff_ms)
