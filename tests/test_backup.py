@@ -31,6 +31,11 @@ COMMAND = str(pathlib.Path(sys.executable).with_name("metriport-inbox"))
 READER = "reader-key"
 
 
+def reconcile_run(settings, mode):
+    """One reconciliation run's record (``Run.as_dict``)."""
+    return run(settings, mode=mode).as_dict()
+
+
 @pytest.fixture
 def sim():
     with Simulator(seed=5, messages=0) as simulator:
@@ -60,13 +65,13 @@ def _fill(source, sim):
     """Reconcile, webhooks with ledger entries, status changes, two consumer groups and a dead
     letter: every kind of key a running store has."""
     reconcile = source.replace(api_key=sim.api_key, api_url=sim.url, reconcile_page_size=50)
-    assert run(reconcile, mode="full")["created"] == 300
+    assert reconcile_run(reconcile, mode="full")["created"] == 300
     store = Store(source)
     for message_id in sim.mailbox.ids("inbound")[:5]:
         record = normalize(sim.mailbox.get(message_id), "inbound")
         store.upsert([record], via=Via.WEBHOOK, delivery=Delivery(str(uuid.uuid4()), "h" * 32))
     sim.mailbox.update(count=10)
-    assert run(reconcile, mode="full")["updated"] == 10
+    assert reconcile_run(reconcile, mode="full")["updated"] == 10
     billing = Consumer(source, "billing", "billing-1")
     entries = billing.read(count=100)
     billing.ack(*entries[:60])
@@ -158,7 +163,7 @@ def test_backup_restores_into_a_fresh_server_exactly(settings, sim, target, tmp_
     results = []
     for settings_ in (source, restored):
         sim.reset_counts()
-        summary = run(reconcile.replace(redis_url=settings_.redis_url), mode="incremental")
+        summary = reconcile_run(reconcile.replace(redis_url=settings_.redis_url), mode="incremental")
         new = Consumer(settings_, "billing", "billing-1").read(count=500)
         late = Consumer(settings_, "late").read(count=500)
         results.append((

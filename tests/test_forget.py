@@ -20,6 +20,11 @@ from worker.reconcile import run
 COMMAND = str(pathlib.Path(sys.executable).with_name("metriport-inbox"))
 
 
+def reconcile_run(settings, mode):
+    """One reconciliation run's record (``Run.as_dict``)."""
+    return run(settings, mode=mode).as_dict()
+
+
 @pytest.fixture
 def sim():
     with Simulator(seed=9, messages=0) as simulator:
@@ -42,7 +47,7 @@ def test_forget_patient_removes_everything_of_theirs_and_stays_forgotten(
         settings, sim, store, redis_client):
     keys = Keys(settings.namespace)
     reconcile = settings.replace(api_key=sim.api_key, api_url=sim.url, reconcile_page_size=50)
-    assert run(reconcile, mode="full")["created"] == 200
+    assert reconcile_run(reconcile, mode="full")["created"] == 200
     by_patient = collections.defaultdict(list)
     for message_id in sim.mailbox.ids():
         by_patient[patient_of(sim.mailbox.get(message_id))].append(message_id)
@@ -79,7 +84,7 @@ def test_forget_patient_removes_everything_of_theirs_and_stays_forgotten(
     assert (entry.action, entry.count, entry.query) == (
         "forget.patient", len(theirs), {"patientId": patient})
 
-    again = run(reconcile, mode="full")  # Metriport still lists them: they stay forgotten
+    again = reconcile_run(reconcile, mode="full")  # Metriport still lists them: they stay forgotten
     assert (again["created"], again["updated"]) == (0, 0)
     assert store.get_many(theirs) == [None] * len(theirs)
     assert store.stats()["forgotten"] == len(theirs)

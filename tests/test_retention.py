@@ -37,6 +37,11 @@ SPAN_DAYS = 90
 RETENTION_DAYS = 30
 
 
+def reconcile_run(settings, mode):
+    """One reconciliation run's record (``Run.as_dict``)."""
+    return run(settings, mode=mode).as_dict()
+
+
 @pytest.fixture(scope="module")
 def server():
     with EmbeddedRedis() as redis_server:
@@ -85,7 +90,7 @@ def _feed(client, settings):
 def test_ninety_days_thirty_day_retention(own, sim, server):
     pending = _fill(sim)
     reconcile = own.replace(api_key=sim.api_key, api_url=sim.url, reconcile_page_size=100)
-    first = run(reconcile, mode="full")
+    first = reconcile_run(reconcile, mode="full")
     assert first["created"] == MESSAGES
     store = Store(own)
     consumer = Consumer(own, "downstream", from_start=False)
@@ -127,7 +132,7 @@ def test_ninety_days_thirty_day_retention(own, sim, server):
 
     # reconciliation recreates nothing; a late webhook of the same version is a duplicate
     feed_length = len(_feed(store.client, own))
-    second = run(reconcile, mode="full")
+    second = reconcile_run(reconcile, mode="full")
     assert (second["created"], second["updated"]) == (0, 0)
     assert second["duplicates"] == MESSAGES
     assert len(_feed(store.client, own)) == feed_length
@@ -150,7 +155,7 @@ def test_ninety_days_thirty_day_retention(own, sim, server):
     # a status change of an expired message is stored normally, with its content, and kept
     assert store.apply_status(pending, "completed", int(time.time() * 1000)) is None  # fetch it
     sim.mailbox.update(message_ids=[pending])
-    third = run(reconcile, mode="full")
+    third = reconcile_run(reconcile, mode="full")
     assert (third["created"], third["updated"]) == (0, 1)
     revived = store.get(pending)
     assert revived is not None and revived.status == sim.mailbox.get(pending)["status"]
@@ -164,7 +169,7 @@ def test_ninety_days_thirty_day_retention(own, sim, server):
 
 def test_expiry_resumes_after_an_interruption(own, sim):
     _fill(sim, count=120)
-    run(own.replace(api_key=sim.api_key, api_url=sim.url, reconcile_page_size=100), mode="full")
+    reconcile_run(own.replace(api_key=sim.api_key, api_url=sim.url, reconcile_page_size=100), mode="full")
     store = Store(own)
     batches = []
 
