@@ -316,7 +316,7 @@ class Store:
         with translate_errors("read records to expire"):
             pipe = self.client.pipeline(transaction=False)
             for message_id in message_ids:
-                pipe.hmget(self.keys.msg(message_id), "m", "x")
+                pipe.hmget(self.keys.msg(message_id), "m", "e")
             rows = pipe.execute()
         keys = [self.keys.feed, self.keys.stats, self.keys.idx_all]
         args = [int(time.time() * 1000), self.settings.feed_maxlen, cutoff_ms]
@@ -378,7 +378,7 @@ class Store:
         with translate_errors("read records to index"):
             pipe = self.client.pipeline(transaction=False)
             for message_id in message_ids:
-                pipe.hmget(self.keys.msg(message_id), "m", "x")
+                pipe.hmget(self.keys.msg(message_id), "m", "e")
             rows = pipe.execute()
         indexed = 0
         with translate_errors("index records"):

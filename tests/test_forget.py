@@ -75,7 +75,7 @@ def test_forget_patient_removes_everything_of_theirs_and_stays_forgotten(
                for p in redis_client.xpending_range(keys.feed, "billing", "-", "+", 1000)}
     assert pending <= {i for i, _ in feed}
     for message_id in theirs:  # nothing of the patient is left in any record
-        assert redis_client.hgetall(keys.msg(message_id)) == {b"x": b"forgotten"}
+        assert redis_client.hgetall(keys.msg(message_id)) == {b"e": b"forgotten"}
     client = create_app(settings.replace(inbox_api_keys=("k",))).test_client()
     listing = client.get(f"/medical/v1/message?patientId={patient}", headers={"x-api-key": "k"})
     assert listing.get_json()["messages"] == []

@@ -26,7 +26,7 @@ back).
 local msg, feed, stats = KEYS[1], KEYS[2], KEYS[3]
 local id, via, now, maxlen, status, as_of = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
-local m, gone = unpack(redis.call('HMGET', msg, 'm', 'x'))
+local m, gone = unpack(redis.call('HMGET', msg, 'm', 'e'))
 if gone == 'forgotten' then
   redis.call('HINCRBY', stats, 'forgotten', 1)
   return 'forgotten'

@@ -3,8 +3,9 @@
 Retention (INBOX_RETENTION_DAYS) drops the content of old messages but keeps what deduplication
 needs: the record becomes a tombstone holding its digest h, a packed m with only the version,
 direction, message time, as-of and status (no patient, no channels; first seen and last change
-0), and the field x, when it expired. The blob r goes. The id leaves every index, so the mirror answers it like
-Metriport answers an unknown id, and one `expired` feed entry announces it. Because h and m stay,
+0), and the field e, when it expired. The blob r goes; any other field (the message's history,
+which `metriport-inbox trace` shows) stays. The id leaves every index, so the mirror answers it
+like Metriport answers an unknown id, and one `expired` feed entry announces it. Because h and m stay,
 reconciliation and a late webhook of the same version find a duplicate instead of creating the
 message again; a newer version is stored normally (see messages_upsert.lua).
 
@@ -49,7 +50,7 @@ for i = 1, n do
   local k, a = 3 + 3 * (i - 1), 3 + 3 * (i - 1)
   local msg, idx_dir, idx_patient = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local id, read_direction, read_patient = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  local m, gone = unpack(redis.call('HMGET', msg, 'm', 'x'))
+  local m, gone = unpack(redis.call('HMGET', msg, 'm', 'e'))
   local outcome
   if not m or gone then
     outcome = 'gone'
@@ -66,14 +67,20 @@ for i = 1, n do
     else
       outcome = 'expired'
       bytes = bytes + redis.call('HSTRLEN', msg, 'r')
-      local digest = redis.call('HGET', msg, 'h')
-      -- a new, small hash: every value under 64 bytes keeps Redis's compact encoding (a hash
-      -- that once held the blob stays a hashtable, ~600 bytes instead of ~150)
+      -- a new hash: with small values Redis keeps it in its compact encoding (a hash that once
+      -- held the blob stays a hashtable, ~600 bytes instead of ~220)
+      local fields, old = {}, redis.call('HGETALL', msg)
+      for j = 1, #old, 2 do
+        if old[j] ~= 'r' and old[j] ~= 'm' then
+          fields[#fields + 1] = old[j]
+          fields[#fields + 1] = old[j + 1]
+        end
+      end
       redis.call('DEL', msg)
-      redis.call('HSET', msg, 'h', digest, 'x', now, 'm', pack_record({
+      redis.call('HSET', msg, 'e', now, 'm', pack_record({
         version = version, direction = direction, patient = '',
         message_time = record.message_time, as_of = record.as_of, first_via = '', via = '',
-        first_seen = 0, updated = 0, status = status }))
+        first_seen = 0, updated = 0, status = status }), unpack(fields))
       redis.call('ZREM', idx_all, id)
       if direction ~= '' then redis.call('ZREM', idx_dir, id) end
       if patient ~= '' then redis.call('ZREM', idx_patient, id) end

@@ -1,6 +1,6 @@
 --[[ messages_forget.lua: remove a patient's records for good (`metriport-inbox forget`).
 
-Each record of the patient is replaced by a marker hash holding only x = "forgotten": no content,
+Each record of the patient is replaced by a marker hash holding only e = "forgotten": no content,
 no digest, no patient, no times. Its index entries go. The marker keeps reconciliation (Metriport
 still lists the message) and late webhooks from storing the message again: messages_upsert.lua
 answers them "forgotten". The caller reads each record's routing first to name its index keys; a
@@ -39,7 +39,7 @@ for i = 1, n do
   local m = redis.call('HGET', msg, 'm')
   if m and unpack_record(m).patient == patient then
     redis.call('DEL', msg)
-    redis.call('HSET', msg, 'x', 'forgotten')
+    redis.call('HSET', msg, 'e', 'forgotten')
     redis.call('ZREM', idx_all, id)
     if direction ~= '' then redis.call('ZREM', idx_dir, id) end
     redis.call('ZREM', idx_patient, id)

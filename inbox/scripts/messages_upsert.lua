@@ -40,10 +40,10 @@ ARGV
   b+5 direction or ""   b+6 patient id or ""   b+7 status or ""
   b+8 message time ms or ""   b+9 as-of ms
 
-Expired and forgotten records (see messages_expire.lua, messages_forget.lua) carry a field x.
-An expired record (x = expiry time) is a tombstone: h and a slim m without the blob r, in no
+Expired and forgotten records (see messages_expire.lua, messages_forget.lua) carry a field e.
+An expired record (e = expiry time) is a tombstone: h and a slim m without the blob r, in no
 index. The same version again is a duplicate (its blob is never written back); a newer one is
-stored with its blob and indexed again, first seen anew. A forgotten record (x = "forgotten")
+stored with its blob and indexed again, first seen anew. A forgotten record (e = "forgotten")
 holds nothing else and takes no version again: outcome "forgotten".
 
 Record fields: r blob, h "<shape><tag>:<hex>", m the rest packed (layouts in inbox/record.py,
@@ -114,7 +114,7 @@ for i = 1, n do
   local current = string.match(digests, '^[^,]+')
   local digest = shape .. current
 
-  local old_digest, old_meta, gone = unpack(redis.call('HMGET', msg, 'h', 'm', 'x'))
+  local old_digest, old_meta, gone = unpack(redis.call('HMGET', msg, 'h', 'm', 'e'))
   local outcome, same, old_shape
   if old_digest then same, old_shape = compare(old_digest, digests) end
   if gone == 'forgotten' then
@@ -153,7 +153,7 @@ for i = 1, n do
         message_time = message_time, as_of = as_of_text, first_via = first_via, via = via,
         first_seen = first_seen, updated = now, status = status }))
       if gone then  -- an expired record is back with a newer version: index it again
-        redis.call('HDEL', msg, 'x')
+        redis.call('HDEL', msg, 'e')
         redis.call('ZADD', idx_all, 0, id)
         if direction ~= '' then redis.call('ZADD', idx_dir, 0, id) end
         if patient ~= '' then redis.call('ZADD', idx_patient, 0, id) end
