@@ -70,19 +70,23 @@ dist: install
 	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m build
 
 # Every benchmark, one after the other (they share 2 cores: never run two at once); raw output
-# goes to bench/out/, from which bench/RESULTS.md quotes its figures.
+# goes to bench/out/, from which bench/RESULTS.md quotes its figures. The two ratios against bare
+# baselines (ingest / no-op, reconcile / bare walk) run first and are printed, then again at the end.
 bench: install
 	mkdir -p bench/out
-	$(BIN)/python bench/store.py > bench/out/store.txt
-	$(BIN)/python bench/store.py --cluster > bench/out/store-cluster.txt
+	@command -v wrk >/dev/null || { echo "bench/ingest.py needs wrk: apt-get install wrk" >&2; exit 2; }
 	$(BIN)/python bench/ingest.py > bench/out/ingest.txt
 	$(BIN)/python bench/reconcile.py > bench/out/reconcile.txt
+	@echo; sed -n 1,3p bench/out/ingest.txt; sed -n 1,4p bench/out/reconcile.txt; echo
+	$(BIN)/python bench/store.py > bench/out/store.txt
+	$(BIN)/python bench/store.py --cluster > bench/out/store-cluster.txt
 	$(BIN)/python bench/feed.py > bench/out/feed.txt
 	$(BIN)/python bench/feed.py --encrypt > bench/out/feed-encrypted.txt
 	$(BIN)/python bench/feed_mirror.py > bench/out/feed-mirror.txt
 	$(BIN)/python bench/crypto.py > bench/out/crypto.txt
 	$(BIN)/python bench/sim.py > bench/out/sim.txt
 	$(BIN)/python -m pytest -q -s -p no:cacheprovider tests/chaos > bench/out/chaos.txt
+	@echo; echo "the aims (bench/RESULTS.md):"; sed -n 1,3p bench/out/ingest.txt; sed -n 1,4p bench/out/reconcile.txt
 
 clean:
 	rm -rf $(VENV) *.egg-info build dist .pytest_cache .hypothesis
