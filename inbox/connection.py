@@ -191,6 +191,14 @@ def translate_errors(action):
         ) from exc
 
 
+def is_unavailable(exc):
+    """True when a Redis error means "Redis cannot take this now" (down, hung, full).
+
+    Long-running processes use it to tell an outage, which they wait out, from a bug.
+    """
+    return _out_of_memory(exc) or _unavailable(exc)
+
+
 def _out_of_memory(exc):
     """True when Redis refused a write at maxmemory.
 

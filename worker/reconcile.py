@@ -310,5 +310,18 @@ def recent_runs(settings, client, count=10):
     return [json.loads(row) for row in rows]
 
 
+def last_full_walk(settings, client):
+    """When the oldest of the last complete full walks of ``RECONCILE_DIRECTIONS`` ended.
+
+    Epoch seconds, or None when some direction never had one (the clock then walks in full at
+    once). Raises Redis errors as they come: the clock waits them out.
+    """
+    keys = Keys(settings.namespace)
+    ended = client.hmget(keys.reconcile_state, [f"full:{d}" for d in settings.reconcile_directions])
+    if any(value is None for value in ended):
+        return None
+    return min(int(value) for value in ended) / 1000
+
+
 def _iso(seconds):
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat(timespec="milliseconds")
