@@ -10,10 +10,9 @@ from flask import Blueprint
 from flask import current_app
 
 from inbox.connection import connect
-from inbox.connection import translate_errors
 from inbox.errors import StoreFull
 from inbox.errors import StoreUnavailable
-from inbox.keys import Keys
+from inbox.store import Store
 from receiver import requestlog
 
 #: read timeout of the readiness probe; with the client's retries the probe stays near 1 s
@@ -36,7 +35,7 @@ def readyz():
     inbox = current_app.extensions["inbox"]
     settings = inbox["settings"]
     checks = {
-        "redis": _probe(inbox["readiness_client"], Keys(settings.namespace).readiness),
+        "redis": _probe(inbox["readiness_store"]),
         "webhook_keys": len(settings.webhook_keys),
         "api_keys": len(settings.inbox_api_keys),
         "encryption": "on" if settings.encryption_on else "off",
@@ -56,11 +55,10 @@ def _not_ready(detail, checks):
     return {"error": "not_ready", "detail": detail, "checks": checks}, 503
 
 
-def _probe(client, key):
+def _probe(store):
     """``ok``, ``full`` (writes refused at maxmemory) or ``unavailable``."""
     try:
-        with translate_errors("check readiness"):
-            client.set(key, "1", px=PROBE_TTL_MS)
+        store.probe_write(PROBE_TTL_MS)
     except StoreFull:
         return "full"
     except StoreUnavailable:
@@ -70,5 +68,6 @@ def _probe(client, key):
 
 def init_app(app):
     inbox = app.extensions["inbox"]
-    inbox["readiness_client"] = connect(inbox["settings"].redis_url, socket_timeout=PING_TIMEOUT)
+    settings = inbox["settings"]
+    inbox["readiness_store"] = Store(settings, client=connect(settings.redis_url, PING_TIMEOUT))
     app.register_blueprint(bp)

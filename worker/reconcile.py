@@ -302,17 +302,16 @@ def recent_runs(store, count=10):
     return [json.loads(row) for row in store.runs(count)]
 
 
-def last_full_walk(settings, client):
-    """When the oldest of the last complete full walks of ``RECONCILE_DIRECTIONS`` ended.
+def last_full_walk(store, directions):
+    """When the oldest of the last complete full walks of ``directions`` ended.
 
     Epoch seconds, or None when some direction never had one (the clock then walks in full at
-    once). Raises Redis errors as they come: the clock waits them out.
+    once). Raises ``StoreUnavailable`` when Redis does not answer: the clock waits it out.
     """
-    keys = Keys(settings.namespace)
-    ended = client.hmget(keys.reconcile_state, [f"full:{d}" for d in settings.reconcile_directions])
+    ended = [store.last_full_walk(direction) for direction in directions]
     if any(value is None for value in ended):
         return None
-    return min(int(value) for value in ended) / 1000
+    return min(ended) / 1000
 
 
 def _iso(seconds):

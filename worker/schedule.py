@@ -22,6 +22,7 @@ from rq import cron
 from rq.exceptions import StopRequested
 
 from inbox.settings import Settings
+from inbox.store import Store
 from worker.jobs import reconcile
 from worker.outage import Outage
 from worker.outage import is_outage
@@ -80,7 +81,8 @@ class Clock(cron.CronScheduler):
     def place_full_run(self):
         """Schedule the full entry one interval after the last complete full walk, if it had one."""
         # a cluster client reads the slot map when created: inside the retried step
-        ended = last_full_walk(self.settings, self.connections.store)
+        store = Store(self.settings, client=self.connections.store)
+        ended = last_full_walk(store, self.settings.reconcile_directions)
         full = next(job for job in self.get_jobs() if job.kwargs.get("mode") == "full")
         if ended is not None and time.time() - ended < full.interval:
             full.set_enqueue_time(datetime.datetime.fromtimestamp(ended, datetime.timezone.utc))
