@@ -25,6 +25,7 @@ from inbox.settings import Settings
 from inbox.store import Store
 from worker.jobs import reconcile
 from worker.outage import Outage
+from worker.queue import cron_entry_name
 from worker.outage import is_outage
 from worker.reconcile import last_full_walk
 
@@ -50,7 +51,7 @@ def _entry(mode, interval, queue_name):
         ttl=interval,
         result_ttl=7 * 24 * 3600,
         failure_ttl=7 * 24 * 3600,
-        name=f"{queue_name}-reconcile-{mode}",
+        name=cron_entry_name(queue_name, mode),
     )
 
 
