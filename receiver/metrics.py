@@ -16,11 +16,11 @@ from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.core import GaugeMetricFamily
 
-from inbox.figures import CHANNELS
-from inbox.figures import OUTCOMES
 from inbox.figures import REJECTED_PREFIX
 from inbox.figures import Figures
 from inbox.figures import safe_code
+from inbox.store import Outcome
+from inbox.store import Via
 
 PREFIX = "metriport_inbox"
 
@@ -48,9 +48,10 @@ class InboxCollector:
             f"{PREFIX}_messages", "Messages stored, by outcome and channel.",
             labels=["outcome", "channel"],
         )
-        for outcome in OUTCOMES:
-            for channel in CHANNELS:
-                messages.add_metric([outcome, channel], counters.get(f"{outcome}:{channel}", 0))
+        for outcome in Outcome:
+            for channel in Via:
+                name = f"{outcome.value}:{channel.value}"
+                messages.add_metric([outcome.value, channel.value], counters.get(name, 0))
         yield messages
         repaired = CounterMetricFamily(
             f"{PREFIX}_repaired", "Messages the webhooks missed that reconciliation created."
@@ -92,10 +93,9 @@ class InboxCollector:
             f"{PREFIX}_reconcile_last_run_age_seconds", "Seconds since the last reconcile run ended."
         )
         if last is not None:
-            success.add_metric([last.outcome], 1 if last.ok else 0)
-            if last.finished is not None:
-                finished.add_metric([], last.finished)
-                age.add_metric([], max(0.0, time.time() - last.finished))
+            success.add_metric([last.outcome.value], 1 if last.ok else 0)
+            finished.add_metric([], last.ended_at)
+            age.add_metric([], max(0.0, time.time() - last.ended_at))
         yield from (success, finished, age)
 
     def _feed(self):
