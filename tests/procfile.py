@@ -1,5 +1,10 @@
 """The Procfile's process lines, as tests run them: through ``sh -c`` like a platform does,
-with ``HOST=0.0.0.0`` turned into ``HOST=127.0.0.1`` (tests bind loopback only)."""
+with ``HOST=0.0.0.0`` turned into ``HOST=127.0.0.1`` (tests bind loopback only).
+
+The line runs as ``exec env <line>``: the shell still parses it (quotes, assignments), then
+replaces itself with the command, so the pid the test holds is the process itself and SIGTERM
+reaches it as it does when a platform signals the whole process group.
+"""
 
 import os
 import pathlib
@@ -20,7 +25,7 @@ def lines():
 
 def argv(name):
     """The argument list that runs process ``name`` as a platform would."""
-    return ["sh", "-c", lines()[name]]
+    return ["sh", "-c", "exec env " + lines()[name]]
 
 
 def path():
