@@ -3,7 +3,9 @@
 Readiness writes one short-lived key (``{ns}:ready``) on a client of its own with a short
 timeout, so a probe answers within about a second even when Redis hangs. A write, not a PING: a
 Redis at ``maxmemory`` still answers PING but refuses every webhook, and must not look ready.
-The answer also reports what is configured (never a key itself).
+The answer also reports what is configured (never a key itself) and Redis memory against
+``maxmemory``, with a ``memory_high`` warning past ``INBOX_MEMORY_WARN_PERCENT`` (the instance
+stays ready until Redis actually refuses writes: restarting it frees nothing).
 """
 
 from flask import Blueprint
@@ -12,6 +14,7 @@ from flask import current_app
 from inbox.connection import connect
 from inbox.errors import StoreFull
 from inbox.errors import StoreUnavailable
+from inbox.figures import read_memory
 from inbox.store import Store
 from receiver import requestlog
 
@@ -47,7 +50,16 @@ def readyz():
         return _not_ready("Redis does not answer.", checks)
     if not checks["webhook_keys"]:
         return _not_ready("No webhook key is configured.", checks)
-    return {"status": "ready", "checks": checks}
+    body = {"status": "ready", "checks": checks}
+    memory = _memory(inbox["readiness_client"], settings)
+    if memory is not None:
+        checks["memory"] = memory.as_dict()
+        if memory.warning:  # still ready: a restart frees nothing, but operators must act
+            body["warnings"] = [{
+                "code": "memory_high",
+                "detail": f"Redis uses {memory.percent}% of maxmemory; writes fail when it is full.",
+            }]
+    return body
 
 
 def _not_ready(detail, checks):
@@ -66,8 +78,17 @@ def _probe(store):
     return "ok"
 
 
+def _memory(client, settings):
+    """Memory figures, or None when Redis stopped answering since the ping."""
+    try:
+        return read_memory(client, settings)
+    except StoreUnavailable:
+        return None
+
+
 def init_app(app):
     inbox = app.extensions["inbox"]
     settings = inbox["settings"]
-    inbox["readiness_store"] = Store(settings, client=connect(settings.redis_url, PING_TIMEOUT))
+    inbox["readiness_client"] = connect(settings.redis_url, socket_timeout=PING_TIMEOUT)
+    inbox["readiness_store"] = Store(settings, client=inbox["readiness_client"])
     app.register_blueprint(bp)

@@ -8,13 +8,13 @@ left to expire.
 
 from rq import Queue
 
-#: the clock's entries (``worker.schedule``), one per run mode
-CRON_MODES = ("full", "incremental")
+#: the clock's entries (``worker.schedule``): the two reconcile modes and retention's expiry
+CRON_ENTRIES = ("full", "incremental", "expire")
 
 
-def cron_entry_name(queue_name, mode):
-    """The name of the clock's entry for ``mode``, per queue: RQ keeps a history per name."""
-    return f"{queue_name}-reconcile-{mode}"
+def cron_entry_name(queue_name, entry):
+    """The name of the clock's entry ``entry``, per queue: RQ keeps a history per name."""
+    return f"{queue_name}-{entry}" if entry == "expire" else f"{queue_name}-reconcile-{entry}"
 
 
 def purge(queue_name, connection):
@@ -31,6 +31,6 @@ def purge(queue_name, connection):
     queue.delete(delete_jobs=True)
     for job_id in job_ids:
         connection.delete(f"rq:job:{job_id}", f"rq:results:{job_id}")
-    for name in (cron_entry_name(queue_name, mode) for mode in CRON_MODES):
+    for name in (cron_entry_name(queue_name, entry) for entry in CRON_ENTRIES):
         connection.delete(f"rq:cron_job:{name}:jobs")
         connection.zrem("rq:cron_jobs", name)

@@ -6,8 +6,10 @@ enqueues the incremental run at start and the full run only when the last comple
 older than ``RECONCILE_FULL_INTERVAL`` (at once on a fresh deployment): redeploying the clock
 does not spend a full walk's list requests each time. Two clocks, or a run slower than the
 interval, cannot overlap runs: the job's lock makes the second one return ``skipped``.
-Each job may run at most 90% of its interval and may wait in the queue at most one interval
-(a run still queued when the next is due is dropped instead of piling up).
+With ``INBOX_RETENTION_DAYS`` set, a third entry runs retention's expiry every hour; it resumes
+where an interrupted run stopped. Each job may run at most 90% of its interval and may wait in
+the queue at most one interval (a run still queued when the next is due is dropped instead of
+piling up).
 
 The clock outlives Redis outages: it waits with backoff (one log line lost, one back), then
 enqueues whatever fell due meanwhile and carries on. Plain ``rq cron worker.schedule`` also
@@ -21,8 +23,10 @@ import time
 from rq import cron
 from rq.exceptions import StopRequested
 
+from inbox.retention import EXPIRE_INTERVAL
 from inbox.settings import Settings
 from inbox.store import Store
+from worker.jobs import expire
 from worker.jobs import reconcile
 from worker.outage import Outage
 from worker.queue import cron_entry_name
@@ -33,11 +37,18 @@ log = logging.getLogger("worker.schedule")
 
 
 def entries(settings):
-    """The ``register`` keyword arguments of each scheduled job, full run first."""
-    return [
+    """The ``register`` keyword arguments of each scheduled job, full run first; with
+    ``INBOX_RETENTION_DAYS`` set, an expiry run every ``EXPIRE_INTERVAL`` too."""
+    scheduled = [
         _entry("full", settings.reconcile_full_interval, settings.queue_name),
         _entry("incremental", settings.reconcile_interval, settings.queue_name),
     ]
+    if settings.retention_days:
+        scheduled.append(dict(
+            _entry("full", EXPIRE_INTERVAL, settings.queue_name),
+            func=expire, kwargs={}, name=cron_entry_name(settings.queue_name, "expire"),
+        ))
+    return scheduled
 
 
 def _entry(mode, interval, queue_name):
