@@ -32,7 +32,7 @@ install: $(VENV)/.installed
 
 # The lower bounds: every direct dependency at the oldest release pyproject.toml allows.
 OLDEST := .venv-oldest
-$(OLDEST)/.installed: $(VENV)/.installed requirements-oldest.txt
+$(OLDEST)/.installed: $(VENV)/.installed pyproject.toml requirements-oldest.txt
 	$(PYTHON) -m venv --without-pip $(OLDEST)
 	$(BIN)/uv pip install --quiet --python $(OLDEST)/bin/python -r requirements-oldest.txt -e .
 	touch $@
