@@ -136,7 +136,8 @@ def _kill_worker_mid_walk(deployment):
         kill9(pid)
     worker.stop()
     assert worker.popen.returncode == -signal.SIGKILL
-    assert not [pid for pid in below if alive(pid)]
+    wait_until(lambda: not [pid for pid in below if alive(pid)], timeout=10,
+               what="the work horse to die")
     store.client.delete(store.keys.reconcile_lock)
     deployment.start("worker")
 
@@ -154,6 +155,9 @@ def _switch_keys(deployment, ring):
     """Deploy a new key ring: restart every process with it, run ``rekey``, let the clock run."""
     deployment.extra_env["INBOX_ENCRYPTION_KEYS"] = ring
     deployment.restart()
+    # the restarted clock does not start a full walk: the last one is recent
+    clock = deployment.running["clock"]
+    wait_until(lambda: "next full run in" in clock.log(), timeout=30, what="the clock's plan")
     env = deployment.env()
     done = subprocess.run(["metriport-inbox", "rekey"], env=env, capture_output=True, text=True,
                           timeout=120)
