@@ -86,10 +86,9 @@ def test_plain_json_blob_opens_as_itself():
 
 def test_digest_is_keyed():
     """The same content under two different rings has different digests, and neither is a plain hash."""
-    [first], [second] = Vault([OLD]).digests(BODY, "m1"), Vault([NEW]).digests(BODY, "m1")
-    assert first.split(":")[1] != second.split(":")[1]
-    [plain] = Vault().digests(BODY, "m1")
-    assert plain.split(":")[1] not in (first.split(":")[1], second.split(":")[1])
+    first, second = Vault([OLD]).digests(BODY, "m1"), Vault([NEW]).digests(BODY, "m1")
+    assert first != second
+    assert Vault().digests(BODY, "m1")[0] not in first + second
 
 
 def test_digests_are_tagged_with_what_they_compare_with():
@@ -102,9 +101,9 @@ def test_digests_are_tagged_with_what_they_compare_with():
 
 def test_rotated_ring_lists_the_new_digest_first_and_keeps_the_old():
     """Ring [new, old] yields the new digest first and the old one second, for dedupe across rotation."""
-    assert Vault([NEW, OLD]).digests(BODY, "m1") == [
-        *Vault([NEW]).digests(BODY, "m1"), *Vault([OLD]).digests(BODY, "m1")
-    ]
+    assert Vault([NEW, OLD]).digests(BODY, "m1") == (
+        Vault([NEW]).digests(BODY, "m1") + Vault([OLD]).digests(BODY, "m1")
+    )
 
 
 def test_keygen_output_is_a_valid_ring_entry():
@@ -139,7 +138,7 @@ def test_encryption_warning_only_without_keys():
 
 
 def test_single_digest_is_the_current_one():
-    """digest() (the delivery ledger's) is the hex of the first of digests(), under the current key."""
+    """digest() is the first of digests() without its tag: what the delivery ledger holds."""
     ring = Vault([NEW, OLD])
     assert ring.digests(BODY, "m1")[0] == f"m1.{NEW[0]}:{ring.digest(BODY)}"
     assert Vault().digests(BODY, "m1") == [f"m1:{Vault().digest(BODY)}"]

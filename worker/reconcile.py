@@ -190,7 +190,7 @@ class Reconciliation:
         stop_after = self.settings.reconcile_stop_after
         streak = 0
         seen_urls, seen_pages = {_canonical(url)}, set()
-        pending = reader.submit(self.client.list_page, url)
+        pending = reader.submit(self._read, url, direction)
         while pending is not None:
             page = pending.result()
             looped = self._check_page(direction, page, tally.pages + 1, seen_urls, seen_pages)
@@ -200,7 +200,7 @@ class Reconciliation:
             may_stop = mode is Mode.INCREMENTAL and streak + 1 >= stop_after
             pending = None
             if page.next_url and not may_stop and not looped:
-                pending = reader.submit(self.client.list_page, page.next_url)
+                pending = reader.submit(self._read, page.next_url, direction)
             # a looping cursor is never checkpointed: the checkpoint is deleted instead
             next_url = None if looped else page.next_url
             counts = self._take(direction, page, tally, next_url, may_stop)
@@ -219,11 +219,21 @@ class Reconciliation:
             if stop:
                 break
             if pending is None:
-                pending = reader.submit(self.client.list_page, page.next_url)
+                pending = reader.submit(self._read, page.next_url, direction)
         walk.complete = True
         if mode is Mode.FULL and end:
             self.store.save_full_walk(direction, int(time.time() * 1000))
             self.round_trips += 1
+
+    def _read(self, url, direction):
+        """Fetch a page and normalize it, in the reader thread.
+
+        While the reader parses and normalizes the next page, the walk's thread waits on Redis
+        storing the current one: the Python work overlaps the script's run.
+        """
+        page = self.client.list_page(url)
+        page.normalized(direction)
+        return page
 
     def _check_page(self, direction, page, number, seen_urls, seen_pages):
         """True when the page's cursor goes round in circles; fail the run on a page too large.
@@ -365,6 +375,18 @@ def run(settings, mode=Mode.INCREMENTAL, directions=None, client_options=None, d
     ``handoff`` marks the immediate run a webhook queued (see ``Reconciliation._take_lock``).
     """
     return Reconciliation(settings, mode, directions, client_options, deadline, handoff).run()
+
+
+def last_full_walk(store, directions):
+    """When the oldest of the last complete full walks of ``directions`` ended.
+
+    Epoch seconds, or None when some direction never had one (the clock then walks in full at
+    once). Raises ``StoreUnavailable`` when Redis does not answer: the clock waits it out.
+    """
+    ended = [store.last_full_walk(direction) for direction in directions]
+    if any(value is None for value in ended):
+        return None
+    return min(ended) / 1000
 
 
 def _canonical(url):

@@ -53,13 +53,20 @@ ARGV
   b+5 direction or ""   b+6 patient id or ""   b+7 status or ""
   b+8 message time ms or ""   b+9 as-of ms
 
+Expired and forgotten records (see messages_expire.lua, messages_forget.lua) carry a field e.
+An expired record (e = expiry time) is a tombstone: h and a slim m without the blob r, in no
+index. The same version again is a duplicate (its blob is never written back); a newer one is
+stored with its blob and indexed again, first seen anew. A forgotten record (e = "forgotten")
+holds nothing else and takes no version again: outcome "forgotten".
+
 Record fields: r blob, h "<shape><tag>:<hex>", m the rest packed (layouts in inbox/record.py,
 read and written through the prelude record.lua, which also holds the rule for "newer").
 
 Errors (nothing written) when KEYS and ARGV disagree or an as-of is not a number.
 Returns "lock_lost" (nothing written) when a page's lock token no longer holds the lock,
 "replay" when the ledger already holds this delivery, else { outcomes, moved } where
-outcomes[i] is the outcome of message i (or "recheck") and moved lists id, old patient pairs of
+outcomes[i] is the outcome of message i (or "recheck", or "forgotten") and moved lists id, old
+patient pairs of
 records whose patient changed (the caller removes them from the old patient index). With any
 "recheck" neither the delivery ledger nor the checkpoint and its counters are written: the
 call that settles them writes those. A page adds its created count to "repaired" and renews the
@@ -71,6 +78,33 @@ local via, now, maxlen = ARGV[1], ARGV[2], ARGV[3]
 local body_hash, ledger_ttl = ARGV[4], ARGV[5]
 local token, lock_ttl, checkpoint, checkpoint_ttl, counters = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local keep_if = ARGV[11]
+
+-- Index entries are gathered per sorted set and written with one ZADD each after the loop
+-- (same script, so still atomic): a page of 500 makes a handful of ZADDs instead of 1,500.
+local to_index, index_keys = {}, {}
+local function index(key, id)
+  local ids = to_index[key]
+  if not ids then
+    ids = {}
+    to_index[key] = ids
+    index_keys[#index_keys + 1] = key
+  end
+  ids[#ids + 1] = id
+end
+
+local function write_indexes()
+  for _, key in ipairs(index_keys) do
+    local ids, args = to_index[key], {}
+    for i, id in ipairs(ids) do
+      args[#args + 1] = 0
+      args[#args + 1] = id
+      if #args >= 1000 or i == #ids then  -- bounded arguments per call
+        redis.call('ZADD', key, unpack(args))
+        args = {}
+      end
+    end
+  end
+end
 
 local function announce(event, id, version, direction, patient, status)
   redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*',
@@ -117,7 +151,7 @@ if body_hash ~= '' then
   end
 end
 
-local counts = { created = 0, updated = 0, duplicate = 0, stale = 0, recheck = 0 }
+local counts = { created = 0, updated = 0, duplicate = 0, stale = 0, recheck = 0, forgotten = 0 }
 local outcomes, moved = {}, {}
 
 for i = 1, n do
@@ -130,18 +164,20 @@ for i = 1, n do
   local current = string.match(digests, '^[^,]+')
   local digest = shape .. current
 
-  local old_digest, old_meta = unpack(redis.call('HMGET', msg, 'h', 'm'))
+  local old_digest, old_meta, gone = unpack(redis.call('HMGET', msg, 'h', 'm', 'e'))
   local outcome, same, old_shape
   if old_digest then same, old_shape = compare(old_digest, digests) end
-  if not old_digest then
+  if gone == 'forgotten' then
+    outcome = 'forgotten'
+  elseif not old_digest then
     outcome = 'created'
     redis.call('HSET', msg, 'r', blob, 'h', digest, 'm', pack_record({
       version = 1, direction = direction, patient = patient, message_time = message_time,
       as_of = as_of_text, first_via = via, via = via, first_seen = now, updated = now,
       status = status }))
-    redis.call('ZADD', idx_all, 0, id)
-    if direction ~= '' then redis.call('ZADD', idx_dir, 0, id) end
-    if patient ~= '' then redis.call('ZADD', idx_patient, 0, id) end
+    index(idx_all, id)
+    if direction ~= '' then index(idx_dir, id) end
+    if patient ~= '' then index(idx_patient, id) end
     announce('created', id, 1, direction, patient, status)
   elseif same == 'unknown' then
     outcome = 'recheck'
@@ -151,7 +187,7 @@ for i = 1, n do
       outcome = 'duplicate'
       local _, old_tag = unpack_digest(old_digest)
       local retagged = old_tag ~= string.match(current, '^[^:]*')
-      if shape > old_shape or (shape == old_shape and retagged) then
+      if not gone and (shape > old_shape or (shape == old_shape and retagged)) then
         redis.call('HSET', msg, 'r', blob, 'h', digest)
       elseif retagged then
         redis.call('HSET', msg, 'h', old_shape .. current)
@@ -160,13 +196,22 @@ for i = 1, n do
       outcome = 'updated'
       local version = tonumber(old.version) + 1
       if direction == '' then direction = old.direction end
+      local first_via, first_seen = old.first_via, old.first_seen
+      if gone then first_via, first_seen = via, now end  -- a tombstone keeps neither
       redis.call('HSET', msg, 'r', blob, 'h', digest, 'm', pack_record({
         version = version, direction = direction, patient = patient,
-        message_time = message_time, as_of = as_of_text, first_via = old.first_via, via = via,
-        first_seen = old.first_seen, updated = now, status = status }))
-      if direction ~= '' and direction ~= old.direction then redis.call('ZADD', idx_dir, 0, id) end
-      if patient ~= old.patient then
-        if patient ~= '' then redis.call('ZADD', idx_patient, 0, id) end
+        message_time = message_time, as_of = as_of_text, first_via = first_via, via = via,
+        first_seen = first_seen, updated = now, status = status }))
+      if gone then  -- an expired record is back with a newer version: index it again
+        redis.call('HDEL', msg, 'e')
+        index(idx_all, id)
+        if direction ~= '' then index(idx_dir, id) end
+        if patient ~= '' then index(idx_patient, id) end
+      elseif direction ~= '' and direction ~= old.direction then
+        index(idx_dir, id)
+      end
+      if patient ~= old.patient and not gone then
+        if patient ~= '' then index(idx_patient, id) end
         if old.patient ~= '' then
           moved[#moved + 1] = id
           moved[#moved + 1] = old.patient
@@ -181,6 +226,7 @@ for i = 1, n do
   counts[outcome] = counts[outcome] + 1
 end
 
+write_indexes()
 for outcome, count in pairs(counts) do
   if count > 0 and outcome ~= 'recheck' then
     redis.call('HINCRBY', stats, outcome, count)
