@@ -18,6 +18,8 @@ OUTCOMES = ("created", "updated", "duplicate", "stale")
 CHANNELS = ("webhook", "reconcile", "fetch")
 #: counters named ``rejected:<reason>`` count refused webhooks by reason code
 REJECTED_PREFIX = "rejected:"
+#: counters named ``unreadable:<reason>`` count records a read met but could not open
+UNREADABLE_PREFIX = "unreadable:"
 #: a run record counts as a success when its outcome is one of these
 SUCCESS_OUTCOMES = frozenset({"ok", "success", "succeeded", "completed", "complete", "done"})
 
