@@ -11,9 +11,12 @@ as authentic; a marked unencrypted blob is served until ``rekey`` seals it, whic
 exception. The mark is not a MAC: it tells an unencrypted write of this service from a stray
 blob, it does not stop someone who can write to Redis and knows the format.
 
-Digests decide "same content?" for deduplication. With keys they are HMACs under a key derived
+Digests decide "same message?" for deduplication. With keys they are HMACs under a key derived
 from a ring key, so a digest cannot confirm a guessed message; ``digests()`` returns one per ring
-key so that records written before a rotation still compare equal until ``rekey`` rewrites them.
+key, each tagged with what it can be compared with (meaning version and key id), so records
+written before a rotation still compare equal, and a digest no key of the ring can reproduce (in
+clear before keys were set, or under a retired key) is recognised as incomparable rather than as
+different: the store then compares the opened resources instead.
 """
 
 import base64
@@ -95,13 +98,19 @@ class Vault:
     def current_kid(self):
         return self.keys[0][0] if self.keys else None
 
-    def digests(self, canonical):
-        """Comma-joined hex digests of ``canonical`` bytes: the current one first."""
+    def digests(self, data, version):
+        """Tagged digests ``<version>[.<kid>]:<hex>`` of ``data``, one per ring key, current first.
+
+        ``version`` names what ``data`` is (``normalize.MEANING_VERSION``); without keys the one
+        digest is a plain SHA-256 tagged ``<version>``. Two digests compare only when their tags
+        are equal.
+        """
         if not self._digest_keys:
-            return self.digest(canonical)
-        return ",".join(
-            hmac.new(key, canonical, hashlib.sha256).hexdigest()[:32] for key in self._digest_keys
-        )
+            return [f"{version}:{hashlib.sha256(data).hexdigest()[:32]}"]
+        return [
+            f"{version}.{kid}:{hmac.new(key, data, hashlib.sha256).hexdigest()[:32]}"
+            for (kid, _), key in zip(self.keys, self._digest_keys)
+        ]
 
     def digest(self, data):
         """The current digest of ``data`` alone: what a record stores, or a delivery ledger holds.

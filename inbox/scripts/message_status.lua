@@ -1,8 +1,10 @@
 --[[ message_status.lua: apply a delivery status (message.status webhook) to a stored message.
 
 The resource itself is kept as received; the record's status, version and as-of change, and one
-`updated` feed entry announces it. The canonical resource follows through a fetch or the next
-reconciliation (an API read wins an as-of tie, see record.lua).
+`updated` feed entry announces it. The stored resource no longer says the current status, so its
+digest's shape rank becomes 0 (stale): the canonical resource, read by a fetch or the next
+reconciliation with the same meaning, status and as-of, then replaces it without a second
+announcement (see messages_upsert.lua).
 
 KEYS
   1  {ns}:msg:<id>   hash    the record
@@ -26,7 +28,7 @@ if not m then return 'unknown' end
 local record = unpack_record(m)
 
 local outcome
-if record.status == status then
+if same_status(record.status, status) then
   outcome = 'duplicate'
 elseif not is_newer(record.status, tonumber(record.as_of), status, tonumber(as_of), via) then
   outcome = 'stale'
@@ -36,6 +38,8 @@ else
   if tonumber(as_of) > tonumber(record.as_of) then record.as_of = as_of end
   record.via, record.updated, record.status = via, now, status
   redis.call('HSET', msg, 'm', pack_record(record))
+  local _, tag, hex = unpack_digest(redis.call('HGET', msg, 'h'))
+  if tag then redis.call('HSET', msg, 'h', '0' .. tag .. ':' .. hex) end
   redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*',
     'event', 'updated', 'id', id, 'via', via, 'version', record.version,
     'direction', record.direction, 'patient', record.patient, 'status', status)
