@@ -18,12 +18,12 @@ from cli.printable import escape
 from inbox.connection import Connections
 from inbox.feed import Consumer
 from inbox.feed import Feed
-from inbox.figures import CHANNELS
-from inbox.figures import OUTCOMES
 from inbox.figures import REJECTED_PREFIX
 from inbox.figures import UNREADABLE_PREFIX
 from inbox.figures import Figures
+from inbox.store import Outcome
 from inbox.store import Store
+from inbox.store import Via
 
 #: seconds one blocking read waits before the loop checks its limits again
 POLL_BLOCK = 1.0
@@ -120,16 +120,17 @@ def _line(entry, as_json, with_content):
 @click.option("--runs", default=5, show_default=True, type=click.IntRange(min=0),
               help="How many recent reconcile runs to show.")
 def stats(as_json, runs):
-    """Counters, recent reconcile runs, feed groups and their lag, encryption on/off."""
+    """Counters, recent reconcile runs, feed groups and their lag, encryption on/off, memory."""
     figures = Figures(load_settings())
     counters = figures.counters()
     recent = figures.runs(limit=runs) if runs else []
     groups = figures.groups()
     feed = {"length": figures.feed_length(), "deadLetters": figures.deadletter_length()}
+    memory = figures.memory()
     if as_json:
         click.echo(json.dumps({
             "counters": counters,
-            "reconcileRuns": [run.record for run in recent],
+            "reconcileRuns": [run.as_dict() for run in recent],
             "groups": [
                 {"name": g.name, "consumers": g.consumers, "pending": g.pending, "lag": g.lag,
                  "lastDelivered": g.last_delivered}
@@ -137,17 +138,19 @@ def stats(as_json, runs):
             ],
             "feed": feed,
             "encryption": figures.encryption,
+            "memory": memory.as_dict(),
         }, sort_keys=True))
         return
-    for line in _table(counters, recent, groups, feed, figures.encryption):
+    for line in _table(counters, recent, groups, feed, memory, figures.encryption):
         click.echo(line)
 
 
-def _table(counters, recent, groups, feed, encryption):
+def _table(counters, recent, groups, feed, memory, encryption):
     """The compact text form of ``stats``."""
-    yield f"{'messages':<10}" + "".join(f"{c:>11}" for c in CHANNELS) + f"{'total':>11}"
-    for outcome in OUTCOMES:
-        row = [counters.get(f"{outcome}:{c}", 0) for c in CHANNELS]
+    channels = [via.value for via in Via]
+    yield f"{'messages':<10}" + "".join(f"{c:>11}" for c in channels) + f"{'total':>11}"
+    for outcome in (outcome.value for outcome in Outcome):
+        row = [counters.get(f"{outcome}:{c}", 0) for c in channels]
         yield f"{outcome:<10}" + "".join(f"{n:>11}" for n in row) + f"{counters.get(outcome, 0):>11}"
     yield f"repaired by reconciliation: {counters.get('created:reconcile', 0)}"
     rejected = {k[len(REJECTED_PREFIX):]: v for k, v in counters.items() if k.startswith(REJECTED_PREFIX)}
@@ -169,14 +172,18 @@ def _table(counters, recent, groups, feed, encryption):
         yield "reconcile runs (newest first):"
         for run in recent:
             when = (
-                datetime.datetime.fromtimestamp(run.finished, datetime.timezone.utc)
-                .strftime("%Y-%m-%dT%H:%M:%SZ") if run.finished is not None else "-"
+                datetime.datetime.fromtimestamp(run.ended_at, datetime.timezone.utc)
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
             )
             numbers = " ".join(
-                f"{k}={v}" for k, v in run.record.items()
-                if isinstance(v, int) and not isinstance(v, bool) and not k.endswith("_at")
+                f"{k}={v}" for k, v in run.as_dict().items()
+                if isinstance(v, int) and not isinstance(v, bool)
             )
-            yield f"  {when}  {run.outcome:<10} {numbers}".rstrip()
+            yield f"  {when}  {run.outcome.value:<10} {numbers}".rstrip()
     else:
         yield "reconcile runs: none recorded"
+    if counters.get("expired"):
+        yield (f"expired by retention: {counters['expired']} messages, "
+               f"{counters.get('expired_bytes', 0)} bytes of content")
+    yield memory.line()
     yield f"encryption: {encryption}"

@@ -7,7 +7,8 @@
     ├── SignatureError              a webhook signature is missing or wrong (HTTP 401), code per reason
     ├── DecryptionError             a stored record cannot be decrypted (wrong key, tampered)
     ├── MetriportError              the Metriport API answered badly or not at all
-    └── InvalidPosition             a feed position is not a stream entry id (HTTP 400)
+    ├── InvalidPosition             a feed position is not a stream entry id (HTTP 400)
+    └── BackupError                 a backup file is unusable, or a restore target is not empty
 
 The ``code`` becomes ``{"error": code}`` in HTTP answers, a metric label and the CLI's message.
 ``detail`` is one sentence for a person. Neither ever holds message content: ids, sizes and
@@ -72,3 +73,9 @@ class InvalidPosition(InboxError):
     """Raised when a feed position is not a stream entry id (``<ms>-<seq>`` or ``<ms>``)."""
 
     code = "invalid_position"
+
+
+class BackupError(InboxError):
+    """Raised when a backup file cannot be read or verified, or a restore target holds keys."""
+
+    code = "backup_invalid"

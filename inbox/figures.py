@@ -6,22 +6,22 @@ hold counts, codes and ids of groups only, never message content.
 """
 
 import dataclasses
-import datetime
-import json
+
+import redis
 
 from inbox.connection import Connections
+from inbox.connection import translate_errors
 from inbox.feed import Feed
+from inbox.keys import Keys
 from inbox.normalize import valid_code
+from inbox.runs import RunLog
 from inbox.store import Store
 
-OUTCOMES = ("created", "updated", "duplicate", "stale")
-CHANNELS = ("webhook", "reconcile", "fetch")
 #: counters named ``rejected:<reason>`` count refused webhooks by reason code
 REJECTED_PREFIX = "rejected:"
 #: counters named ``unreadable:<reason>`` count records a read met but could not open
 UNREADABLE_PREFIX = "unreadable:"
-#: a run record counts as a success when its outcome is one of these
-SUCCESS_OUTCOMES = frozenset({"ok", "success", "succeeded", "completed", "complete", "done"})
+
 
 def safe_code(value):
     """``value`` when it looks like a machine code, else ``"other"`` (keeps labels PHI-free)."""
@@ -29,44 +29,62 @@ def safe_code(value):
 
 
 @dataclasses.dataclass(frozen=True)
-class Run:
-    """One reconcile run as the worker recorded it: its outcome code and when it ended."""
+class Memory:
+    """Redis memory in use against ``maxmemory`` (0: no limit set), and the warning threshold.
 
-    outcome: str
-    ok: bool
-    finished: float | None
-    record: dict
+    With ``maxmemory-policy noeviction`` a full Redis refuses writes (webhooks answer 503), so
+    the warning comes at ``INBOX_MEMORY_WARN_PERCENT`` of ``maxmemory``, while there is time to
+    add memory, shorten retention or move a namespace.
+    """
 
-    @classmethod
-    def from_record(cls, record):
-        outcome = record.get("outcome") or record.get("status")
-        if outcome is None and "ok" in record:
-            outcome = "ok" if record["ok"] else "failed"
-        outcome = safe_code(outcome) if outcome is not None else "unknown"
-        finished = None
-        for field in ("finished_at", "finishedAt", "ended_at", "ended", "finished", "at",
-                      "started_at", "startedAt", "started"):
-            finished = _epoch_seconds(record.get(field))
-            if finished is not None:
-                break
-        return cls(outcome=outcome, ok=outcome in SUCCESS_OUTCOMES, finished=finished, record=record)
+    used: int
+    maximum: int
+    warn_percent: int
+    policy: str
+
+    @property
+    def percent(self):
+        """Share of ``maxmemory`` in use, in percent; None without a limit."""
+        return round(100 * self.used / self.maximum, 1) if self.maximum else None
+
+    @property
+    def warning(self):
+        return self.percent is not None and self.percent >= self.warn_percent
+
+    def as_dict(self):
+        return {"used": self.used, "max": self.maximum, "percent": self.percent,
+                "warnPercent": self.warn_percent, "policy": self.policy, "warning": self.warning}
+
+    def line(self):
+        """One line for ``stats``: figures only."""
+        used = f"{self.used / 2**20:.1f} MiB"
+        if not self.maximum:
+            return f"memory: {used} used, no maxmemory set (Redis grows until the host runs out)"
+        text = (f"memory: {used} of {self.maximum / 2**20:.1f} MiB maxmemory ({self.percent}%), "
+                f"policy {self.policy}")
+        if self.warning:
+            text += (f"; WARNING above {self.warn_percent}%: writes fail when it is full "
+                     "(add memory or shorten INBOX_RETENTION_DAYS)")
+        return text
 
 
-def _epoch_seconds(value):
-    """Seconds since the epoch from seconds, milliseconds or an ISO 8601 text; else None."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return value / 1000 if value > 1e11 else float(value)
-    if isinstance(value, str):
-        try:
-            moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=datetime.timezone.utc)
-        return moment.timestamp()
-    return None
+def read_memory(client, settings):
+    """The ``Memory`` of the server that holds ``settings``' namespace (on a cluster, the master
+    of its slot: every key of a namespace lives there)."""
+    with translate_errors("read memory figures"):
+        if isinstance(client, redis.RedisCluster):
+            node = client.get_node_from_key(Keys(settings.namespace).stats)
+            info = client.info("memory", target_nodes=node)
+            if "used_memory" not in info:
+                info = next(iter(info.values()))
+        else:
+            info = client.info("memory")
+    return Memory(
+        used=int(info.get("used_memory", 0)),
+        maximum=int(info.get("maxmemory", 0)),
+        warn_percent=settings.memory_warn_percent,
+        policy=str(info.get("maxmemory_policy", "")),
+    )
 
 
 class Figures:
@@ -75,6 +93,7 @@ class Figures:
     def __init__(self, settings, client=None):
         self.settings = settings
         client = client if client is not None else Connections(settings).store
+        self.client = client  # for INFO, which is about the server, not the store
         self.store = Store(settings, client=client)
         self.feed = Feed(settings, client=client)
 
@@ -83,16 +102,8 @@ class Figures:
         return self.store.stats()
 
     def runs(self, limit=5):
-        """The last ``limit`` reconcile runs, newest first (records that are not JSON skipped)."""
-        runs = []
-        for item in self.store.runs(limit):
-            try:
-                record = json.loads(item)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                runs.append(Run.from_record(record))
-        return runs
+        """The last ``limit`` reconcile runs (``inbox.runs.Run``), newest first."""
+        return RunLog(self.store).recent(limit)
 
     def groups(self):
         return self.feed.groups()
@@ -102,6 +113,9 @@ class Figures:
 
     def deadletter_length(self):
         return self.feed.deadletter_length()
+
+    def memory(self):
+        return read_memory(self.client, self.settings)
 
     @property
     def encryption(self):

@@ -16,12 +16,12 @@ from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.core import GaugeMetricFamily
 
-from inbox.figures import CHANNELS
-from inbox.figures import OUTCOMES
 from inbox.figures import REJECTED_PREFIX
 from inbox.figures import UNREADABLE_PREFIX
 from inbox.figures import Figures
 from inbox.figures import safe_code
+from inbox.store import Outcome
+from inbox.store import Via
 
 PREFIX = "metriport_inbox"
 
@@ -38,6 +38,7 @@ class InboxCollector:
         yield from self._rejections(counters)
         yield from self._reconcile()
         yield from self._feed()
+        yield from self._memory()
         encryption = GaugeMetricFamily(
             f"{PREFIX}_encryption_enabled", "1 when records are encrypted at rest."
         )
@@ -49,9 +50,10 @@ class InboxCollector:
             f"{PREFIX}_messages", "Messages stored, by outcome and channel.",
             labels=["outcome", "channel"],
         )
-        for outcome in OUTCOMES:
-            for channel in CHANNELS:
-                messages.add_metric([outcome, channel], counters.get(f"{outcome}:{channel}", 0))
+        for outcome in Outcome:
+            for channel in Via:
+                name = f"{outcome.value}:{channel.value}"
+                messages.add_metric([outcome.value, channel.value], counters.get(name, 0))
         yield messages
         repaired = CounterMetricFamily(
             f"{PREFIX}_repaired", "Messages the webhooks missed that reconciliation created."
@@ -91,10 +93,9 @@ class InboxCollector:
             f"{PREFIX}_reconcile_last_run_age_seconds", "Seconds since the last reconcile run ended."
         )
         if last is not None:
-            success.add_metric([last.outcome], 1 if last.ok else 0)
-            if last.finished is not None:
-                finished.add_metric([], last.finished)
-                age.add_metric([], max(0.0, time.time() - last.finished))
+            success.add_metric([last.outcome.value], 1 if last.ok else 0)
+            finished.add_metric([], last.ended_at)
+            age.add_metric([], max(0.0, time.time() - last.ended_at))
         yield from (success, finished, age)
 
     def _feed(self):
@@ -114,6 +115,23 @@ class InboxCollector:
             lag.add_metric([safe_code(group.name)], group.lag)
             pending.add_metric([safe_code(group.name)], group.pending)
         yield from (length, dead, lag, pending)
+
+    def _memory(self):
+        memory = self.figures.memory()
+        used = GaugeMetricFamily(f"{PREFIX}_redis_memory_used_bytes",
+                                 "Memory Redis uses (used_memory) on the namespace's server.")
+        used.add_metric([], memory.used)
+        limit = GaugeMetricFamily(f"{PREFIX}_redis_memory_max_bytes",
+                                  "Redis maxmemory (0: no limit set).")
+        limit.add_metric([], memory.maximum)
+        threshold = GaugeMetricFamily(
+            f"{PREFIX}_redis_memory_warn_ratio", "INBOX_MEMORY_WARN_PERCENT as a ratio.")
+        threshold.add_metric([], memory.warn_percent / 100)
+        warning = GaugeMetricFamily(
+            f"{PREFIX}_redis_memory_warning",
+            "1 when used memory is at or above the warning share of maxmemory.")
+        warning.add_metric([], 1 if memory.warning else 0)
+        yield from (used, limit, threshold, warning)
 
 
 def _by_reason(counters, prefix, family):

@@ -12,12 +12,12 @@ import time
 
 import pytest
 
+from conftest import reconcile_summary as run
 from hostile_metriport import LIST
 from hostile_metriport import HostileMetriport
 from hostile_metriport import message
 from hostile_metriport import page
 from inbox.keys import Keys
-from worker.reconcile import run
 
 KEY = "hostile-api-key"
 FIRST = f"{LIST}?count=10&direction=inbound"

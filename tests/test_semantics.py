@@ -12,12 +12,13 @@ import pytest
 from werkzeug.serving import make_server
 
 from conftest import TEST_WEBHOOK_KEY
+from conftest import reconcile_summary as run
 from inbox.crypto import Vault
 from inbox.rekey import rekey
 from inbox.store import Store
 from receiver import create_app
 from simulator import Simulator
-from worker.reconcile import run
+
 
 K1 = ("k1", b"\x01" * 32)
 K2 = ("k2", b"\x02" * 32)

@@ -17,23 +17,33 @@ JOB_TIMEOUT_MARGIN = 10
 
 
 def reconcile(mode="incremental", directions=None):
-    """One reconciliation run (see ``worker.reconcile``); returns its summary.
+    """One reconciliation run (see ``worker.reconcile``); returns its record (``Run.as_dict``).
 
     The run ends itself (and releases its lock) before RQ's job timeout would kill it: a killed
     run leaves its lock to expire on its own.
     """
     from rq import get_current_job
 
+    from inbox.runs import RunOutcome
     from worker.reconcile import run
 
     job = get_current_job()
     timeout = job.timeout if job is not None and isinstance(job.timeout, (int, float)) else None
     deadline = max(1, timeout - JOB_TIMEOUT_MARGIN) if timeout and timeout > 0 else None
-    summary = run(Settings.from_env(), mode=mode, directions=directions, deadline=deadline)
-    if summary["outcome"] == "failed":
-        error = summary["error"]
-        raise InboxError(error["detail"], error["code"])
-    return summary
+    result = run(Settings.from_env(), mode=mode, directions=directions, deadline=deadline)
+    if result.outcome is RunOutcome.FAILED:
+        raise InboxError(result.error["detail"], result.error["code"])
+    return result.as_dict()
+
+
+def expire():
+    """One retention run (``inbox.retention``): old messages lose their content; the report."""
+    from inbox.retention import expire as run_expiry
+    from inbox.store import Store
+
+    report = run_expiry(Store(Settings.from_env()))
+    log.info("expire: %s", report.line())
+    return report.summary()
 
 
 def fetch_message(message_id):

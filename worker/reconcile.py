@@ -26,8 +26,6 @@ Logs and the summary hold counts, ids of nothing, and reason codes: never messag
 """
 
 import concurrent.futures
-import dataclasses
-import datetime
 import json
 import logging
 import time
@@ -41,6 +39,13 @@ from inbox.connection import translate_errors
 from inbox.errors import InboxError
 from inbox.errors import MetriportError
 from inbox.errors import StoreUnavailable
+from inbox.runs import Mode
+from inbox.runs import Run
+from inbox.runs import RunLog
+from inbox.runs import RunOutcome
+from inbox.runs import Tally
+from inbox.runs import Walk
+from inbox.runs import iso
 from inbox.store import Store
 from inbox.store import Via
 from worker.client import MAX_RETRY_SECONDS
@@ -49,40 +54,24 @@ from worker.lock import Lock
 
 log = logging.getLogger("worker.reconcile")
 
-#: runs kept in the run list
-RUNS_KEPT = 100
 #: the lock outlives the longest wait between two renewals (one page's retries) with margin
 LOCK_TTL_MS = int((2 * MAX_RETRY_SECONDS + 30) * 1000)
-MODES = ("incremental", "full")
 #: read timeout for Redis replies: a 500-message upsert on a busy server can take longer than the
 #: store's default 0.5 s, and a timed-out script would be sent again (counted as duplicates)
 STORE_TIMEOUT = 5.0
 
 
-@dataclasses.dataclass
-class Tally:
-    """Counts of one walk or of a whole run."""
-
-    pages: int = 0
-    seen: int = 0
-    created: int = 0
-    updated: int = 0
-    duplicates: int = 0
-    stale: int = 0
-    invalid: int = 0
-
-    def add(self, other):
-        for field in dataclasses.fields(self):
-            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
-
-
 class Reconciliation:
-    """One run over ``directions``; ``run()`` returns its summary (a JSON-ready dict)."""
+    """One run over ``directions``; ``run()`` returns its ``Run`` (and records it)."""
 
-    def __init__(self, settings, mode="incremental", directions=None, client_options=None,
+    def __init__(self, settings, mode=Mode.INCREMENTAL, directions=None, client_options=None,
                  deadline=None):
-        if mode not in MODES:
-            raise InboxError(f"The reconcile mode must be one of {', '.join(MODES)}.", "invalid_mode")
+        try:
+            mode = Mode(mode)
+        except ValueError:
+            raise InboxError(
+                f"The reconcile mode must be one of {', '.join(m.value for m in Mode)}.", "invalid_mode"
+            ) from None
         self.settings = settings
         self.mode = mode
         self.directions = tuple(directions or settings.reconcile_directions)
@@ -104,23 +93,24 @@ class Reconciliation:
         ``interrupted`` and propagates.
         """
         started = time.time()
-        outcome, error = "completed", None
+        outcome, error = RunOutcome.COMPLETED, None
         try:
             self.store = Store(self.settings, client=connect(self.settings.redis_url, STORE_TIMEOUT))
             self.lock = Lock(self.store, LOCK_TTL_MS)
             if not self.lock.acquire():
-                outcome = "skipped"
+                outcome = RunOutcome.SKIPPED
                 log.info("reconcile: skipped, another run holds the lock")
             else:
                 with translate_errors("reconcile"):
                     self._walk_all()
         except InboxError as exc:
-            outcome = "budget_exhausted" if exc.code == "budget_exhausted" else "failed"
+            outcome = (RunOutcome.BUDGET_EXHAUSTED if exc.code == "budget_exhausted"
+                       else RunOutcome.FAILED)
             error = {"code": exc.code, "detail": exc.detail}
-            log.warning("reconcile: %s: %s: %s", outcome, exc.code, exc.detail)
+            log.warning("reconcile: %s: %s: %s", outcome.value, exc.code, exc.detail)
         except BaseException as exc:
             error = {"code": "interrupted", "detail": f"The run was interrupted ({type(exc).__name__})."}
-            self._finish(started, "failed", error)
+            self._finish(started, RunOutcome.FAILED, error)
             raise
         return self._finish(started, outcome, error)
 
@@ -131,9 +121,9 @@ class Reconciliation:
                 self.lock.release()
             except StoreUnavailable:
                 log.warning("reconcile: could not release the lock; it expires by itself")
-        summary = self._summary(started, time.time(), outcome, error)
-        self._record(summary)
-        return summary
+        run = self._run(started, time.time(), outcome, error)
+        self._record(run)
+        return run
 
     def _walk_all(self):
         self._retry_webhooks()
@@ -154,27 +144,28 @@ class Reconciliation:
         url, resumed = self._checkpoint(direction), True
         if url is None:
             url, resumed = self.client.list_url(direction, self.settings.reconcile_page_size), False
-        tally = Tally()
-        self.walks[direction] = {"mode": mode, "resumed": resumed, "complete": False, "tally": tally}
-        log.info("reconcile %s: %s walk%s", direction, mode, " resumed from checkpoint" if resumed else "")
+        walk = self.walks[direction] = Walk(mode, resumed)
+        tally = walk.tally
+        log.info("reconcile %s: %s walk%s", direction, mode.value,
+                 " resumed from checkpoint" if resumed else "")
         stop_after = self.settings.reconcile_stop_after
         streak = 0
         seen_urls, seen_pages = {_canonical(url)}, set()
-        pending = reader.submit(self.client.list_page, url)
+        pending = reader.submit(self._read, url, direction)
         while pending is not None:
             page = pending.result()
             looped = self._check_page(direction, page, tally.pages + 1, seen_urls, seen_pages)
             # Read ahead while this page is normalized and stored (the reader thread mostly waits
             # on the network, this one on the CPU and Redis), unless this page may be the last one
             # an incremental walk needs: then the extra request would be wasted quota.
-            may_stop = mode == "incremental" and streak + 1 >= stop_after
+            may_stop = mode is Mode.INCREMENTAL and streak + 1 >= stop_after
             pending = None
             if page.next_url and not may_stop and not looped:
-                pending = reader.submit(self.client.list_page, page.next_url)
+                pending = reader.submit(self._read, page.next_url, direction)
             counts, invalid = self._take(direction, page, tally)
             streak = 0 if counts["created"] or counts["updated"] else streak + 1
             end = page.next_url is None
-            stop = end or (mode == "incremental" and streak >= stop_after)
+            stop = end or (mode is Mode.INCREMENTAL and streak >= stop_after)
             # a looping cursor is never checkpointed: the checkpoint is deleted instead
             self._persist(direction, None if stop or looped else page.next_url, counts["created"], invalid)
             if looped:
@@ -189,11 +180,21 @@ class Reconciliation:
             if stop:
                 break
             if pending is None:
-                pending = reader.submit(self.client.list_page, page.next_url)
-        self.walks[direction]["complete"] = True
-        if mode == "full" and end:
+                pending = reader.submit(self._read, page.next_url, direction)
+        walk.complete = True
+        if mode is Mode.FULL and end:
             self.store.save_full_walk(direction, int(time.time() * 1000))
             self.round_trips += 1
+
+    def _read(self, url, direction):
+        """Fetch a page and normalize it, in the reader thread.
+
+        While the reader parses and normalizes the next page, the walk's thread waits on Redis
+        storing the current one: the Python work overlaps the script's run.
+        """
+        page = self.client.list_page(url)
+        page.normalized(direction)
+        return page
 
     def _check_page(self, direction, page, number, seen_urls, seen_pages):
         """True when the page's cursor goes round in circles; fail the run on a page too large.
@@ -240,10 +241,10 @@ class Reconciliation:
         return self.store.last_full_walk(direction)
 
     def _mode_for(self, last_full):
-        if self.mode == "full" or last_full is None:
-            return "full"
+        if self.mode is Mode.FULL or last_full is None:
+            return Mode.FULL
         grace = self.settings.reconcile_full_interval + self.settings.reconcile_interval
-        return "full" if time.time() * 1000 - int(last_full) >= grace * 1000 else "incremental"
+        return Mode.FULL if time.time() * 1000 - last_full >= grace * 1000 else Mode.INCREMENTAL
 
     def _checkpoint(self, direction):
         """The saved next-page URL of an interrupted walk, if fresh and on the API's origin."""
@@ -305,48 +306,34 @@ class Reconciliation:
             self.webhook = {"error": exc.code}
             log.warning("reconcile: webhook status check failed: %s", exc.code)
 
-    def _summary(self, started, ended, outcome, error):
-        walked = {w["mode"] for w in self.walks.values()}
-        summary = {
-            "outcome": outcome,
-            # the requested mode, or "full" when any direction was walked in full
-            "mode": "full" if "full" in walked else self.mode,
-            "started": _iso(started),
-            "ended": _iso(ended),
-            "seconds": round(ended - started, 3),
-            "directions": {
-                d: {"mode": w["mode"], "resumed": w["resumed"], "complete": w["complete"],
-                    **dataclasses.asdict(w["tally"])}
-                for d, w in self.walks.items()
-            },
-            "requests": self.client.requests,
-            "retries": self.client.retries,
-            "round_trips": self.round_trips,
-        }
-        partial = Tally()
-        for walk in self.walks.values():
-            partial.add(walk["tally"])
-        summary.update(dataclasses.asdict(partial))
-        summary["repaired"] = partial.created
-        if self.webhook is not None:
-            summary["webhook"] = self.webhook
-        if error is not None:
-            summary["error"] = error
-        return summary
+    def _run(self, started, ended, outcome, error):
+        walked = {walk.mode for walk in self.walks.values()}
+        return Run(
+            outcome=outcome,
+            mode=Mode.FULL if Mode.FULL in walked else self.mode,
+            started=iso(started),
+            ended=iso(ended),
+            seconds=round(ended - started, 3),
+            walks=dict(self.walks),
+            requests=self.client.requests,
+            retries=self.client.retries,
+            round_trips=self.round_trips,
+            webhook=self.webhook,
+            error=error,
+        )
 
-    def _record(self, summary):
-        """Push the summary on the capped run list; a Redis outage only costs the record."""
+    def _record(self, run):
+        """Add the run to the run log; a Redis outage only costs the record."""
         if self.store is None:
             return
         try:
-            self.store.append_run(json.dumps(summary), RUNS_KEPT, {
-                "last_outcome": summary["outcome"], "last_ended": summary["ended"]})
+            RunLog(self.store).append(run)
         except StoreUnavailable as exc:
             log.warning("reconcile: could not record the run (%s)", exc.code)
 
 
-def run(settings, mode="incremental", directions=None, client_options=None, deadline=None):
-    """One reconciliation run with ``settings``; returns the summary dict.
+def run(settings, mode=Mode.INCREMENTAL, directions=None, client_options=None, deadline=None):
+    """One reconciliation run with ``settings``; returns its ``Run``.
 
     ``deadline`` (seconds) shortens ``RECONCILE_DEADLINE`` for this run (an RQ job's timeout).
     """
@@ -358,12 +345,3 @@ def _canonical(url):
     parts = urlsplit(url)
     query = urlencode(sorted(parse_qsl(parts.query, keep_blank_values=True)))
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path, query, ""))
-
-
-def recent_runs(store, count=10):
-    """The last ``count`` run summaries, newest first."""
-    return [json.loads(row) for row in store.runs(count)]
-
-
-def _iso(seconds):
-    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat(timespec="milliseconds")
