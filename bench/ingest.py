@@ -35,7 +35,7 @@ from inbox import processes  # noqa: E402
 from inbox.connection import connect  # noqa: E402
 from inbox.embedded import EmbeddedRedis  # noqa: E402
 from inbox.embedded import free_port  # noqa: E402
-from inbox.keys import Keys  # noqa: E402
+from inbox.rediskeys import RedisKeys  # noqa: E402
 from inbox.signing import HEADER  # noqa: E402
 from inbox.signing import sign  # noqa: E402
 
@@ -200,7 +200,7 @@ def run(args, redis_url, redis_pid=None):
         finally:
             processes.stop(server, grace=25)
             client = connect(redis_url)
-            for key in client.scan_iter(match=Keys(namespace).pattern(), count=1000):
+            for key in client.scan_iter(match=RedisKeys(namespace).pattern(), count=1000):
                 client.delete(key)
     return {
         "noop": noop,

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from inbox.connection import connect
 from inbox.embedded import EmbeddedRedis
 from inbox.embedded import free_port
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.settings import Settings
 from worker.client import MetriportClient
 from worker.reconcile import run
@@ -86,7 +86,7 @@ def fetch_only(client, url, direction, pages):
 
 def start_url(client, redis, settings, direction):
     """Where the next backfill slice of ``direction`` starts: its checkpoint, else page 1."""
-    saved = redis.get(Keys(settings.namespace).reconcile_cursor(direction))
+    saved = redis.get(RedisKeys(settings.namespace).reconcile_cursor(direction))
     if saved:
         return json.loads(saved)["url"]
     return client.list_url(direction, settings.reconcile_page_size)

@@ -74,20 +74,21 @@ def encryption_warning(settings):
 class Vault:
     """Seals and opens resources and computes their digests for one key ring."""
 
-    def __init__(self, keys=()):
-        self.keys = tuple(keys)
-        self._aead = {kid: AESGCM(key) for kid, key in self.keys}
+    def __init__(self, ring=()):
+        #: ``(kid, 32-byte key)`` pairs, the current encryption key first
+        self.ring = tuple(ring)
+        self._aead = {kid: AESGCM(key) for kid, key in self.ring}
         self._digest_keys = tuple(
-            hmac.new(key, _DIGEST_CONTEXT, hashlib.sha256).digest() for _, key in self.keys
+            hmac.new(key, _DIGEST_CONTEXT, hashlib.sha256).digest() for _, key in self.ring
         )
 
     @property
     def enabled(self):
-        return bool(self.keys)
+        return bool(self.ring)
 
     @property
     def current_kid(self):
-        return self.keys[0][0] if self.keys else None
+        return self.ring[0][0] if self.ring else None
 
     def digests(self, data, version):
         """Tagged digests ``<version>[.<kid>]:<hex>`` of ``data``, one per ring key, current first.
@@ -100,7 +101,7 @@ class Vault:
             return [f"{version}:{hashlib.sha256(data).hexdigest()[:32]}"]
         return [
             f"{version}.{kid}:{hmac.new(key, data, hashlib.sha256).hexdigest()[:32]}"
-            for (kid, _), key in zip(self.keys, self._digest_keys)
+            for (kid, _), key in zip(self.ring, self._digest_keys)
         ]
 
     def digest(self, data):
@@ -115,7 +116,7 @@ class Vault:
 
     def seal(self, message_id, plaintext):
         """The stored form of ``plaintext`` for ``message_id``: encrypted when the ring has keys."""
-        if not self.keys:
+        if not self.ring:
             return plaintext
         kid = self.current_kid.encode("ascii")
         nonce = os.urandom(_NONCE_BYTES)

@@ -12,17 +12,17 @@ from flask import request
 
 from inbox import audit
 from inbox.crypto import fingerprint
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from receiver.errors import error_response
 
 HEADER = "x-api-key"
 
 
-def key_accepted(presented, keys):
-    """True when ``presented`` equals one of ``keys``; every key is compared, in constant time."""
+def key_accepted(presented, api_keys):
+    """True when ``presented`` equals one of ``api_keys``; every key is compared, in constant time."""
     presented = presented.encode()
     accepted = False
-    for key in keys:
+    for key in api_keys:
         accepted |= hmac.compare_digest(presented, key.encode())
     return accepted
 
@@ -32,16 +32,16 @@ def api_key_required(view):
 
     @functools.wraps(view)
     def guarded(*args, **kwargs):
-        keys = current_app.extensions["inbox"]["settings"].inbox_api_keys
+        api_keys = current_app.extensions["inbox"]["settings"].inbox_api_keys
         presented = request.headers.get(HEADER)
-        if not keys:
+        if not api_keys:
             return error_response(
                 401, "api_keys_not_configured",
                 "This service has no INBOX_API_KEYS configured, so it serves nobody.",
             )
         if not presented:
             return error_response(401, "api_key_missing", "Send your API key in the x-api-key header.")
-        if not key_accepted(presented, keys):
+        if not key_accepted(presented, api_keys):
             return error_response(401, "api_key_invalid", "The x-api-key is not accepted.")
         return view(*args, **kwargs)
 
@@ -56,5 +56,5 @@ def audit_read(action, ids=(), invalid=0):
     """
     extension = current_app.extensions["inbox"]
     who = fingerprint(request.headers[HEADER])
-    audit.record(extension["connections"].store, Keys(extension["settings"].namespace), who, action,
+    audit.record(extension["connections"].store, RedisKeys(extension["settings"].namespace), who, action,
                  ids=ids, query=request.args, invalid=invalid)

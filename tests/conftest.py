@@ -14,7 +14,7 @@ import pytest
 
 from inbox.connection import Connections
 from inbox.embedded import EmbeddedRedis
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.runs import Mode
 from inbox.runs import Run
 from inbox.runs import RunOutcome
@@ -62,7 +62,7 @@ def settings(redis_url):
     )
     yield settings
     client = Connections(settings).store
-    for key in client.scan_iter(match=Keys(namespace).pattern(), count=1000):
+    for key in client.scan_iter(match=RedisKeys(namespace).pattern(), count=1000):
         client.delete(key)
     _delete_queue(settings)
 

@@ -9,6 +9,7 @@ from inbox.crypto import encryption_warning
 from inbox.crypto import fingerprint
 from inbox.crypto import keygen
 from inbox.errors import DecryptionError
+from inbox.normalize import MEANING_VERSION
 from inbox.settings import Settings
 
 OLD = ("old", b"\x01" * 32)
@@ -86,9 +87,9 @@ def test_plain_json_blob_opens_as_itself():
 
 def test_digest_is_keyed():
     """The same content under two different rings has different digests, and neither is a plain hash."""
-    first, second = Vault([OLD]).digests(BODY), Vault([NEW]).digests(BODY)
+    first, second = Vault([OLD]).digests(BODY, MEANING_VERSION), Vault([NEW]).digests(BODY, MEANING_VERSION)
     assert first != second
-    assert Vault().digests(BODY) not in (first, second)
+    assert Vault().digests(BODY, MEANING_VERSION) not in (first, second)
 
 
 def test_rotated_ring_lists_the_new_digest_first_and_keeps_the_old():

@@ -18,7 +18,7 @@ from inbox.connection import Connections
 from inbox.embedded import free_port
 from inbox.feed import check_position
 from inbox.errors import InvalidPosition
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.normalize import valid_code
 from inbox.normalize import valid_id
 from inbox.normalize import valid_status
@@ -52,7 +52,7 @@ def served(redis_url, tmp_path_factory):
             yield f"http://127.0.0.1:{port}", settings
     finally:
         client = Connections(settings).store
-        for key in client.scan_iter(match=Keys(settings.namespace).pattern(), count=1000):
+        for key in client.scan_iter(match=RedisKeys(settings.namespace).pattern(), count=1000):
             client.delete(key)
         queue = Queue(settings.queue_name, connection=Connections(settings).queue)
         queue.delete(delete_jobs=True)
@@ -65,7 +65,7 @@ def post(base, body):
 def namespace_text(settings):
     """Every key name, counter name and feed field of the namespace, as one list of strings."""
     client = Connections(settings).store
-    keys = Keys(settings.namespace)
+    keys = RedisKeys(settings.namespace)
     found = [k.decode() for k in client.scan_iter(match=keys.pattern(), count=1000)]
     found += [k.decode() for k in client.hkeys(keys.stats)]
     for _, fields in client.xrange(keys.feed):

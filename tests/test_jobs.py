@@ -15,7 +15,7 @@ from rq.job import JobStatus
 
 from inbox.connection import Connections
 from inbox.embedded import free_port
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.store import Store
 from simulator import Faults
 from simulator import Simulator
@@ -86,7 +86,7 @@ def test_reconcile_exit_codes(settings, sim, redis_client, case, code, outcome):
     elif case == "budget":
         env["RECONCILE_REQUEST_BUDGET"] = "2"
     else:
-        redis_client.set(Keys(settings.namespace).reconcile_lock, "another-run", px=60_000)
+        redis_client.set(RedisKeys(settings.namespace).reconcile_lock, "another-run", px=60_000)
     done = _cli(["reconcile", "--once", "--json"], env)
     assert done.returncode == code, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["outcome"] == outcome
@@ -142,7 +142,7 @@ def test_schedule_enqueues_full_then_incremental_within_their_intervals(settings
 
 def test_killed_run_is_resumed_from_its_checkpoint(settings, redis_client, store):
     """A `reconcile --once` killed with SIGKILL mid-walk is finished by the next run from its cursor."""
-    keys = Keys(settings.namespace)
+    keys = RedisKeys(settings.namespace)
     with Simulator(seed=3, messages=0, faults=Faults(slow=1.0, delay_max=0.2, seed=3)) as sim:
         sim.mailbox.add(500, "inbound")
         env = _env(settings, sim, RECONCILE_DIRECTIONS="inbound")

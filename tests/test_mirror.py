@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from inbox.connection import Connections
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.normalize import normalize
 from inbox.settings import Settings
 from inbox.store import Store
@@ -51,7 +51,7 @@ def big(redis_url):
     catalog = {r.id: (r.direction, r.patient) for r in records}
     yield create_app(settings).test_client(), catalog
     client = Connections(settings).store
-    for key in client.scan_iter(match=Keys(settings.namespace).pattern(), count=1000):
+    for key in client.scan_iter(match=RedisKeys(settings.namespace).pattern(), count=1000):
         client.delete(key)
 
 
@@ -186,7 +186,7 @@ def test_patient_filter_checks_the_record(store, settings, redis_client):
     store.upsert([normalize(message(1, random.Random(1))[0], "inbound")], "webhook")
     moved = normalize(message(2, random.Random(2))[0], "inbound")
     store.upsert([moved], "webhook")
-    redis_client.zadd(store.keys.idx_patient(PATIENTS[1]), {moved.id: 0})
+    redis_client.zadd(store.redis_keys.idx_patient(PATIENTS[1]), {moved.id: 0})
     client = create_app(settings).test_client()
     page = client.get(f"/medical/v1/message?patientId={PATIENTS[1]}", headers=KEY).get_json()
     assert [m["id"] for m in page["messages"]] != [] and moved.id not in str(page)

@@ -24,7 +24,7 @@ def test_mirror_and_feed_reads_are_audited_by_key_fingerprint(settings):
     assert client.get("/medical/v1/message?direction=inbound", headers=KEY).status_code == 200
     assert client.get("/medical/v1/message/m-1", headers=KEY).status_code == 200
     assert client.get("/feed?limit=10", headers=KEY).status_code == 200
-    entries = audit.read(store.client, store.keys, 10)
+    entries = audit.read(store.client, store.redis_keys, 10)
     assert [(e.action, sorted(e.ids)) for e in reversed(entries)] == [
         ("message.list", ["m-1", "m-2"]),
         ("message.get", ["m-1"]),

@@ -15,7 +15,7 @@ from conftest import fixture_bytes
 from conftest import fixture_json
 from inbox.embedded import free_port
 from inbox.errors import ConfigError
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.normalize import normalize
 from inbox.signing import HEADER
 from inbox.store import Via
@@ -47,7 +47,7 @@ def post_fixture(client, name):
 
 
 def feed_length(redis_client, settings):
-    return redis_client.xlen(Keys(settings.namespace).feed)
+    return redis_client.xlen(RedisKeys(settings.namespace).feed)
 
 
 @pytest.fixture
