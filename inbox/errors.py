@@ -13,7 +13,8 @@
     ├── InvalidMode                 a reconcile mode that is neither incremental nor full
     ├── LockLost                    the reconciliation lock expired or was taken mid-run
     ├── RunFailed                   a reconcile run failed (the RQ job's error), code of its cause
-    └── DemoFailed                  ``metriport-inbox demo`` could not finish, code per reason
+    ├── DemoFailed                  ``metriport-inbox demo`` could not finish, code per reason
+    └── BackupError                 a backup file is unusable, or a restore target is not empty
 
 The ``code`` becomes ``{"error": code}`` in HTTP answers, a metric label and the CLI's message.
 ``detail`` is one sentence for a person. Neither ever holds message content: ids, sizes and
@@ -114,3 +115,9 @@ class DemoFailed(InboxError):
     """Raised when ``metriport-inbox demo`` cannot finish (a part not ready or done in time)."""
 
     code = "demo_failed"
+
+
+class BackupError(InboxError):
+    """Raised when a backup file cannot be read or verified, or a restore target holds keys."""
+
+    code = "backup_invalid"

@@ -67,6 +67,10 @@ class RedisKeys:
     def rekey_cursor(self):
         return self._key("rekey", "cursor")
 
+    @property
+    def expire_cursor(self):
+        return self._key("expire", "cursor")
+
     def pattern(self):
         """A SCAN pattern matching every key of this namespace (braces escaped for glob)."""
         return "\\{%s\\}:*" % self.namespace

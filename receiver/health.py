@@ -1,7 +1,9 @@
 """Liveness and readiness for orchestrators: ``GET /healthz`` and ``GET /readyz``.
 
 Readiness pings Redis on a client of its own with a short timeout, so a probe answers within
-about a second even when Redis hangs, and reports what is configured (never a key itself).
+about a second even when Redis hangs, and reports what is configured (never a key itself) and
+Redis memory against ``maxmemory``, with a ``memory_high`` warning past
+``INBOX_MEMORY_WARN_PERCENT`` (the instance stays ready: restarting it frees nothing).
 """
 
 from flask import Blueprint
@@ -10,6 +12,7 @@ from flask import current_app
 from inbox.connection import connect
 from inbox.connection import translate_errors
 from inbox.errors import StoreUnavailable
+from inbox.figures import read_memory
 from receiver import requestlog
 
 #: read timeout of the readiness ping; with the client's retries the probe stays near 1 s
@@ -40,7 +43,16 @@ def readyz():
         return _not_ready("Redis does not answer.", checks)
     if not checks["webhook_keys"]:
         return _not_ready("No webhook key is configured.", checks)
-    return {"status": "ready", "checks": checks}
+    body = {"status": "ready", "checks": checks}
+    memory = _memory(inbox["readiness_client"], settings)
+    if memory is not None:
+        checks["memory"] = memory.as_dict()
+        if memory.warning:  # still ready: a restart frees nothing, but operators must act
+            body["warnings"] = [{
+                "code": "memory_high",
+                "detail": f"Redis uses {memory.percent}% of maxmemory; writes fail when it is full.",
+            }]
+    return body
 
 
 def _not_ready(detail, checks):
@@ -55,6 +67,14 @@ def _ping(client):
     except StoreUnavailable:
         return "unavailable"
     return "ok"
+
+
+def _memory(client, settings):
+    """Memory figures, or None when Redis stopped answering since the ping."""
+    try:
+        return read_memory(client, settings)
+    except StoreUnavailable:
+        return None
 
 
 def init_app(app):

@@ -37,6 +37,7 @@ class InboxCollector:
         yield from self._rejections(counters)
         yield from self._reconcile()
         yield from self._feed()
+        yield from self._memory()
         encryption = GaugeMetricFamily(
             f"{PREFIX}_encryption_enabled", "1 when records are encrypted at rest."
         )
@@ -115,6 +116,24 @@ class InboxCollector:
             lag.add_metric([safe_code(group.name)], group.lag)
             pending.add_metric([safe_code(group.name)], group.pending)
         yield from (length, dead, lag, pending)
+
+
+    def _memory(self):
+        memory = self.figures.memory()
+        used = GaugeMetricFamily(f"{PREFIX}_redis_memory_used_bytes",
+                                 "Memory Redis uses (used_memory) on the namespace's server.")
+        used.add_metric([], memory.used)
+        limit = GaugeMetricFamily(f"{PREFIX}_redis_memory_max_bytes",
+                                  "Redis maxmemory (0: no limit set).")
+        limit.add_metric([], memory.maximum)
+        threshold = GaugeMetricFamily(
+            f"{PREFIX}_redis_memory_warn_ratio", "INBOX_MEMORY_WARN_PERCENT as a ratio.")
+        threshold.add_metric([], memory.warn_percent / 100)
+        warning = GaugeMetricFamily(
+            f"{PREFIX}_redis_memory_warning",
+            "1 when used memory is at or above the warning share of maxmemory.")
+        warning.add_metric([], 1 if memory.warning else 0)
+        yield from (used, limit, threshold, warning)
 
 
 def metrics():

@@ -86,8 +86,8 @@ def _delete_queue(settings):
     queue.delete(delete_jobs=True)
     for job_id in job_ids:
         queue.connection.delete(f"rq:results:{job_id}")
-    for mode in ("full", "incremental"):  # the clock's history (worker/schedule.py names)
-        name = f"{settings.queue_name}-reconcile-{mode}"
+    for job in ("reconcile-full", "reconcile-incremental", "expire"):  # worker/schedule.py names
+        name = f"{settings.queue_name}-{job}"
         queue.connection.delete(f"rq:cron_job:{name}:jobs")
         queue.connection.zrem("rq:cron_jobs", name)
 

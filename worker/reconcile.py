@@ -154,7 +154,7 @@ class Reconciliation:
         stop_after = self.settings.reconcile_stop_after
         streak = 0
         seen_urls, seen_pages = {_canonical(url)}, set()
-        pending = reader.submit(self.client.list_page, url)
+        pending = reader.submit(self._read, url, direction)
         while pending is not None:
             page = pending.result()
             looped = self._check_page(direction, page, tally.pages + 1, seen_urls, seen_pages)
@@ -164,7 +164,7 @@ class Reconciliation:
             may_stop = mode is Mode.INCREMENTAL and streak + 1 >= stop_after
             pending = None
             if page.next_url and not may_stop and not looped:
-                pending = reader.submit(self.client.list_page, page.next_url)
+                pending = reader.submit(self._read, page.next_url, direction)
             counts, invalid = self._take(direction, page, tally)
             streak = 0 if counts["created"] or counts["updated"] else streak + 1
             end = page.next_url is None
@@ -183,11 +183,21 @@ class Reconciliation:
             if stop:
                 break
             if pending is None:
-                pending = reader.submit(self.client.list_page, page.next_url)
+                pending = reader.submit(self._read, page.next_url, direction)
         walk.complete = True
         if mode is Mode.FULL and end:
             self.store.save_full_walk(direction, int(time.time() * 1000))
             self.round_trips += 1
+
+    def _read(self, url, direction):
+        """Fetch a page and normalize it, in the reader thread.
+
+        While the reader parses and normalizes the next page, the walk's thread waits on Redis
+        storing the current one: the Python work overlaps the script's run.
+        """
+        page = self.client.list_page(url)
+        page.normalized(direction)
+        return page
 
     def _check_page(self, direction, page, number, seen_urls, seen_pages):
         """True when the page's cursor goes round in circles; fail the run on a page too large.

@@ -4,22 +4,33 @@ Two entries on queue ``inbox``: a full run every ``RECONCILE_FULL_INTERVAL`` and
 run every ``RECONCILE_INTERVAL``. ``rq cron`` enqueues interval jobs as soon as it starts, the
 full one first, so a fresh deployment is walked in full at once. Two clocks, or a run slower than
 the interval, cannot overlap runs: the job's lock makes the second one return ``skipped``.
-Each job may run at most 90% of its interval and may wait in the queue at most one interval
-(a run still queued when the next is due is dropped instead of piling up).
+With ``INBOX_RETENTION_DAYS`` set, a third entry runs retention's expiry every hour; it resumes
+where an interrupted run stopped. Each job may run at most 90% of its interval and may wait in
+the queue at most one interval (a run still queued when the next is due is dropped instead of
+piling up).
 """
 
 from rq import cron
 
+from inbox.retention import EXPIRE_INTERVAL
 from inbox.settings import Settings
+from worker.jobs import expire
 from worker.jobs import reconcile
 
 
 def entries(settings):
-    """The ``register`` keyword arguments of each scheduled job, full run first."""
-    return [
+    """The ``register`` keyword arguments of each scheduled job, full run first; with
+    ``INBOX_RETENTION_DAYS`` set, an expiry run every ``EXPIRE_INTERVAL`` too."""
+    scheduled = [
         _entry("full", settings.reconcile_full_interval, settings.queue_name),
         _entry("incremental", settings.reconcile_interval, settings.queue_name),
     ]
+    if settings.retention_days:
+        scheduled.append(dict(
+            _entry("full", EXPIRE_INTERVAL, settings.queue_name),
+            func=expire, kwargs={}, name=f"{settings.queue_name}-expire",
+        ))
+    return scheduled
 
 
 def _entry(mode, interval, queue_name):

@@ -16,16 +16,24 @@ ARGV
 
 The record's packed field m and the rule for "newer" come from the prelude record.lua.
 
-Returns "unknown" when no record exists (nothing written), else "updated", "duplicate" (same
-status) or "stale" (older, or a terminal status going back).
+Returns "unknown" when no record exists (nothing written), and also for an expired record
+(a tombstone, see messages_upsert.lua) whose status changes: its content is gone, so the caller
+fetches the new version, which the upsert stores with its resource. "forgotten" for a forgotten
+record; else "updated", "duplicate" (same status) or "stale" (older, or a terminal status going
+back).
 ]]
 
 local msg, feed, stats = KEYS[1], KEYS[2], KEYS[3]
 local id, via, now, maxlen, status, as_of = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
-local m = redis.call('HGET', msg, 'm')
+local m, gone = unpack(redis.call('HMGET', msg, 'm', 'e'))
+if gone == 'forgotten' then
+  redis.call('HINCRBY', stats, 'forgotten', 1)
+  return 'forgotten'
+end
 if not m then return 'unknown' end
 local record = unpack_record(m)
+if gone and record.status ~= status then return 'unknown' end
 
 local outcome
 if same_status(record.status, status) then

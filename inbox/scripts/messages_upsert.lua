@@ -40,12 +40,18 @@ ARGV
   b+5 direction or ""   b+6 patient id or ""   b+7 status or ""
   b+8 message time ms or ""   b+9 as-of ms
 
+Expired and forgotten records (see messages_expire.lua, messages_forget.lua) carry a field e.
+An expired record (e = expiry time) is a tombstone: h and a slim m without the blob r, in no
+index. The same version again is a duplicate (its blob is never written back); a newer one is
+stored with its blob and indexed again, first seen anew. A forgotten record (e = "forgotten")
+holds nothing else and takes no version again: outcome "forgotten".
+
 Record fields: r blob, h "<shape><tag>:<hex>", m the rest packed (layouts in inbox/record.py,
 read and written through the prelude record.lua, which also holds the rule for "newer").
 
 Errors (nothing written) when KEYS and ARGV disagree or an as-of is not a number.
 Returns "replay" when the ledger already holds this delivery, else { outcomes, moved } where
-outcomes[i] is the outcome of message i (or "recheck") and moved lists id, old patient pairs of
+outcomes[i] is the outcome of message i (or "recheck", or "forgotten") and moved lists id, old patient pairs of
 records whose patient changed (the caller removes them from the old patient index). With any
 "recheck" the delivery ledger is not written: the call that settles them writes it.
 ]]
@@ -95,7 +101,7 @@ if body_hash ~= '' then
   end
 end
 
-local counts = { created = 0, updated = 0, duplicate = 0, stale = 0, recheck = 0 }
+local counts = { created = 0, updated = 0, duplicate = 0, stale = 0, recheck = 0, forgotten = 0 }
 local outcomes, moved = {}, {}
 
 for i = 1, n do
@@ -108,10 +114,12 @@ for i = 1, n do
   local current = string.match(digests, '^[^,]+')
   local digest = shape .. current
 
-  local old_digest, old_meta = unpack(redis.call('HMGET', msg, 'h', 'm'))
+  local old_digest, old_meta, gone = unpack(redis.call('HMGET', msg, 'h', 'm', 'e'))
   local outcome, same, old_shape
   if old_digest then same, old_shape = compare(old_digest, digests) end
-  if not old_digest then
+  if gone == 'forgotten' then
+    outcome = 'forgotten'
+  elseif not old_digest then
     outcome = 'created'
     redis.call('HSET', msg, 'r', blob, 'h', digest, 'm', pack_record({
       version = 1, direction = direction, patient = patient, message_time = message_time,
@@ -129,7 +137,7 @@ for i = 1, n do
       outcome = 'duplicate'
       local _, old_tag = unpack_digest(old_digest)
       local retagged = old_tag ~= string.match(current, '^[^:]*')
-      if shape > old_shape or (shape == old_shape and retagged) then
+      if not gone and (shape > old_shape or (shape == old_shape and retagged)) then
         redis.call('HSET', msg, 'r', blob, 'h', digest)
       elseif retagged then
         redis.call('HSET', msg, 'h', old_shape .. current)
@@ -138,12 +146,21 @@ for i = 1, n do
       outcome = 'updated'
       local version = tonumber(old.version) + 1
       if direction == '' then direction = old.direction end
+      local first_via, first_seen = old.first_via, old.first_seen
+      if gone then first_via, first_seen = via, now end  -- a tombstone keeps neither
       redis.call('HSET', msg, 'r', blob, 'h', digest, 'm', pack_record({
         version = version, direction = direction, patient = patient,
-        message_time = message_time, as_of = as_of_text, first_via = old.first_via, via = via,
-        first_seen = old.first_seen, updated = now, status = status }))
-      if direction ~= '' and direction ~= old.direction then redis.call('ZADD', idx_dir, 0, id) end
-      if patient ~= old.patient then
+        message_time = message_time, as_of = as_of_text, first_via = first_via, via = via,
+        first_seen = first_seen, updated = now, status = status }))
+      if gone then  -- an expired record is back with a newer version: index it again
+        redis.call('HDEL', msg, 'e')
+        redis.call('ZADD', idx_all, 0, id)
+        if direction ~= '' then redis.call('ZADD', idx_dir, 0, id) end
+        if patient ~= '' then redis.call('ZADD', idx_patient, 0, id) end
+      elseif direction ~= '' and direction ~= old.direction then
+        redis.call('ZADD', idx_dir, 0, id)
+      end
+      if patient ~= old.patient and not gone then
         if patient ~= '' then redis.call('ZADD', idx_patient, 0, id) end
         if old.patient ~= '' then
           moved[#moved + 1] = id
