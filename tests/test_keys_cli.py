@@ -12,6 +12,7 @@ from inbox.crypto import Vault
 from inbox.crypto import fingerprint
 from inbox.normalize import normalize
 from inbox.settings import Settings
+from inbox.rediskeys import RedisKeys
 from inbox.store import Store
 
 COMMAND = str(pathlib.Path(sys.executable).parent / "metriport-inbox")
@@ -91,7 +92,7 @@ def test_rekey_without_keys_warns_and_exits_2(settings):
 
 def test_audit_command_lists_entries_as_text_and_json(settings, redis_client):
     """audit shows the newest entries first, with fingerprints; --json gives one object per line."""
-    keys = Store(settings).keys
+    keys = RedisKeys(settings.namespace)
     who = fingerprint("reader-key")
     trail.record(redis_client, keys, who, "message.get", ids=["m-1"])
     trail.record(redis_client, keys, who, "message.list", ids=["m-2"], query={"direction": "inbound"})

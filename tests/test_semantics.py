@@ -78,7 +78,7 @@ def test_switching_encryption_on_rotating_and_retiring_keys_announces_nothing(se
         store1 = Store(ring1)
         assert len(feed(store1)) == 600 and versions(store1, ids) == {1: 600}
         # the walk resealed what it read: nothing left in clear for rekey
-        blobs = [store1.client.hget(store1.keys.msg(i), "r") for i in ids]
+        blobs = [store1.client.hget(store1.redis_keys.msg(i), "r") for i in ids]
         assert {Vault.kid_of(blob) for blob in blobs} == {"k1"}
         assert rekey(store1).resealed == 0
 
