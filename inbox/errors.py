@@ -3,6 +3,7 @@
     InboxError                      code: what went wrong, as a stable machine string
     ├── ConfigError                 a setting is missing or malformed (exit 2)
     ├── StoreUnavailable            Redis refused, timed out or is unreachable (HTTP 503)
+    │   └── StoreFull               Redis is at maxmemory and refuses writes (HTTP 503)
     ├── InvalidMessage              a message or body cannot be used (HTTP 400), code per reason
     ├── SignatureError              a webhook signature is missing or wrong (HTTP 401), code per reason
     ├── DecryptionError             a stored record cannot be decrypted (wrong key, tampered)
@@ -49,6 +50,16 @@ class StoreUnavailable(InboxError):
     """Raised when Redis cannot be reached in time; callers answer 503 or exit non-zero."""
 
     code = "store_unavailable"
+
+
+class StoreFull(StoreUnavailable):
+    """Raised when Redis refuses a write because it reached ``maxmemory`` (policy noeviction).
+
+    Nothing was written (Redis refuses a script before its first write), so the caller answers
+    503 exactly as for an unreachable Redis, with its own code for the operator's alert.
+    """
+
+    code = "store_full"
 
 
 class InvalidMessage(InboxError):

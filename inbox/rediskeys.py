@@ -60,6 +60,11 @@ class RedisKeys:
         return self._key("reconcile", "runs")
 
     @property
+    def readiness(self):
+        """A short-lived key that ``/readyz`` writes: a Redis at maxmemory refuses the write."""
+        return self._key("ready")
+
+    @property
     def audit(self):
         return self._key("audit")
 

@@ -511,6 +511,12 @@ class Store:
         with translate_errors("reach the store"):
             self.client.ping()
 
+    def probe_write(self, ttl_ms):
+        """Write the short-lived readiness key: ``StoreFull`` when Redis is at maxmemory, which
+        still answers PING but refuses every webhook; ``StoreUnavailable`` when it is down."""
+        with translate_errors("check readiness"):
+            self.client.set(self.redis_keys.readiness, "1", px=ttl_ms)
+
     # -- re-encryption (``inbox.rekey``) --------------------------------------------------------
 
     @property

@@ -20,6 +20,9 @@ Each value can be overridden from the environment or the command line (``--bind`
 """
 
 import os
+import sys
+
+from inbox.errors import InboxError
 
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
 if worker_class == "gevent":
@@ -53,3 +56,17 @@ control_socket_disable = True
 accesslog = None
 errorlog = "-"
 loglevel = "info"
+
+
+def _one_line(exc_type, exc, tb):
+    """A deliberate error while the master builds the app (a missing webhook key, a malformed
+    setting, a cluster that does not answer) ends the start with one sentence, like every
+    ``metriport-inbox`` command, instead of gunicorn's traceback; anything else is a bug and keeps
+    its traceback. Either way the exit status is 1."""
+    if isinstance(exc, InboxError):
+        print(f"error: {exc.code}: {exc.detail}", file=sys.stderr)
+    else:
+        sys.__excepthook__(exc_type, exc, tb)
+
+
+sys.excepthook = _one_line

@@ -342,6 +342,18 @@ def run(settings, mode=Mode.INCREMENTAL, directions=None, client_options=None, d
     return Reconciliation(settings, mode, directions, client_options, deadline).run()
 
 
+def last_full_walk(store, directions):
+    """When the oldest of the last complete full walks of ``directions`` ended.
+
+    Epoch seconds, or None when some direction never had one (the clock then walks in full at
+    once). Raises ``StoreUnavailable`` when Redis does not answer: the clock waits it out.
+    """
+    ended = [store.last_full_walk(direction) for direction in directions]
+    if any(value is None for value in ended):
+        return None
+    return min(ended) / 1000
+
+
 def _canonical(url):
     """``url`` with its query parameters sorted: the same cursor however the server orders them."""
     parts = urlsplit(url)

@@ -60,6 +60,33 @@ local feed, stats, idx_all, ledger = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local via, now, maxlen = ARGV[1], ARGV[2], ARGV[3]
 local body_hash, ledger_ttl = ARGV[4], ARGV[5]
 
+-- Index entries are gathered per sorted set and written with one ZADD each after the loop
+-- (same script, so still atomic): a page of 500 makes a handful of ZADDs instead of 1,500.
+local to_index, index_keys = {}, {}
+local function index(key, id)
+  local ids = to_index[key]
+  if not ids then
+    ids = {}
+    to_index[key] = ids
+    index_keys[#index_keys + 1] = key
+  end
+  ids[#ids + 1] = id
+end
+
+local function write_indexes()
+  for _, key in ipairs(index_keys) do
+    local ids, args = to_index[key], {}
+    for i, id in ipairs(ids) do
+      args[#args + 1] = 0
+      args[#args + 1] = id
+      if #args >= 1000 or i == #ids then  -- bounded arguments per call
+        redis.call('ZADD', key, unpack(args))
+        args = {}
+      end
+    end
+  end
+end
+
 local function announce(event, id, version, direction, patient, status)
   redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*',
     'event', event, 'id', id, 'via', via, 'version', version,
@@ -125,9 +152,9 @@ for i = 1, n do
       version = 1, direction = direction, patient = patient, message_time = message_time,
       as_of = as_of_text, first_via = via, via = via, first_seen = now, updated = now,
       status = status }))
-    redis.call('ZADD', idx_all, 0, id)
-    if direction ~= '' then redis.call('ZADD', idx_dir, 0, id) end
-    if patient ~= '' then redis.call('ZADD', idx_patient, 0, id) end
+    index(idx_all, id)
+    if direction ~= '' then index(idx_dir, id) end
+    if patient ~= '' then index(idx_patient, id) end
     announce('created', id, 1, direction, patient, status)
   elseif same == 'unknown' then
     outcome = 'recheck'
@@ -154,14 +181,14 @@ for i = 1, n do
         first_seen = first_seen, updated = now, status = status }))
       if gone then  -- an expired record is back with a newer version: index it again
         redis.call('HDEL', msg, 'e')
-        redis.call('ZADD', idx_all, 0, id)
-        if direction ~= '' then redis.call('ZADD', idx_dir, 0, id) end
-        if patient ~= '' then redis.call('ZADD', idx_patient, 0, id) end
+        index(idx_all, id)
+        if direction ~= '' then index(idx_dir, id) end
+        if patient ~= '' then index(idx_patient, id) end
       elseif direction ~= '' and direction ~= old.direction then
-        redis.call('ZADD', idx_dir, 0, id)
+        index(idx_dir, id)
       end
       if patient ~= old.patient and not gone then
-        if patient ~= '' then redis.call('ZADD', idx_patient, 0, id) end
+        if patient ~= '' then index(idx_patient, id) end
         if old.patient ~= '' then
           moved[#moved + 1] = id
           moved[#moved + 1] = old.patient
@@ -176,6 +203,7 @@ for i = 1, n do
   counts[outcome] = counts[outcome] + 1
 end
 
+write_indexes()
 for outcome, count in pairs(counts) do
   if count > 0 and outcome ~= 'recheck' then
     redis.call('HINCRBY', stats, outcome, count)
