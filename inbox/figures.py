@@ -19,6 +19,9 @@ from inbox.store import Store
 
 #: counters named ``rejected:<reason>`` count refused webhooks by reason code
 REJECTED_PREFIX = "rejected:"
+#: counters named ``unreadable:<reason>`` count records a read met but could not open
+UNREADABLE_PREFIX = "unreadable:"
+
 
 def safe_code(value):
     """``value`` when it looks like a machine code, else ``"other"`` (keeps labels PHI-free)."""

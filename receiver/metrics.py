@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.core import GaugeMetricFamily
 
 from inbox.figures import REJECTED_PREFIX
+from inbox.figures import UNREADABLE_PREFIX
 from inbox.figures import Figures
 from inbox.figures import safe_code
 from inbox.store import Outcome
@@ -66,18 +67,16 @@ class InboxCollector:
         yield replays
 
     def _rejections(self, counters):
-        rejected = CounterMetricFamily(
+        yield _by_reason(counters, REJECTED_PREFIX, CounterMetricFamily(
             f"{PREFIX}_webhooks_rejected", "Webhook requests refused, by reason code.",
             labels=["reason"],
-        )
-        totals = {}
-        for name, value in counters.items():
-            if name.startswith(REJECTED_PREFIX):
-                reason = safe_code(name[len(REJECTED_PREFIX):])
-                totals[reason] = totals.get(reason, 0) + value
-        for reason, value in sorted(totals.items()):
-            rejected.add_metric([reason], value)
-        yield rejected
+        ))
+        yield _by_reason(counters, UNREADABLE_PREFIX, CounterMetricFamily(
+            f"{PREFIX}_records_unreadable",
+            "Stored records a mirror read could not open (key not in the ring, tampered, unsealed), "
+            "by reason code.",
+            labels=["reason"],
+        ))
 
     def _reconcile(self):
         runs = self.figures.runs(limit=1)
@@ -117,7 +116,6 @@ class InboxCollector:
             pending.add_metric([safe_code(group.name)], group.pending)
         yield from (length, dead, lag, pending)
 
-
     def _memory(self):
         memory = self.figures.memory()
         used = GaugeMetricFamily(f"{PREFIX}_redis_memory_used_bytes",
@@ -134,6 +132,18 @@ class InboxCollector:
             "1 when used memory is at or above the warning share of maxmemory.")
         warning.add_metric([], 1 if memory.warning else 0)
         yield from (used, limit, threshold, warning)
+
+
+def _by_reason(counters, prefix, family):
+    """``family`` filled from the counters named ``<prefix><reason>``."""
+    totals = {}
+    for name, value in counters.items():
+        if name.startswith(prefix):
+            reason = safe_code(name[len(prefix):])
+            totals[reason] = totals.get(reason, 0) + value
+    for reason, value in sorted(totals.items()):
+        family.add_metric([reason], value)
+    return family
 
 
 def metrics():

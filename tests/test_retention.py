@@ -241,7 +241,7 @@ def test_clock_schedules_expiry_and_a_worker_runs_it(settings, store):
         f"{settings.queue_name}-reconcile-full", f"{settings.queue_name}-reconcile-incremental"]
     configured = settings.replace(retention_days=30)
     queue = Queue(settings.queue_name, connection=Connections(settings).queue)
-    schedule.scheduler(configured, queue.connection).enqueue_jobs()
+    schedule.scheduler(configured, Connections(configured)).enqueue_jobs()
     assert [job.func_name for job in queue.get_jobs()][-1] == "worker.jobs.expire"
     queue.empty()
     old = _old_and_new(store)
