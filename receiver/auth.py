@@ -7,13 +7,12 @@ is refused, and a missing or wrong key gets the same 401 as Metriport's own API 
 import functools
 import hmac
 
-from flask import current_app
 from flask import request
 
 from inbox import audit
 from inbox.crypto import fingerprint
-from inbox.rediskeys import RedisKeys
 from receiver.errors import error_response
+from receiver.resources import resources
 
 HEADER = "x-api-key"
 
@@ -32,7 +31,7 @@ def api_key_required(view):
 
     @functools.wraps(view)
     def guarded(*args, **kwargs):
-        api_keys = current_app.extensions["inbox"]["settings"].inbox_api_keys
+        api_keys = resources().settings.inbox_api_keys
         presented = request.headers.get(HEADER)
         if not api_keys:
             return error_response(
@@ -54,7 +53,7 @@ def audit_read(action, ids=(), invalid=0):
     ``invalid`` counts requested ids the view refused (recorded as a number, never as text).
     Fails closed: when the audit entry cannot be written the read is not served (503).
     """
-    extension = current_app.extensions["inbox"]
+    shared = resources()
     who = fingerprint(request.headers[HEADER])
-    audit.record(extension["connections"].store, RedisKeys(extension["settings"].namespace), who, action,
+    audit.record(shared.connections.store, shared.redis_keys, who, action,
                  ids=ids, query=request.args, invalid=invalid)

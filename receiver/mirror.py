@@ -19,8 +19,8 @@ out, and the shared counter ``unreadable:<reason>`` counts them.
 import json
 from urllib.parse import urlencode
 
+from flask import Blueprint
 from flask import Response
-from flask import current_app
 from flask import request
 
 from inbox.errors import InvalidQuery
@@ -30,8 +30,11 @@ from inbox.store import Unreadable
 from receiver.auth import api_key_required
 from receiver.auth import audit_read
 from receiver.errors import error_response
+from receiver.resources import resources
 
 ROUTE = "/medical/v1/message"
+
+bp = Blueprint("mirror", __name__)
 DEFAULT_COUNT = 50
 MAX_COUNT = 500
 #: the SDK's list filter ``status`` (``messageStatusSchema``) and the stored codes each one selects:
@@ -68,9 +71,10 @@ def metriport_error(status, detail):
 
 
 def _store():
-    return current_app.extensions["inbox"]["store"]
+    return resources().store
 
 
+@bp.get(ROUTE)
 @api_key_required
 def list_messages():
     """``GET /medical/v1/message``: one page of messages, newest id first."""
@@ -95,6 +99,7 @@ def list_messages():
     return _unreadable(store, response, skipped)
 
 
+@bp.get(f"{ROUTE}/<message_id>")
 @api_key_required
 def get_message(message_id):
     """``GET /medical/v1/message/<id>``: ``{"communication": <resource as stored>}``.
@@ -299,5 +304,4 @@ def _count_opened(store, filters, batch=1000):
 
 
 def init_app(app):
-    app.add_url_rule(ROUTE, "mirror.list_messages", list_messages, methods=["GET"])
-    app.add_url_rule(f"{ROUTE}/<message_id>", "mirror.get_message", get_message, methods=["GET"])
+    app.register_blueprint(bp)
