@@ -22,7 +22,10 @@ from inbox.runs import Tally
 from inbox.runs import Walk
 from inbox.runs import iso
 from inbox.settings import Settings
+from inbox.signing import HEADER
+from inbox.signing import sign
 from inbox.store import Store
+from receiver import create_app
 from worker.reconcile import run as reconcile
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -71,6 +74,29 @@ def _delete_queue(settings):
     from worker.queue import purge
 
     purge(settings.queue_name, Connections(settings).queue)
+
+
+@pytest.fixture
+def app(settings):
+    """The receiver app on the test's settings (its namespace, webhook key and reader key)."""
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    """A Flask test client of ``app``."""
+    return app.test_client()
+
+
+@pytest.fixture
+def signed_post(client):
+    """``signed_post(body, key=TEST_WEBHOOK_KEY, headers=None)``: POST /webhook signed with ``key``."""
+
+    def post(body, key=TEST_WEBHOOK_KEY, headers=None):
+        signed = {HEADER: sign(key, body), "Content-Type": "application/json", **(headers or {})}
+        return client.post("/webhook", data=body, headers=signed)
+
+    return post
 
 
 @pytest.fixture
