@@ -8,8 +8,8 @@ message content.
 
 import time
 
+from flask import Blueprint
 from flask import Response
-from flask import current_app
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client import CollectorRegistry
 from prometheus_client import generate_latest
@@ -17,12 +17,16 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.core import GaugeMetricFamily
 
 from inbox.figures import REJECTED_PREFIX
+from inbox.figures import UNREADABLE_PREFIX
 from inbox.figures import Figures
 from inbox.figures import safe_code
 from inbox.store import Outcome
 from inbox.store import Via
+from receiver.resources import resources
 
 PREFIX = "metriport_inbox"
+
+bp = Blueprint("metrics", __name__)
 
 
 class InboxCollector:
@@ -66,18 +70,16 @@ class InboxCollector:
         yield replays
 
     def _rejections(self, counters):
-        rejected = CounterMetricFamily(
+        yield _by_reason(counters, REJECTED_PREFIX, CounterMetricFamily(
             f"{PREFIX}_webhooks_rejected", "Webhook requests refused, by reason code.",
             labels=["reason"],
-        )
-        totals = {}
-        for name, value in counters.items():
-            if name.startswith(REJECTED_PREFIX):
-                reason = safe_code(name[len(REJECTED_PREFIX):])
-                totals[reason] = totals.get(reason, 0) + value
-        for reason, value in sorted(totals.items()):
-            rejected.add_metric([reason], value)
-        yield rejected
+        ))
+        yield _by_reason(counters, UNREADABLE_PREFIX, CounterMetricFamily(
+            f"{PREFIX}_records_unreadable",
+            "Stored records a mirror read could not open (key not in the ring, tampered, unsealed), "
+            "by reason code.",
+            labels=["reason"],
+        ))
 
     def _reconcile(self):
         runs = self.figures.runs(limit=1)
@@ -117,7 +119,6 @@ class InboxCollector:
             pending.add_metric([safe_code(group.name)], group.pending)
         yield from (length, dead, lag, pending)
 
-
     def _memory(self):
         memory = self.figures.memory()
         used = GaugeMetricFamily(f"{PREFIX}_redis_memory_used_bytes",
@@ -136,15 +137,28 @@ class InboxCollector:
         yield from (used, limit, threshold, warning)
 
 
+def _by_reason(counters, prefix, family):
+    """``family`` filled from the counters named ``<prefix><reason>``."""
+    totals = {}
+    for name, value in counters.items():
+        if name.startswith(prefix):
+            reason = safe_code(name[len(prefix):])
+            totals[reason] = totals.get(reason, 0) + value
+    for reason, value in sorted(totals.items()):
+        family.add_metric([reason], value)
+    return family
+
+
+@bp.get("/metrics")
 def metrics():
     """The scrape answer (unauthenticated, like most exporters: it holds no PHI)."""
-    registry = current_app.extensions["inbox"]["metrics_registry"]
+    registry = resources().metrics_registry
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
 def init_app(app):
-    extension = app.extensions["inbox"]
+    shared = resources(app)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(InboxCollector(Figures(extension["settings"], client=extension["connections"].store)))
-    extension["metrics_registry"] = registry
-    app.add_url_rule("/metrics", "metrics.metrics", metrics, methods=["GET"])
+    registry.register(InboxCollector(Figures(shared.settings, client=shared.connections.store)))
+    shared.metrics_registry = registry
+    app.register_blueprint(bp)

@@ -36,7 +36,10 @@ from urllib.parse import urlunsplit
 
 from inbox.connection import connect
 from inbox.connection import translate_errors
+from inbox.errors import BudgetExhausted
 from inbox.errors import InboxError
+from inbox.errors import InvalidMode
+from inbox.errors import LockLost
 from inbox.errors import MetriportError
 from inbox.errors import StoreUnavailable
 from inbox.runs import Mode
@@ -72,8 +75,8 @@ class Reconciliation:
         try:
             mode = Mode(mode)
         except ValueError:
-            raise InboxError(
-                f"The reconcile mode must be one of {', '.join(m.value for m in Mode)}.", "invalid_mode"
+            raise InvalidMode(
+                f"The reconcile mode must be one of {', '.join(m.value for m in Mode)}."
             ) from None
         self.settings = settings
         self.mode = mode
@@ -112,7 +115,7 @@ class Reconciliation:
                     self._walk_all()
                     self._walk_again_while_asked()
         except InboxError as exc:
-            outcome = (RunOutcome.BUDGET_EXHAUSTED if exc.code == "budget_exhausted"
+            outcome = (RunOutcome.BUDGET_EXHAUSTED if isinstance(exc, BudgetExhausted)
                        else RunOutcome.FAILED)
             error = {"code": exc.code, "detail": exc.detail}
             log.warning("reconcile: %s: %s: %s", outcome.value, exc.code, exc.detail)
@@ -315,9 +318,8 @@ class Reconciliation:
         result = self.store.upsert(records, via=Via.RECONCILE, page=page)
         self.round_trips += result.round_trips
         if result.lock_lost:
-            raise InboxError(
-                "The reconciliation lock expired or was taken over; stopped to avoid two runs at once.",
-                "lock_lost",
+            raise LockLost(
+                "The reconciliation lock expired or was taken over; stopped to avoid two runs at once."
             )
         return result.counts()
 
@@ -335,9 +337,9 @@ class Reconciliation:
                 self.client.retry_webhooks()
             self.webhook = {"failed": failed, "retried": retried}
             log.info("reconcile: webhook requests failed at Metriport: %d, retry asked: %s", failed, retried)
+        except BudgetExhausted:
+            raise
         except MetriportError as exc:
-            if exc.code == "budget_exhausted":
-                raise
             self.webhook = {"error": exc.code}
             log.warning("reconcile: webhook status check failed: %s", exc.code)
 
