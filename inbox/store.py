@@ -237,19 +237,12 @@ class Store:
         return Result(outcomes=tuple(Outcome(outcome) for outcome in outcomes),
                       round_trips=round_trips)
 
-<<<<<<< HEAD
     def _call_upsert(self, records, digests, via, delivery, page):
         """One script call: the outcome words in order, or "replay" / "lock_lost"."""
-        keys = [self.keys.feed, self.keys.stats, self.keys.idx_all]
-        keys.append(self.keys.delivery(delivery.id) if delivery else self.keys.stats)
-        keys.append(self.keys.reconcile_cursor(page.direction) if page else self.keys.stats)
-        keys.append(self.keys.reconcile_lock if page else self.keys.stats)
-=======
-    def _call_upsert(self, records, digests, via, delivery):
-        """One script call: the outcome words in order, or None for a replayed delivery."""
         keys = [self.redis_keys.feed, self.redis_keys.stats, self.redis_keys.idx_all]
         keys.append(self.redis_keys.delivery(delivery.id) if delivery else self.redis_keys.stats)
->>>>>>> main
+        keys.append(self.redis_keys.reconcile_cursor(page.direction) if page else self.redis_keys.stats)
+        keys.append(self.redis_keys.reconcile_lock if page else self.redis_keys.stats)
         args = [
             via.value,
             int(time.time() * 1000),
@@ -664,46 +657,35 @@ class Store:
         with translate_errors("take the reconciliation lock"):
             return bool(self.client.set(self.redis_keys.reconcile_lock, token, nx=True, px=ttl_ms))
 
-<<<<<<< HEAD
     def lock_release(self, token, handoff=False):
         """Delete the lock if ``token`` still holds it: 1 when it did, 0 when it did not.
-=======
-    def lock_renew(self, token, ttl_ms, pipeline=None):
-        """Extend the lock if ``token`` still holds it; True when it does (queued with a pipeline)."""
-        if pipeline is not None:
-            return self._lock_renew(keys=[self.redis_keys.reconcile_lock], args=[token, ttl_ms],
-                                    client=pipeline)
-        with translate_errors("renew the reconciliation lock"):
-            return bool(self._lock_renew(keys=[self.redis_keys.reconcile_lock], args=[token, ttl_ms]))
->>>>>>> main
 
         With ``handoff``, a pending request for another walk (``request_rerun``) is taken
         instead and the lock kept: 2.
         """
         with translate_errors("release the reconciliation lock"):
-<<<<<<< HEAD
-            return int(self._lock_release(keys=[self.keys.reconcile_lock, self.keys.reconcile_again],
+            return int(self._lock_release(keys=[self.redis_keys.reconcile_lock, self.redis_keys.reconcile_again],
                                           args=[token, "handoff" if handoff else ""]))
 
     def request_rerun(self, ttl_ms):
         """Ask the run holding the lock to walk once more before it releases (``lock_release``)."""
         with translate_errors("ask for another reconcile walk"):
-            self.client.set(self.keys.reconcile_again, 1, px=ttl_ms)
+            self.client.set(self.redis_keys.reconcile_again, 1, px=ttl_ms)
 
     def clear_rerun(self):
         """Forget requests for another walk: a run that starts walking now satisfies them."""
         with translate_errors("clear reconcile requests"):
-            self.client.delete(self.keys.reconcile_again)
+            self.client.delete(self.redis_keys.reconcile_again)
 
     def claim_soon_run(self, ttl_ms):
         """True when no immediate run is queued yet and this caller now queues it (debounce)."""
         with translate_errors("debounce the immediate reconcile run"):
-            return bool(self.client.set(self.keys.reconcile_soon, 1, nx=True, px=ttl_ms))
+            return bool(self.client.set(self.redis_keys.reconcile_soon, 1, nx=True, px=ttl_ms))
 
     def clear_soon_run(self):
         """The immediate run has started (or was not queued): the next request queues another."""
         with translate_errors("clear the immediate reconcile run"):
-            self.client.delete(self.keys.reconcile_soon)
+            self.client.delete(self.redis_keys.reconcile_soon)
 
     # -- webhook bodies that could not be read (see receiver/webhook.py) -----------------------
 
@@ -713,20 +695,20 @@ class Store:
         The body is encrypted when keys are set (the id is its associated data) and never
         logged; ``unreadable:<reason>`` is counted in the same round trip.
         """
-        key = self.keys.unreadable(quarantine_id)
+        key = self.redis_keys.unreadable(quarantine_id)
         with translate_errors("keep an unreadable webhook body"):
             pipe = self.client.pipeline(transaction=False)
             pipe.hset(key, mapping={"r": self.vault.seal(quarantine_id, body), "why": reason,
                                     "at": int(time.time() * 1000)})
             pipe.expire(key, ttl_seconds)
-            pipe.hincrby(self.keys.stats, f"unreadable:{reason}", 1)
+            pipe.hincrby(self.redis_keys.stats, f"unreadable:{reason}", 1)
             pipe.execute()
 
     def quarantined(self):
         """``[(id, reason, at ms, bytes, ttl seconds)]`` of the kept bodies, oldest first."""
-        prefix = self.keys.unreadable("")
+        prefix = self.redis_keys.unreadable("")
         with translate_errors("list unreadable webhook bodies"):
-            keys = sorted(self.client.scan_iter(match=self.keys.pattern_of(prefix), count=1000))
+            keys = sorted(self.client.scan_iter(match=self.redis_keys.pattern_of(prefix), count=1000))
             pipe = self.client.pipeline(transaction=False)
             for key in keys:
                 pipe.hmget(key, "why", "at")
@@ -743,29 +725,14 @@ class Store:
     def quarantined_body(self, quarantine_id):
         """The opened body kept as ``quarantine_id``, or None when it is gone (expired)."""
         with translate_errors("read an unreadable webhook body"):
-            blob = self.client.hget(self.keys.unreadable(quarantine_id), "r")
+            blob = self.client.hget(self.redis_keys.unreadable(quarantine_id), "r")
         return None if blob is None else self.vault.open(quarantine_id, blob)
-=======
-            return bool(self._lock_release(keys=[self.redis_keys.reconcile_lock], args=[token]))
->>>>>>> main
 
     def checkpoint(self, direction):
         """The text a walk of ``direction`` saved to resume from, or None."""
         with translate_errors("read the reconcile checkpoint"):
             return self.client.get(self.redis_keys.reconcile_cursor(direction))
 
-<<<<<<< HEAD
-=======
-    def save_checkpoint(self, direction, text, ttl_ms, pipeline=None):
-        """Save ``text`` as the checkpoint of ``direction`` for ``ttl_ms``; None clears it."""
-        client = pipeline if pipeline is not None else self.client
-        with translate_errors("save the reconcile checkpoint"):
-            if text is None:
-                client.delete(self.redis_keys.reconcile_cursor(direction))
-            else:
-                client.set(self.redis_keys.reconcile_cursor(direction), text, px=ttl_ms)
-
->>>>>>> main
     def last_full_walk(self, direction):
         """When the last complete full walk of ``direction`` ended (ms), or None."""
         with translate_errors("read the reconcile state"):

@@ -82,18 +82,13 @@ def _read_body(limit):
     return body
 
 
-<<<<<<< HEAD
-def _received(inbox, event, body, delivery_id):
+def _received(shared, event, body, delivery_id):
     try:
         records, fetch_ids = events.received_messages(event)
     except InvalidMessage as exc:
         if exc.code not in UNREADABLE:
             raise
-        return _unreadable(inbox, body, delivery_id, exc.code)
-=======
-def _received(shared, event, body, delivery_id):
-    records, fetch_ids = events.received_messages(event)
->>>>>>> main
+        return _unreadable(shared, body, delivery_id, exc.code)
     requestlog.note(messages=[record.id for record in records] + fetch_ids)
     store = shared.store
     delivery = store.delivery(delivery_id, body) if delivery_id else None
@@ -111,13 +106,12 @@ def _received(shared, event, body, delivery_id):
     return summary, 202 if fetch_ids and not records else 200
 
 
-<<<<<<< HEAD
-def _unreadable(inbox, body, delivery_id, reason):
+def _unreadable(shared, body, delivery_id, reason):
     """A signed ``message.received`` whose message this service cannot find (a shape Metriport
     never documented): keep the body sealed for an operator, count it, and queue one immediate
     incremental run that stores the message from the list endpoint (debounced: while one is
     queued, a burst queues no other). 202, so Metriport does not mark the delivery failed."""
-    store, settings = inbox["store"], inbox["settings"]
+    store, settings = shared.store, shared.settings
     requestlog.set_reason(reason)
     quarantine_id = delivery_id or store.vault.digest(body)
     store.quarantine(quarantine_id, body, reason, UNREADABLE_TTL_SECONDS)
@@ -126,7 +120,7 @@ def _unreadable(inbox, body, delivery_id, reason):
     if queued:
         try:
             with translate_errors("queue an immediate reconcile run"):
-                inbox["fetch_queue"].enqueue(
+                shared.fetch_queue.enqueue(
                     RECONCILE_JOB, kwargs={"mode": "incremental", "handoff": True},
                     job_timeout=max(30, int(settings.reconcile_interval * 0.9)),
                     ttl=settings.reconcile_interval, result_ttl=3600, failure_ttl=7 * 24 * 3600)
@@ -136,10 +130,7 @@ def _unreadable(inbox, body, delivery_id, reason):
     return {"unreadable": reason, "kept": quarantine_id, "reconcile": "queued" if queued else "pending"}, 202
 
 
-def _status(inbox, event):
-=======
 def _status(shared, event):
->>>>>>> main
     message_id, status, as_of = events.status_update(event)
     requestlog.note(messages=[message_id])
     outcome = shared.store.apply_status(message_id, status, as_of, via=Via.WEBHOOK)

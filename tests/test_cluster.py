@@ -282,7 +282,7 @@ def _assert_store_equals_simulator(store, sim):
     assert store.count(store.index_key()) == len(ids)
     for stored in store.get_many(ids):
         assert stored.resource == sim.mailbox.get(stored.id)
-    created = [f[b"id"] for _, f in store.client.xrange(store.keys.feed) if f[b"event"] == b"created"]
+    created = [f[b"id"] for _, f in store.client.xrange(store.redis_keys.feed) if f[b"event"] == b"created"]
     assert sorted(created) == sorted(i.encode() for i in ids)
 
 
@@ -316,7 +316,7 @@ def test_real_reconciler_and_fetch_job_on_the_cluster(cluster_settings, client, 
 
         cut = reconcile_run(settings.replace(reconcile_request_budget=3), mode="full")
         assert (cut["outcome"], cut["pages"]) == ("budget_exhausted", 3)
-        assert client.get(Keys(settings.namespace).reconcile_cursor("inbound")) is not None
+        assert client.get(RedisKeys(settings.namespace).reconcile_cursor("inbound")) is not None
         resumed = reconcile_run(settings, mode="full")
         assert resumed["outcome"] == "completed", resumed
         assert resumed["directions"]["inbound"]["resumed"] is True
@@ -348,7 +348,7 @@ def test_real_reconciler_and_fetch_job_on_the_cluster(cluster_settings, client, 
         assert SimpleWorker([settings.queue_name], connection=queue).work(burst=True)
         assert store.get(unknown[0]).first_via == "fetch"
         _assert_store_equals_simulator(store, sim)
-        entries = [f for _, f in client.xrange(store.keys.feed)]
+        entries = [f for _, f in client.xrange(store.redis_keys.feed)]
         updated = collections.Counter(f[b"id"] for f in entries if f[b"event"] == b"updated")
         assert len(updated) == 50 and set(updated.values()) == {1}
 

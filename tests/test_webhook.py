@@ -237,7 +237,6 @@ def test_signed_but_unusable_bodies_are_400_and_store_nothing(
     assert store.stats()[f"rejected:{code}"] == 1
 
 
-<<<<<<< HEAD
 UNREADABLE = [
     (event_body("message.received"), "no_message"),
     (event_body("message.received", messages=[]), "no_message"),
@@ -290,17 +289,10 @@ def test_unreadable_body_is_sealed_when_keys_are_set(settings, redis_client):
     client = create_app(ring).test_client()
     body = event_body("message.received", payload={"subject": "CANARY-subject", "body": "x"})
     answer = post(client, body).get_json()
-    kept = Store(ring).keys.unreadable(answer["kept"])
+    kept = Store(ring).redis_keys.unreadable(answer["kept"])
     raw = redis_client.hget(kept, "r")
     assert b"CANARY" not in raw and raw[0] == 1
     assert Store(ring).quarantined_body(answer["kept"]) == body
-=======
-def test_one_bad_message_in_a_list_stores_none(store, signed_post):
-    """A list with one id-less message is refused whole: the good one is not stored either."""
-    body = event_body("message.received", messages=[message("good-1"), {"subject": "no id"}])
-    assert signed_post(body).status_code == 400
-    assert store.get("good-1") is None
->>>>>>> main
 
 
 def test_message_status_updates_a_stored_message(client, store):
