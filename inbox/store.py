@@ -699,7 +699,7 @@ class Store:
         with translate_errors("keep an unreadable webhook body"):
             pipe = self.client.pipeline(transaction=False)
             pipe.hset(key, mapping={"r": self.vault.seal(quarantine_id, body), "why": reason,
-                                    "at": int(time.time() * 1000)})
+                                    "at": int(time.time() * 1000), "n": len(body)})
             pipe.expire(key, ttl_seconds)
             pipe.hincrby(self.redis_keys.stats, f"unreadable:{reason}", 1)
             pipe.execute()
@@ -711,15 +711,14 @@ class Store:
             keys = sorted(self.client.scan_iter(match=self.redis_keys.pattern_of(prefix), count=1000))
             pipe = self.client.pipeline(transaction=False)
             for key in keys:
-                pipe.hmget(key, "why", "at")
-                pipe.hstrlen(key, "r")
+                pipe.hmget(key, "why", "at", "n")
                 pipe.ttl(key)
             rows = pipe.execute()
         found = []
         for index, key in enumerate(keys):
-            (why, at), size, ttl = rows[3 * index:3 * index + 3]
+            (why, at, size), ttl = rows[2 * index:2 * index + 2]
             if why is not None:
-                found.append((key.decode()[len(prefix):], why.decode(), int(at), size, ttl))
+                found.append((key.decode()[len(prefix):], why.decode(), int(at), int(size), ttl))
         return sorted(found, key=lambda row: row[2])
 
     def quarantined_body(self, quarantine_id):
