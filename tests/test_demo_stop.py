@@ -13,7 +13,7 @@ import redis
 from chaos.harness import alive
 from chaos.harness import descendants
 from chaos.harness import wait_until
-from inbox.embedded import EmbeddedRedis
+from cli.dev.embedded import EmbeddedRedis
 
 DEMO = [sys.executable, "-c", "from cli import main; main()", "demo", "--messages", "3000"]
 
