@@ -80,26 +80,27 @@ def encryption_warning(settings):
 class Vault:
     """Seals and opens resources and computes their digests for one key ring."""
 
-    def __init__(self, keys=()):
-        self.keys = tuple(keys)
+    def __init__(self, ring=()):
+        #: ``(kid, 32-byte key)`` pairs, the current encryption key first
+        self.ring = tuple(ring)
         self._aead = {}
-        if self.keys:
+        if self.ring:
             # cryptography is imported only for a ring with keys: a command that stores nothing
             # encrypted (``reconcile --once`` without keys) starts ~30 ms sooner
             from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-            self._aead = {kid: AESGCM(key) for kid, key in self.keys}
+            self._aead = {kid: AESGCM(key) for kid, key in self.ring}
         self._digest_keys = tuple(
-            hmac.new(key, _DIGEST_CONTEXT, hashlib.sha256).digest() for _, key in self.keys
+            hmac.new(key, _DIGEST_CONTEXT, hashlib.sha256).digest() for _, key in self.ring
         )
 
     @property
     def enabled(self):
-        return bool(self.keys)
+        return bool(self.ring)
 
     @property
     def current_kid(self):
-        return self.keys[0][0] if self.keys else None
+        return self.ring[0][0] if self.ring else None
 
     def digests(self, data, version):
         """Tagged digests ``<version>[.<kid>]:<hex>`` of ``data``, one per ring key, current first.
@@ -112,7 +113,7 @@ class Vault:
             return [f"{version}:{hashlib.sha256(data).hexdigest()[:32]}"]
         return [
             f"{version}.{kid}:{hmac.new(key, data, hashlib.sha256).hexdigest()[:32]}"
-            for (kid, _), key in zip(self.keys, self._digest_keys)
+            for (kid, _), key in zip(self.ring, self._digest_keys)
         ]
 
     def digest(self, data):
@@ -130,7 +131,7 @@ class Vault:
 
         Without keys, the plaintext marked as written unencrypted (``FORMAT_PLAIN``).
         """
-        if not self.keys:
+        if not self.ring:
             return bytes((FORMAT_PLAIN,)) + plaintext
         kid = self.current_kid.encode("ascii")
         nonce = os.urandom(_NONCE_BYTES)
@@ -146,7 +147,7 @@ class Vault:
         if blob and blob[0] == FORMAT_PLAIN:
             return blob[1:]
         if not blob or blob[0] != FORMAT_VERSION:
-            if self.keys:
+            if self.ring:
                 raise DecryptionError(
                     f"Message {message_id} is stored unsealed without the mark of an unencrypted "
                     "write; it is not served while encryption is on.",

@@ -12,7 +12,7 @@ import redis
 from inbox.connection import Connections
 from inbox.connection import translate_errors
 from inbox.feed import Feed
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.normalize import valid_code
 from inbox.runs import RunLog
 from inbox.store import Store
@@ -73,7 +73,7 @@ def read_memory(client, settings):
     of its slot: every key of a namespace lives there)."""
     with translate_errors("read memory figures"):
         if isinstance(client, redis.RedisCluster):
-            node = client.get_node_from_key(Keys(settings.namespace).stats)
+            node = client.get_node_from_key(RedisKeys(settings.namespace).stats)
             info = client.info("memory", target_nodes=node)
             if "used_memory" not in info:
                 info = next(iter(info.values()))

@@ -8,6 +8,7 @@ A malformed value raises ``ConfigError`` with one sentence naming the variable.
 import base64
 import binascii
 import dataclasses
+import enum
 import os
 import re
 from urllib.parse import urlsplit
@@ -21,7 +22,17 @@ from inbox.errors import ConfigError
 #: ``redis+sentinel://[[user]:password@]host:port[,host:port...]/<master-name>[/db]``.
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "redis+sentinel")
 CLUSTER_SCHEME = "redis+cluster"
-DIRECTIONS = ("inbound", "outbound")
+
+
+class Direction(enum.StrEnum):
+    """Which way a message went, as Metriport names it (its List Messages filter)."""
+
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+#: every direction, inbound first; its members compare equal to their plain strings
+DIRECTIONS = tuple(Direction)
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 #: a key id of the encryption key ring
 KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,16}")  # matched with fullmatch

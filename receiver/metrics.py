@@ -8,8 +8,8 @@ message content.
 
 import time
 
+from flask import Blueprint
 from flask import Response
-from flask import current_app
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client import CollectorRegistry
 from prometheus_client import generate_latest
@@ -22,8 +22,11 @@ from inbox.figures import Figures
 from inbox.figures import safe_code
 from inbox.store import Outcome
 from inbox.store import Via
+from receiver.resources import resources
 
 PREFIX = "metriport_inbox"
+
+bp = Blueprint("metrics", __name__)
 
 
 class InboxCollector:
@@ -146,15 +149,16 @@ def _by_reason(counters, prefix, family):
     return family
 
 
+@bp.get("/metrics")
 def metrics():
     """The scrape answer (unauthenticated, like most exporters: it holds no PHI)."""
-    registry = current_app.extensions["inbox"]["metrics_registry"]
+    registry = resources().metrics_registry
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
 def init_app(app):
-    extension = app.extensions["inbox"]
+    shared = resources(app)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(InboxCollector(Figures(extension["settings"], client=extension["connections"].store)))
-    extension["metrics_registry"] = registry
-    app.add_url_rule("/metrics", "metrics.metrics", metrics, methods=["GET"])
+    registry.register(InboxCollector(Figures(shared.settings, client=shared.connections.store)))
+    shared.metrics_registry = registry
+    app.register_blueprint(bp)

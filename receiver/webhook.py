@@ -9,7 +9,6 @@ store in the same atomic call.
 
 
 from flask import Blueprint
-from flask import current_app
 from flask import request
 from rq import Queue
 from werkzeug.exceptions import LengthRequired
@@ -24,6 +23,7 @@ from inbox.store import Result
 from inbox.store import Via
 from receiver import events
 from receiver import requestlog
+from receiver.resources import resources
 
 #: the worker's job that reads one message from Metriport's API and stores it
 FETCH_JOB = "worker.jobs.fetch_message"
@@ -34,8 +34,8 @@ bp = Blueprint("webhook", __name__)
 @bp.post("/webhook")
 def receive():
     """Take one Metriport delivery; 2xx only once it is stored (or its fetch is queued)."""
-    inbox = current_app.extensions["inbox"]
-    settings, store = inbox["settings"], inbox["store"]
+    shared = resources()
+    settings = shared.settings
     body = _read_body(settings.webhook_max_bytes)
     verify(settings.webhook_keys, body, request.headers.get(HEADER))
     event = events.parse(body)
@@ -45,12 +45,12 @@ def receive():
     if kind == "ping":
         return {"pong": event.get("ping")}
     if kind == "message.received":
-        return _received(inbox, event, body, delivery_id)
+        return _received(shared, event, body, delivery_id)
     if kind == "message.status":
-        return _status(inbox, event)
+        return _status(shared, event)
     # medical.*, patient.* ... share the account's single URL: acknowledge, count, nothing else.
     label = events.type_label(kind)
-    store.count_event(f"event:{label}")
+    shared.store.count_event(f"event:{label}")
     return {"ignored": label}
 
 
@@ -74,10 +74,10 @@ def _read_body(limit):
     return body
 
 
-def _received(inbox, event, body, delivery_id):
+def _received(shared, event, body, delivery_id):
     records, fetch_ids = events.received_messages(event)
     requestlog.note(messages=[record.id for record in records] + fetch_ids)
-    store = inbox["store"]
+    store = shared.store
     delivery = store.delivery(delivery_id, body) if delivery_id else None
     if fetch_ids and delivery and store.replayed(delivery):
         # A replay does no work: its fetches were queued when the delivery was first taken.
@@ -85,29 +85,29 @@ def _received(inbox, event, body, delivery_id):
         return {**Result().counts(), "fetching": 0, "replay": True}, 200
     # Queue fetches before the ledger records the delivery: a lost enqueue is then retried
     # with the delivery instead of being hidden as a replay.
-    _enqueue_fetches(inbox, fetch_ids)
+    _enqueue_fetches(shared, fetch_ids)
     result = Result()
     if records or delivery:
-        result = inbox["store"].upsert(records, Via.WEBHOOK, delivery=delivery)
+        result = shared.store.upsert(records, Via.WEBHOOK, delivery=delivery)
     summary = {**result.counts(), "fetching": len(fetch_ids), "replay": result.replay}
     return summary, 202 if fetch_ids and not records else 200
 
 
-def _status(inbox, event):
+def _status(shared, event):
     message_id, status, as_of = events.status_update(event)
     requestlog.note(messages=[message_id])
-    outcome = inbox["store"].apply_status(message_id, status, as_of, via=Via.WEBHOOK)
+    outcome = shared.store.apply_status(message_id, status, as_of, via=Via.WEBHOOK)
     if outcome is None:
-        _enqueue_fetches(inbox, [message_id])
+        _enqueue_fetches(shared, [message_id])
         return {**Result().counts(), "fetching": 1, "replay": False}, 202
     return {**Result(outcomes=(outcome,)).counts(), "fetching": 0, "replay": False}
 
 
-def _enqueue_fetches(inbox, message_ids):
+def _enqueue_fetches(shared, message_ids):
     """Queue the worker's fetch job for each id (ids only, never content), in one pipeline."""
     if not message_ids:
         return
-    queue = inbox["fetch_queue"]
+    queue = shared.fetch_queue
     jobs = [Queue.prepare_data(FETCH_JOB, (message_id,)) for message_id in message_ids]
     with translate_errors("queue a message fetch"):
         queue.enqueue_many(jobs)
@@ -119,7 +119,7 @@ def _count_rejection(response):
     reason = requestlog.reason()
     if 400 <= response.status_code < 500 and reason:
         try:
-            current_app.extensions["inbox"]["store"].count_event(f"rejected:{reason}")
+            resources().store.count_event(f"rejected:{reason}")
         except StoreUnavailable:
             pass
     return response
@@ -127,11 +127,11 @@ def _count_rejection(response):
 
 def init_app(app):
     """Mount POST /webhook; refuse to build an app that could verify nothing."""
-    inbox = app.extensions["inbox"]
-    if not inbox["settings"].webhook_keys:
+    shared = resources(app)
+    if not shared.settings.webhook_keys:
         raise ConfigError(
             "METRIPORT_WEBHOOK_KEY is not set: the webhook cannot verify Metriport's signature "
             "(copy the key from the Metriport dashboard, Developers page)."
         )
-    inbox["fetch_queue"] = Queue(inbox["settings"].queue_name, connection=inbox["connections"].queue)
+    shared.fetch_queue = Queue(shared.settings.queue_name, connection=shared.connections.queue)
     app.register_blueprint(bp)

@@ -17,15 +17,15 @@ import pytest
 import requests
 from rq import Queue
 
+from cli.dev.embedded import free_port
 from conftest import TEST_WEBHOOK_KEY
 from inbox.connection import Connections
-from inbox.embedded import free_port
-from inbox.feed import check_position
 from inbox.errors import InvalidPosition
-from inbox.keys import Keys
+from inbox.feed import check_position
 from inbox.normalize import valid_code
 from inbox.normalize import valid_id
 from inbox.normalize import valid_status
+from inbox.rediskeys import RedisKeys
 from inbox.settings import Settings
 from inbox.store import Store
 from receiver.webhook import FETCH_JOB
@@ -57,7 +57,7 @@ def served(redis_url, tmp_path_factory):
             yield f"http://127.0.0.1:{port}", settings
     finally:
         client = Connections(settings).store
-        for key in client.scan_iter(match=Keys(settings.namespace).pattern(), count=1000):
+        for key in client.scan_iter(match=RedisKeys(settings.namespace).pattern(), count=1000):
             client.delete(key)
         queue = Queue(settings.queue_name, connection=Connections(settings).queue)
         queue.delete(delete_jobs=True)
@@ -70,7 +70,7 @@ def post(base, body):
 def namespace_text(settings):
     """Every key name, counter name and feed field of the namespace, as one list of strings."""
     client = Connections(settings).store
-    keys = Keys(settings.namespace)
+    keys = RedisKeys(settings.namespace)
     found = [k.decode() for k in client.scan_iter(match=keys.pattern(), count=1000)]
     found += [k.decode() for k in client.hkeys(keys.stats)]
     for _, fields in client.xrange(keys.feed):
@@ -193,7 +193,7 @@ def cli(settings, *args):
 def test_a_reader_cannot_forge_audit_lines_or_ids(served):
     """A 404 whose id holds a newline and a fake entry; ids with commas; ESC sequences."""
     base, settings = served
-    Connections(settings).store.delete(Keys(settings.namespace).audit)
+    Connections(settings).store.delete(RedisKeys(settings.namespace).audit)
     forged = "x%0A2026-11-29T12:00:00.000Z%20deadbeef0000%20message.get%20n=1%20dup-1"
     for path in (forged, "dup-1,dup-2", "%1B%5B2J%1B%5D0;pwned%07"):
         response = requests.get(f"{base}/medical/v1/message/{path}", headers=READER, timeout=10)
@@ -215,7 +215,7 @@ def test_audit_and_tail_escape_control_characters_whatever_the_stream_holds(serv
     """Entries written by anything (an older version, a hand edit) still cannot drive the terminal."""
     _, settings = served
     client = Connections(settings).store
-    keys = Keys(settings.namespace)
+    keys = RedisKeys(settings.namespace)
     client.xadd(keys.audit, {"who": "0123456789ab", "action": "message.get\x1b[2J",
                              "ids": "m-1\x1b]0;title\x07", "n": 1,
                              "query": json.dumps({"patientId": "p\x9b31m", "destination": "a b=c"})})

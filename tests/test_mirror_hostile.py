@@ -78,7 +78,7 @@ def test_an_unsealed_blob_is_served_only_when_written_unencrypted_and_rekey_ends
     put(settings, "inbound", communication(1), communication(2))  # no keys: marked unencrypted
     encrypted = settings.replace(encryption_keys=NEW)
     store = Store(encrypted)
-    store.client.hset(store.keys.msg("m-02"), "r",
+    store.client.hset(store.redis_keys.msg("m-02"), "r",
                       b'{"resourceType":"Communication","id":"m-02","status":"completed","note":"forged"}')
     client = create_app(encrypted).test_client()
 
@@ -90,16 +90,15 @@ def test_an_unsealed_blob_is_served_only_when_written_unencrypted_and_rekey_ends
 
     progress = rekey(store)
     assert progress.resealed == 1 and progress.failed == [("m-02", "decrypt_unsealed")]
-    assert store.client.hget(store.keys.msg("m-01"), "r")[0] == 1  # sealed now
+    assert store.client.hget(store.redis_keys.msg("m-01"), "r")[0] == 1  # sealed now
     assert client.get("/medical/v1/message/m-01", headers=KEY).get_json()["communication"]["id"] == "m-01"
 
 
-def test_every_sdk_filter_is_honoured_and_carried_in_the_links(settings):
+def test_every_sdk_filter_is_honoured_and_carried_in_the_links(settings, client):
     put(settings, "inbound", communication(1), communication(2, status="in-progress"),
         communication(3, destination="other@direct.example.org"), communication(4, patient="p-9"))
     put(settings, "outbound", dto(5), dto(6, status="failed"), dto(7, status="completed"),
         dto(8, destination="other@direct.example.org"))
-    client = create_app(settings).test_client()
 
     assert ids_of(listed(client, "status=completed")) == ["m-07", "m-04", "m-03", "m-01"]
     assert ids_of(listed(client, "status=processing")) == ["m-08", "m-05", "m-02"]
@@ -139,8 +138,8 @@ def test_every_sdk_filter_is_honoured_and_carried_in_the_links(settings):
     ("destination=a%0Ab", "destination must be 1-255 printable characters."),
     ("fromItem=m-1%0A", "fromItem must be a message id."),
 ])
-def test_a_filter_value_outside_its_domain_is_a_metriport_400(settings, query, detail):
-    response = create_app(settings).test_client().get(f"/medical/v1/message?{query}", headers=KEY)
+def test_a_filter_value_outside_its_domain_is_a_metriport_400(query, detail, client):
+    response = client.get(f"/medical/v1/message?{query}", headers=KEY)
     assert response.status_code == 400
     assert response.get_json() == {"status": 400, "name": "BAD_REQUEST",
                                    "title": "Missing or invalid parameters", "detail": detail}

@@ -12,12 +12,12 @@ import time
 
 import pytest
 
+from cli.dev.embedded import EmbeddedRedis
 from inbox.connection import Connections
-from inbox.embedded import EmbeddedRedis
 from inbox.errors import ConfigError
 from inbox.feed import Consumer
-from inbox.keys import Keys
 from inbox.normalize import normalize
+from inbox.rediskeys import RedisKeys
 from inbox.retention import DAY_MS
 from inbox.retention import expire
 from inbox.store import Outcome
@@ -83,7 +83,7 @@ def _age(resource):
 
 
 def _feed(client, settings):
-    rows = client.xrange(Keys(settings.namespace).feed)
+    rows = client.xrange(RedisKeys(settings.namespace).feed)
     return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in rows]
 
 
@@ -276,7 +276,7 @@ def test_a_tombstone_is_small_and_keeps_the_history(settings, store, redis_clien
     sent = iso(int(time.time() * 1000) - 40 * DAY_MS)
     store.upsert([normalize(message(f"t-{i}", sentAt=sent, updatedAt=sent)) for i in (1, 2)],
                  via=Via.WEBHOOK)
-    keys = Keys(settings.namespace)
+    keys = RedisKeys(settings.namespace)
     redis_client.hset(keys.msg("t-2"), "x", "1|created|webhook|1|completed")  # a history field
     assert expire(store, retention_days=30).expired == 2
     plain = redis_client.hgetall(keys.msg("t-1"))

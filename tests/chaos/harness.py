@@ -17,7 +17,7 @@ import time
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from inbox.embedded import free_port
+from cli.dev.embedded import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent
@@ -217,7 +217,7 @@ def summary_of(process):
 
 def feed_events(store):
     """Counter of (event, message id) over every entry of the feed."""
-    entries = store.client.xrange(store.keys.feed, "-", "+")
+    entries = store.client.xrange(store.redis_keys.feed, "-", "+")
     return collections.Counter(
         (fields[b"event"].decode(), fields[b"id"].decode()) for _, fields in entries
     )

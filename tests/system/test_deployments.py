@@ -101,12 +101,12 @@ def _operate(deployment, sim):
     _converge(deployment, sim)
 
     # encryption on, then rotated, while the clock runs: not one feed entry
-    entries = deployment.store.client.xlen(deployment.store.keys.feed)
+    entries = deployment.store.client.xlen(deployment.store.redis_keys.feed)
     first = keygen("k1")
     _switch_keys(deployment, first)
     second = keygen("k2")
     _switch_keys(deployment, f"{second},{first}")
-    assert deployment.store.client.xlen(deployment.store.keys.feed) == entries
+    assert deployment.store.client.xlen(deployment.store.redis_keys.feed) == entries
     _converge(deployment, sim)
 
     # the store's Redis full: 503 store_full and not ready, then room made, then retried
@@ -127,8 +127,7 @@ def _kill_worker_mid_walk(deployment):
     """kill -9 the worker (and its work horse) once a walk has saved a checkpoint; the operator
     starts a new one and frees the dead run's lock instead of waiting for its expiry."""
     store = deployment.store
-    wait_until(lambda: any(store.checkpoint(d) for d in ("inbound", "outbound")), timeout=60,
-               interval=0.01, what="a walk in progress")
+    _wait_mid_walk(store)
     worker = deployment.running.pop("worker")
     below = descendants(worker.pid)
     kill9(worker.pid)
@@ -138,8 +137,14 @@ def _kill_worker_mid_walk(deployment):
     assert worker.popen.returncode == -signal.SIGKILL
     wait_until(lambda: not [pid for pid in below if alive(pid)], timeout=10,
                what="the work horse to die")
-    store.client.delete(store.keys.reconcile_lock)
+    store.client.delete(store.redis_keys.reconcile_lock)
     deployment.start("worker")
+
+
+def _wait_mid_walk(store):
+    """Until a walk has stored a page and checkpointed the next one."""
+    wait_until(lambda: any(store.checkpoint(d) for d in ("inbound", "outbound")), timeout=60,
+               interval=0.01, what="a walk in progress")
 
 
 def _runs_started_after(deployment, moment):
