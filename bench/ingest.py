@@ -39,11 +39,11 @@ import uuid
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from inbox import processes  # noqa: E402
+from cli.dev import processes  # noqa: E402
+from cli.dev.embedded import EmbeddedRedis  # noqa: E402
+from cli.dev.embedded import free_port  # noqa: E402
 from inbox.connection import connect  # noqa: E402
 from inbox.crypto import keygen  # noqa: E402
-from inbox.embedded import EmbeddedRedis  # noqa: E402
-from inbox.embedded import free_port  # noqa: E402
 from inbox.rediskeys import RedisKeys  # noqa: E402
 from inbox.signing import sign  # noqa: E402
 

@@ -21,17 +21,17 @@ import redis
 from rq import SimpleWorker
 from werkzeug.serving import make_server
 
+from cli.dev.embedded import EmbeddedCluster
 from conftest import TEST_WEBHOOK_KEY
 from conftest import _delete_queue
 from conftest import fixture_json
 from conftest import reconcile_summary as reconcile_run
 from inbox.connection import Connections
 from inbox.connection import connect
-from inbox.embedded import EmbeddedCluster
 from inbox.errors import ConfigError
 from inbox.errors import StoreUnavailable
-from inbox.rediskeys import RedisKeys
 from inbox.normalize import normalize
+from inbox.rediskeys import RedisKeys
 from inbox.settings import Settings
 from inbox.store import Outcome
 from inbox.store import Store
