@@ -5,7 +5,6 @@ commands never pay for requests or RQ, and nothing here imports Flask.
 """
 
 import json
-import logging
 import sys
 
 import click
@@ -17,12 +16,12 @@ from cli.environment import warn_if_unencrypted
 EXIT_STATUS = {"completed": 0, "failed": 1, "budget_exhausted": 3, "skipped": 4}
 
 
-def _log_to_stderr(level=logging.INFO):
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    logger = logging.getLogger("worker")
-    logger.addHandler(handler)
-    logger.setLevel(level)
+def _log_to_stderr():
+    """JSON lines on stderr through the project's one logging configuration (RQ's own too:
+    with a handler on the root logger, RQ adds none of its own)."""
+    from inbox import logs
+
+    logs.configure()
 
 
 @click.command()

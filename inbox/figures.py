@@ -19,6 +19,8 @@ OUTCOMES = ("created", "updated", "duplicate", "stale")
 CHANNELS = ("webhook", "reconcile", "fetch")
 #: counters named ``rejected:<reason>`` count refused webhooks by reason code
 REJECTED_PREFIX = "rejected:"
+#: counters named ``runs:<outcome>`` count reconcile runs by outcome
+RUNS_PREFIX = "runs:"
 #: a run record counts as a success when its outcome is one of these
 SUCCESS_OUTCOMES = frozenset({"ok", "success", "succeeded", "completed", "complete", "done"})
 

@@ -15,7 +15,9 @@ import time
 from inbox.connection import Connections
 from inbox.connection import translate_errors
 from inbox.crypto import Vault
+from inbox.errors import DecryptionError
 from inbox.errors import InvalidMessage
+from inbox.errors import StoreUnavailable
 from inbox.keys import Keys
 from inbox.normalize import status_code
 
@@ -178,7 +180,51 @@ class Store:
             for message_id in message_ids:
                 pipe.hgetall(self.keys.msg(message_id))
             rows = pipe.execute()
-        return [self._stored(i, row) if row else None for i, row in zip(message_ids, rows)]
+        stored = []
+        for message_id, row in zip(message_ids, rows):
+            try:
+                stored.append(self._stored(message_id, row) if row else None)
+            except DecryptionError:
+                self._note_unreadable(message_id)
+                raise
+        return stored
+
+    def _note_unreadable(self, message_id):
+        """Remember a record that failed to open, for the console and metrics (best effort)."""
+        try:
+            with translate_errors("note an unreadable record"):
+                self.client.sadd(self.keys.unreadable, message_id)
+        except StoreUnavailable:
+            pass
+
+    def unreadable(self, limit=1000):
+        """Ids of records that failed to open and still do (each one tried again now).
+
+        Reads add ids as they fail (``get_many``); a record since rewritten, resealed by ``rekey``
+        or deleted is dropped from the set here, so the count heals by itself.
+        """
+        with translate_errors("read unreadable records"):
+            _, members = self.client.sscan(self.keys.unreadable, 0, count=limit)
+            ids = sorted(m.decode() for m in members)[:limit]
+            pipe = self.client.pipeline(transaction=False)
+            for message_id in ids:
+                pipe.hget(self.keys.msg(message_id), "r")
+            blobs = pipe.execute()
+        still, healed = [], []
+        for message_id, blob in zip(ids, blobs):
+            try:
+                if blob is None:
+                    raise LookupError
+                self.vault.open(message_id, blob)
+                healed.append(message_id)
+            except DecryptionError:
+                still.append(message_id)
+            except LookupError:
+                healed.append(message_id)
+        if healed:
+            with translate_errors("update unreadable records"):
+                self.client.srem(self.keys.unreadable, *healed)
+        return still
 
     def routing_many(self, message_ids):
         """``(direction, patient)`` of each message, None where unknown, without opening resources.

@@ -1,47 +1,104 @@
-"""``GET /metrics``: Prometheus text, computed from Redis at scrape time.
+"""``GET /metrics``: Prometheus text; answers 200 even while Redis is down (``redis_up 0``).
 
-Each gunicorn worker and the RQ worker increment the shared ``{ns}:stats`` hash, so a custom
-collector that reads it (instead of per-process ``prometheus_client`` counters) reports the same
-totals whichever worker answers the scrape. Labels are codes and group names only, never ids or
-message content.
+Two kinds of figures:
+
+- per-process ones measured where the request is served: request counts by route, method and
+  status, and the webhook latency histogram. Under gunicorn they use prometheus_client's
+  multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by ``receiver/gunicorn.conf.py``), so any
+  worker answering the scrape reports the sum over all workers;
+- shared ones read from Redis at scrape time (the ``{ns}:stats`` counters every process
+  increments, the reconcile runs, the feed, the job queue, the persistence check), the same
+  whichever process answers. Redis is pinged first on a short timeout: when it does not answer,
+  only ``redis_up 0`` and the Redis-free figures are reported, so alerts can fire on it.
+
+Labels are codes, routes and group names only, never ids or message content. ``process_*``
+describes the process that answered.
 """
 
+import os
 import time
 
 from flask import Response
 from flask import current_app
+from flask import g
+from flask import request
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client import CollectorRegistry
+from prometheus_client import Counter
+from prometheus_client import Histogram
+from prometheus_client import ProcessCollector
 from prometheus_client import generate_latest
+from prometheus_client import multiprocess
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.core import GaugeMetricFamily
 
+from inbox import persistence
+from inbox.connection import translate_errors
+from inbox.errors import StoreUnavailable
 from inbox.figures import CHANNELS
 from inbox.figures import OUTCOMES
 from inbox.figures import REJECTED_PREFIX
+from inbox.figures import RUNS_PREFIX
 from inbox.figures import Figures
 from inbox.figures import safe_code
+from inbox.jobs import Jobs
+from inbox.store import Store
 
 PREFIX = "metriport_inbox"
+
+#: not registered globally: each app's scrape registry adds them (or reads the multiprocess files)
+REQUESTS = Counter(
+    f"{PREFIX}_http_requests", "HTTP requests answered, by route, method and status.",
+    ["route", "method", "status"], registry=None,
+)
+WEBHOOK_SECONDS = Histogram(
+    f"{PREFIX}_webhook_duration_seconds", "Time to answer POST /webhook (Metriport waits 4 s).",
+    ["status"], registry=None,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0),
+)
 
 
 class InboxCollector:
     """A ``prometheus_client`` collector over the shared figures of one namespace."""
 
-    def __init__(self, figures):
-        self.figures = figures
+    def __init__(self, settings, connections, ping_client):
+        self.settings = settings
+        self.figures = Figures(settings, client=connections.store)
+        self.store = Store(settings, client=connections.store)
+        self.jobs = Jobs(settings, connections.queue)
+        self.ping_client = ping_client
 
     def collect(self):
-        counters = self.figures.counters()
-        yield from self._messages(counters)
-        yield from self._rejections(counters)
-        yield from self._reconcile()
-        yield from self._feed()
+        up = GaugeMetricFamily(f"{PREFIX}_redis_up", "1 when the store's Redis answers a ping.")
+        try:
+            with translate_errors("ping for metrics"):
+                self.ping_client.ping()
+            # gathered before the first yield: an outage half-way still gives a whole answer
+            families = list(self._from_redis())
+        except StoreUnavailable:
+            families = []
+        up.add_metric([], 1 if families else 0)
+        yield up
+        yield from families
         encryption = GaugeMetricFamily(
             f"{PREFIX}_encryption_enabled", "1 when records are encrypted at rest."
         )
-        encryption.add_metric([], 1 if self.figures.settings.encryption_on else 0)
+        encryption.add_metric([], 1 if self.settings.encryption_on else 0)
         yield encryption
+
+    def _from_redis(self):
+        counters = self.figures.counters()
+        yield from self._messages(counters)
+        yield from self._rejections(counters)
+        yield from self._reconcile(counters)
+        yield from self._feed()
+        yield from self._jobs()
+        yield from self._persistence()
+        unreadable = GaugeMetricFamily(
+            f"{PREFIX}_unreadable_records", "Stored records that failed to open (wrong key, tampered)."
+        )
+        unreadable.add_metric([], len(self.store.unreadable()))
+        yield unreadable
 
     def _messages(self, counters):
         messages = CounterMetricFamily(
@@ -64,26 +121,20 @@ class InboxCollector:
         yield replays
 
     def _rejections(self, counters):
-        rejected = CounterMetricFamily(
-            f"{PREFIX}_webhooks_rejected", "Webhook requests refused, by reason code.",
-            labels=["reason"],
+        yield _by_prefix(
+            counters, REJECTED_PREFIX, f"{PREFIX}_webhooks_rejected",
+            "Webhook requests refused, by reason code.", "reason",
         )
-        totals = {}
-        for name, value in counters.items():
-            if name.startswith(REJECTED_PREFIX):
-                reason = safe_code(name[len(REJECTED_PREFIX):])
-                totals[reason] = totals.get(reason, 0) + value
-        for reason, value in sorted(totals.items()):
-            rejected.add_metric([reason], value)
-        yield rejected
 
-    def _reconcile(self):
+    def _reconcile(self, counters):
+        yield _by_prefix(
+            counters, RUNS_PREFIX, f"{PREFIX}_reconcile_runs", "Reconcile runs, by outcome.", "outcome"
+        )
         runs = self.figures.runs(limit=1)
         last = runs[0] if runs else None
         success = GaugeMetricFamily(
             f"{PREFIX}_reconcile_last_run_success",
             "1 when the last reconcile run succeeded, 0 when it failed (absent before any run).",
-            labels=["outcome"],
         )
         finished = GaugeMetricFamily(
             f"{PREFIX}_reconcile_last_run_timestamp_seconds", "When the last reconcile run ended."
@@ -92,7 +143,7 @@ class InboxCollector:
             f"{PREFIX}_reconcile_last_run_age_seconds", "Seconds since the last reconcile run ended."
         )
         if last is not None:
-            success.add_metric([last.outcome], 1 if last.ok else 0)
+            success.add_metric([], 1 if last.ok else 0)
             if last.finished is not None:
                 finished.add_metric([], last.finished)
                 age.add_metric([], max(0.0, time.time() - last.finished))
@@ -116,6 +167,53 @@ class InboxCollector:
             pending.add_metric([safe_code(group.name)], group.pending)
         yield from (length, dead, lag, pending)
 
+    def _jobs(self):
+        depth = GaugeMetricFamily(f"{PREFIX}_queue_depth", "Jobs waiting in the RQ queue.")
+        depth.add_metric([], self.jobs.depth())
+        failed = GaugeMetricFamily(f"{PREFIX}_jobs_failed", "Jobs in the RQ failed registry.")
+        failed.add_metric([], self.jobs.failed_count())
+        yield from (depth, failed)
+
+    def _persistence(self):
+        check = persistence.check(self.store.client)
+        ok = GaugeMetricFamily(
+            f"{PREFIX}_redis_persistence_ok",
+            "1 when AOF is on, appendfsync is not no and maxmemory-policy does not evict.",
+        )
+        ok.add_metric([], 1 if check.ok else 0)
+        used = GaugeMetricFamily(f"{PREFIX}_redis_memory_used_bytes", "Redis used_memory.")
+        used.add_metric([], check.used_memory)
+        limit = GaugeMetricFamily(f"{PREFIX}_redis_maxmemory_bytes", "Redis maxmemory (0: no limit).")
+        limit.add_metric([], check.maxmemory)
+        yield from (ok, used, limit)
+
+
+def _by_prefix(counters, prefix, name, documentation, label):
+    """A counter family from the ``<prefix><code>`` counters, one sample per safe code."""
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    totals = {}
+    for counter, value in counters.items():
+        if counter.startswith(prefix):
+            code = safe_code(counter[len(prefix):])
+            totals[code] = totals.get(code, 0) + value
+    for code, value in sorted(totals.items()):
+        family.add_metric([code], value)
+    return family
+
+
+def _start():
+    g.metrics_started = time.perf_counter()
+
+
+def _observe(response):
+    """Count the answer and time the webhook (route templates only: never an id from a path)."""
+    route = request.url_rule.rule if request.url_rule else "unmatched"
+    status = str(response.status_code)
+    REQUESTS.labels(route, request.method, status).inc()
+    if route == "/webhook" and "metrics_started" in g:
+        WEBHOOK_SECONDS.labels(status).observe(time.perf_counter() - g.metrics_started)
+    return response
+
 
 def metrics():
     """The scrape answer (unauthenticated, like most exporters: it holds no PHI)."""
@@ -126,6 +224,16 @@ def metrics():
 def init_app(app):
     extension = app.extensions["inbox"]
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(InboxCollector(Figures(extension["settings"], client=extension["connections"].store)))
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(REQUESTS)
+        registry.register(WEBHOOK_SECONDS)
+    ProcessCollector(registry=registry)
+    registry.register(InboxCollector(
+        extension["settings"], extension["connections"], extension["readiness_client"]
+    ))
     extension["metrics_registry"] = registry
+    app.before_request(_start)
+    app.after_request(_observe)
     app.add_url_rule("/metrics", "metrics.metrics", metrics, methods=["GET"])

@@ -2,9 +2,9 @@
 
 One straight-line view, after pypi/warehouse's secrets webhook: size, signature over the raw
 bytes, parse, then one branch per event type. Every exit has its own status and reason code
-(rejections are counted as ``rejected:<code>``). The hot path of ``message.received`` is one
-HMAC, one JSON parse and one Redis round trip: the records and the delivery ledger go to the
-store in the same atomic call.
+(rejections are counted as ``rejected:<code>``; every answer per hour in ``inbox.traffic``). The
+hot path of ``message.received`` is one HMAC, one JSON parse and one Redis round trip (the
+records and the delivery ledger go to the store in the same atomic call), then one counter.
 """
 
 
@@ -18,11 +18,13 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from inbox.connection import translate_errors
 from inbox.errors import ConfigError
 from inbox.errors import StoreUnavailable
+from inbox.figures import safe_code
 from inbox.signing import HEADER
 from inbox.signing import verify
 from inbox.store import Delivery
 from inbox.store import Result
 from inbox.store import Via
+from inbox.traffic import Traffic
 from receiver import events
 from receiver import requestlog
 
@@ -111,14 +113,27 @@ def _enqueue_fetches(inbox, message_ids):
 
 
 @bp.after_request
-def _count_rejection(response):
-    """Count a refused delivery by reason (``rejected:<code>``); best effort, never a new error."""
+def _count_answer(response):
+    """Count the answer for the hourly charts, and a refusal by reason in the totals too.
+
+    Best effort: a counter lost to a Redis outage never turns into a new error, and an answer
+    that says Redis is unavailable does not wait on it again.
+    """
     reason = requestlog.reason()
-    if 400 <= response.status_code < 500 and reason:
-        try:
-            current_app.extensions["inbox"]["store"].count_event(f"rejected:{reason}")
-        except StoreUnavailable:
-            pass
+    status = response.status_code
+    if reason == "store_unavailable":
+        return response
+    if status < 400:
+        field, total = "accepted", None
+    elif status < 500:
+        field = f"rejected:{safe_code(reason or 'other')}"
+        total = field if reason else None
+    else:
+        field, total = f"failed:{safe_code(reason or 'error')}", None
+    try:
+        current_app.extensions["inbox"]["traffic"].count(field, total)
+    except StoreUnavailable:
+        pass
     return response
 
 
@@ -130,5 +145,6 @@ def init_app(app):
             "METRIPORT_WEBHOOK_KEY is not set: the webhook cannot verify Metriport's signature "
             "(copy the key from the Metriport dashboard, Developers page)."
         )
+    inbox["traffic"] = Traffic(inbox["settings"], inbox["connections"].store)
     inbox["fetch_queue"] = Queue(inbox["settings"].queue_name, connection=inbox["connections"].queue)
     app.register_blueprint(bp)

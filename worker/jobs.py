@@ -14,10 +14,22 @@ from inbox.settings import Settings
 log = logging.getLogger("worker.jobs")
 
 
+def _tag_logs():
+    """Stamp this job's log lines with its RQ job id, as a request's carry its request id."""
+    from rq import get_current_job
+
+    from inbox import logs
+
+    job = get_current_job()
+    if job is not None:
+        logs.REQUEST_ID.set(job.id)
+
+
 def reconcile(mode="incremental", directions=None):
     """One reconciliation run (see ``worker.reconcile``); returns its summary."""
     from worker.reconcile import run
 
+    _tag_logs()
     summary = run(Settings.from_env(), mode=mode, directions=directions)
     if summary["outcome"] == "failed":
         error = summary["error"]
@@ -36,6 +48,7 @@ def fetch_message(message_id):
     from inbox.store import Via
     from worker.client import MetriportClient
 
+    _tag_logs()
     settings = Settings.from_env()
     with MetriportClient(settings) as client:
         body = client.get_message(message_id)

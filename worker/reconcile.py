@@ -292,6 +292,7 @@ class Reconciliation:
                 pipe = self.store.client.pipeline(transaction=False)
                 pipe.lpush(self.keys.reconcile_runs, json.dumps(summary))
                 pipe.ltrim(self.keys.reconcile_runs, 0, RUNS_KEPT - 1)
+                pipe.hincrby(self.keys.stats, f"runs:{summary['outcome']}", 1)
                 pipe.hset(self.keys.reconcile_state, mapping={
                     "last_outcome": summary["outcome"], "last_ended": summary["ended"]})
                 pipe.execute()
