@@ -20,6 +20,9 @@ from inbox.errors import InvalidMessage
 from inbox.errors import StoreUnavailable
 from inbox.keys import Keys
 from inbox.normalize import status_code
+from inbox.record import Meta
+from inbox.record import lua_prelude
+from inbox.record import unpack_routing
 
 #: how long a webhook delivery id is remembered (Metriport's manual retries come within days)
 LEDGER_TTL_SECONDS = 30 * 24 * 3600
@@ -69,26 +72,21 @@ class Result:
 
 
 @dataclasses.dataclass(frozen=True)
-class StoredMessage:
-    """A record as the store holds it, with the resource opened (decrypted) and parsed."""
+class StoredMessage(Meta):
+    """A record as the store holds it: its packed fields, and the resource opened and parsed."""
 
     id: str
     resource: dict
-    version: int
-    direction: str | None
-    patient: str | None
-    status: str | None
-    message_time: int | None
-    as_of: int
-    first_via: str
-    via: str
-    first_seen: int
-    updated: int
 
 
 def load_script(name):
     """The text of ``inbox/scripts/<name>.lua``."""
     return importlib.resources.files("inbox").joinpath("scripts", f"{name}.lua").read_text()
+
+
+def load_record_script(name):
+    """The text of a script that reads or writes records, after the record prelude."""
+    return lua_prelude() + load_script(name)
 
 
 class Store:
@@ -99,9 +97,9 @@ class Store:
         self.keys = Keys(settings.namespace)
         self.vault = Vault(settings.encryption_keys)
         self.client = client if client is not None else Connections(settings).store
-        self._upsert = self.client.register_script(load_script("messages_upsert"))
-        self._status = self.client.register_script(load_script("message_status"))
-        self._unindex = self.client.register_script(load_script("patient_unindex"))
+        self._upsert = self.client.register_script(load_record_script("messages_upsert"))
+        self._status = self.client.register_script(load_record_script("message_status"))
+        self._unindex = self.client.register_script(load_record_script("patient_unindex"))
 
     def upsert(self, records, via, delivery=None):
         """Record ``records`` (normalized) in one atomic call; a ``Result`` in the same order.
@@ -241,27 +239,15 @@ class Store:
             if meta is None:
                 routing.append(None)
                 continue
-            _, direction, patient, _ = meta.decode().split("|", 3)
-            routing.append((direction or None, patient or None))
+            routing.append(unpack_routing(meta.decode()))
         return routing
 
     def _stored(self, message_id, row):
-        # m: version|direction|patient|message time|as-of|first via|via|first seen|updated|status
-        (version, direction, patient, message_time, as_of, first_via, via, first_seen, updated,
-         status) = row[b"m"].decode().split("|", 9)
+        meta = Meta.unpack(row[b"m"].decode())
         return StoredMessage(
             id=message_id,
             resource=json.loads(self.vault.open(message_id, row[b"r"])),
-            version=int(version),
-            direction=direction or None,
-            patient=patient or None,
-            status=status or None,
-            message_time=int(message_time) if message_time else None,
-            as_of=int(as_of or 0),
-            first_via=first_via,
-            via=via,
-            first_seen=int(first_seen),
-            updated=int(updated),
+            **vars(meta),
         )
 
     def index_key(self, direction=None, patient=None):

@@ -9,11 +9,12 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from inbox.normalize import TERMINAL_STATUSES
 from inbox.normalize import normalize
 from inbox.store import Outcome
 from inbox.store import Store
 
-TERMINAL = ("completed", "failed", "entered-in-error", "stopped", "not-done")
+TERMINAL = sorted(TERMINAL_STATUSES)
 OPEN = ("in-progress", "processing", "preparation")
 PATIENTS = ("p-a", "p-b", "p-c")
 BASE = datetime.datetime(2026, 9, 14, tzinfo=datetime.timezone.utc)

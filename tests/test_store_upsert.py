@@ -9,6 +9,8 @@ import redis
 from conftest import fixture_json
 from inbox.errors import InvalidMessage
 from inbox.normalize import normalize
+from inbox.record import Meta
+from inbox.record import unpack_routing
 from inbox.store import LEDGER_TTL_SECONDS
 from inbox.store import Delivery
 from inbox.store import Outcome
@@ -332,3 +334,16 @@ def test_late_unindex_spares_a_record_that_moved_back(store):
     assert store.ids(store.index_key(patient="p-a")) == [msg_id]
     store._unindex_moved([msg_id.encode(), b"p-b"])
     assert store.get(msg_id).patient == "p-a"
+
+
+def test_packed_field_round_trips_through_the_python_codec(store):
+    """What the Lua prelude packs, ``Meta`` reads back field for field and packs to the same text."""
+    record = normalize(message("dto", status="in-progress"))
+    store.upsert([record], via="webhook")
+    store.apply_status(record.id, "completed", record.as_of + 1)
+    raw = store.client.hget(store.keys.msg(record.id), "m").decode()
+    meta = Meta.unpack(raw)
+    assert meta.pack() == raw
+    assert (meta.version, meta.status, meta.direction, meta.as_of) == (
+        2, "completed", record.direction, record.as_of + 1)
+    assert unpack_routing(raw) == (record.direction, record.patient)

@@ -26,14 +26,8 @@ ARGV
   b+4 direction or ""   b+5 patient id or ""   b+6 status or ""
   b+7 message time ms or ""   b+8 as-of ms
 
-Record fields: r blob, h digest, m the rest packed as
-"version|direction|patient|message time|as-of|first channel|channel|first seen|last change|status"
-(times in ms; status last). Three fields instead of twelve: a hash holding a 1 KB blob is a
-hashtable, where every field costs ~64 bytes (see bench/RESULTS-store.md).
-
-Rule for "newer": a terminal status beats a non-terminal one (never goes back); otherwise the
-later as-of wins; on a tie the incoming version wins only when it was read from Metriport's API
-(reconcile or fetch: the API is the source of truth), never when it came by webhook.
+Record fields: r blob, h digest, m the rest packed (layout in inbox/record.py, read and written
+through the prelude record.lua, which also holds the rule for "newer").
 
 Errors (nothing written) when KEYS and ARGV disagree or an as-of is not a number.
 Returns "replay" when the ledger already holds this delivery, else { outcomes, moved } where
@@ -44,29 +38,6 @@ patient changed (the caller removes them from the old patient index).
 local feed, stats, idx_all, ledger = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local via, now, maxlen = ARGV[1], ARGV[2], ARGV[3]
 local body_hash, ledger_ttl = ARGV[4], ARGV[5]
-
-local TERMINAL = {
-  ['completed'] = true, ['failed'] = true, ['entered-in-error'] = true,
-  ['stopped'] = true, ['not-done'] = true,
-}
-
-local function is_newer(old_status, old_as_of, status, as_of)
-  local old_terminal, terminal = TERMINAL[old_status] or false, TERMINAL[status] or false
-  if old_terminal ~= terminal then return terminal end
-  if as_of ~= old_as_of then return as_of > old_as_of end
-  return via ~= 'webhook'
-end
-
-local META = '^' .. string.rep('([^|]*)|', 9) .. '(.*)$'
-
-local function unpack_meta(m)
-  return string.match(m, META)
-end
-
-local function pack_meta(v, d, p, t, a, c, w, f, u, s)
-  return v .. '|' .. d .. '|' .. p .. '|' .. t .. '|' .. a .. '|' .. c .. '|' .. w .. '|' .. f
-    .. '|' .. u .. '|' .. s
-end
 
 local function announce(event, id, version, direction, patient, status)
   redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*',
@@ -108,8 +79,10 @@ for i = 1, n do
   local outcome
   if not old_digest then
     outcome = 'created'
-    redis.call('HSET', msg, 'r', blob, 'h', digest,
-      'm', pack_meta(1, direction, patient, message_time, as_of_text, via, via, now, now, status))
+    redis.call('HSET', msg, 'r', blob, 'h', digest, 'm', pack_record({
+      version = 1, direction = direction, patient = patient, message_time = message_time,
+      as_of = as_of_text, first_via = via, via = via, first_seen = now, updated = now,
+      status = status }))
     redis.call('ZADD', idx_all, 0, id)
     if direction ~= '' then redis.call('ZADD', idx_dir, 0, id) end
     if patient ~= '' then redis.call('ZADD', idx_patient, 0, id) end
@@ -117,20 +90,21 @@ for i = 1, n do
   elseif string.find(',' .. digests .. ',', ',' .. old_digest .. ',', 1, true) then
     outcome = 'duplicate'
   else
-    local old_version, old_direction, old_patient, _, old_as_of, first_via, _, first_seen, _,
-      old_status = unpack_meta(old_meta)
-    if is_newer(old_status, tonumber(old_as_of), status, as_of) then
+    local old = unpack_record(old_meta)
+    if is_newer(old.status, tonumber(old.as_of), status, as_of, via) then
       outcome = 'updated'
-      local version = tonumber(old_version) + 1
-      if direction == '' then direction = old_direction end
-      redis.call('HSET', msg, 'r', blob, 'h', digest, 'm', pack_meta(version, direction, patient,
-        message_time, as_of_text, first_via, via, first_seen, now, status))
-      if direction ~= '' and direction ~= old_direction then redis.call('ZADD', idx_dir, 0, id) end
-      if patient ~= old_patient then
+      local version = tonumber(old.version) + 1
+      if direction == '' then direction = old.direction end
+      redis.call('HSET', msg, 'r', blob, 'h', digest, 'm', pack_record({
+        version = version, direction = direction, patient = patient,
+        message_time = message_time, as_of = as_of_text, first_via = old.first_via, via = via,
+        first_seen = old.first_seen, updated = now, status = status }))
+      if direction ~= '' and direction ~= old.direction then redis.call('ZADD', idx_dir, 0, id) end
+      if patient ~= old.patient then
         if patient ~= '' then redis.call('ZADD', idx_patient, 0, id) end
-        if old_patient ~= '' then
+        if old.patient ~= '' then
           moved[#moved + 1] = id
-          moved[#moved + 1] = old_patient
+          moved[#moved + 1] = old.patient
         end
       end
       announce('updated', id, version, direction, patient, status)

@@ -11,13 +11,14 @@ KEYS
 ARGV
   1  id   2 old patient id
 
+The record's packed field m is read through the prelude record.lua.
+
 Returns 1 when the id was removed, 0 when the record is (again) that patient's.
 ]]
 
 local msg, idx_patient = KEYS[1], KEYS[2]
 local id, old_patient = ARGV[1], ARGV[2]
 
--- the patient is the third field of the packed m (see messages_upsert.lua)
 local m = redis.call('HGET', msg, 'm')
-if m and string.match(m, '^[^|]*|[^|]*|([^|]*)|') == old_patient then return 0 end
+if m and unpack_record(m).patient == old_patient then return 0 end
 return redis.call('ZREM', idx_patient, id)
