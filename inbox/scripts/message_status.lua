@@ -21,7 +21,7 @@ status) or "stale" (older, or a terminal status going back).
 local msg, feed, stats = KEYS[1], KEYS[2], KEYS[3]
 local id, via, now, maxlen, status, as_of = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
-local m = redis.call('HGET', msg, 'm')
+local m, x, digest = unpack(redis.call('HMGET', msg, 'm', 'x', 'h'))
 if not m then return 'unknown' end
 local record = unpack_record(m)
 
@@ -35,10 +35,15 @@ else
   record.version = tonumber(record.version) + 1
   if tonumber(as_of) > tonumber(record.as_of) then record.as_of = as_of end
   record.via, record.updated, record.status = via, now, status
-  redis.call('HSET', msg, 'm', pack_record(record))
-  redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*',
+  local feed_id = redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*',
     'event', 'updated', 'id', id, 'via', via, 'version', record.version,
     'direction', record.direction, 'patient', record.patient, 'status', status)
+  redis.call('HSET', msg, 'm', pack_record(record), 'x', with_history(x, history_entry(now,
+    'status', via, record.version, status, digest, feed_id, '')))
+end
+if outcome ~= 'updated' then
+  redis.call('HSET', msg, 'x', with_history(x, history_entry(now, 'status-' .. outcome, via,
+    record.version, status, digest, '', '')))
 end
 redis.call('HINCRBY', stats, outcome, 1)
 redis.call('HINCRBY', stats, outcome .. ':' .. via, 1)

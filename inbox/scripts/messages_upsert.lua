@@ -27,7 +27,9 @@ ARGV
   b+7 message time ms or ""   b+8 as-of ms
 
 Record fields: r blob, h digest, m the rest packed (layout in inbox/record.py, read and written
-through the prelude record.lua, which also holds the rule for "newer").
+through the prelude record.lua, which also holds the rule for "newer"), x the capped history
+(record.lua): every created, updated and stale version, and deliveries, replays and fetches
+that brought nothing new (reconcile duplicates are not written: every walk sees them again).
 
 Errors (nothing written) when KEYS and ARGV disagree or an as-of is not a number.
 Returns "replay" when the ledger already holds this delivery, else { outcomes, moved } where
@@ -39,8 +41,11 @@ local feed, stats, idx_all, ledger = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local via, now, maxlen = ARGV[1], ARGV[2], ARGV[3]
 local body_hash, ledger_ttl = ARGV[4], ARGV[5]
 
+-- the delivery id, for the history (the ledger key is {ns}:delivery:<id>, built in Python)
+local delivery = body_hash ~= '' and string.match(ledger, '^{[^}]*}:delivery:(.+)$') or ''
+
 local function announce(event, id, version, direction, patient, status)
-  redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*',
+  return redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*',
     'event', event, 'id', id, 'via', via, 'version', version,
     'direction', direction, 'patient', patient, 'status', status)
 end
@@ -59,6 +64,15 @@ end
 if body_hash ~= '' then
   if redis.call('GET', ledger) == body_hash then
     redis.call('HINCRBY', stats, 'replay', 1)
+    for i = 1, n do
+      local msg = KEYS[4 + 3 * (i - 1) + 1]
+      local old_digest, old_meta, x = unpack(redis.call('HMGET', msg, 'h', 'm', 'x'))
+      if old_meta then
+        local old = unpack_record(old_meta)
+        redis.call('HSET', msg, 'x', with_history(x, history_entry(now, 'replay', via,
+          old.version, old.status, old_digest, '', delivery)))
+      end
+    end
     return 'replay'
   end
 end
@@ -75,30 +89,39 @@ for i = 1, n do
   local as_of = tonumber(as_of_text)
   local digest = string.match(digests, '^[^,]+')
 
-  local old_digest, old_meta = unpack(redis.call('HMGET', msg, 'h', 'm'))
+  local old_digest, old_meta, x = unpack(redis.call('HMGET', msg, 'h', 'm', 'x'))
   local outcome
   if not old_digest then
     outcome = 'created'
+    local feed_id = announce('created', id, 1, direction, patient, status)
     redis.call('HSET', msg, 'r', blob, 'h', digest, 'm', pack_record({
       version = 1, direction = direction, patient = patient, message_time = message_time,
       as_of = as_of_text, first_via = via, via = via, first_seen = now, updated = now,
-      status = status }))
+      status = status }),
+      'x', history_entry(now, 'created', via, 1, status, digest, feed_id, delivery))
     redis.call('ZADD', idx_all, 0, id)
     if direction ~= '' then redis.call('ZADD', idx_dir, 0, id) end
     if patient ~= '' then redis.call('ZADD', idx_patient, 0, id) end
-    announce('created', id, 1, direction, patient, status)
   elseif string.find(',' .. digests .. ',', ',' .. old_digest .. ',', 1, true) then
     outcome = 'duplicate'
+    if via ~= 'reconcile' then  -- every walk sees most messages again: only deliveries and fetches
+      local old = unpack_record(old_meta)
+      redis.call('HSET', msg, 'x', with_history(x, history_entry(now, 'duplicate', via,
+        old.version, old.status, old_digest, '', delivery)))
+    end
   else
     local old = unpack_record(old_meta)
     if is_newer(old.status, tonumber(old.as_of), status, as_of, via) then
       outcome = 'updated'
       local version = tonumber(old.version) + 1
       if direction == '' then direction = old.direction end
+      local feed_id = announce('updated', id, version, direction, patient, status)
       redis.call('HSET', msg, 'r', blob, 'h', digest, 'm', pack_record({
         version = version, direction = direction, patient = patient,
         message_time = message_time, as_of = as_of_text, first_via = old.first_via, via = via,
-        first_seen = old.first_seen, updated = now, status = status }))
+        first_seen = old.first_seen, updated = now, status = status }),
+        'x', with_history(x, history_entry(now, 'updated', via, version, status, digest, feed_id,
+          delivery)))
       if direction ~= '' and direction ~= old.direction then redis.call('ZADD', idx_dir, 0, id) end
       if patient ~= old.patient then
         if patient ~= '' then redis.call('ZADD', idx_patient, 0, id) end
@@ -107,9 +130,10 @@ for i = 1, n do
           moved[#moved + 1] = old.patient
         end
       end
-      announce('updated', id, version, direction, patient, status)
     else
       outcome = 'stale'
+      redis.call('HSET', msg, 'x', with_history(x, history_entry(now, 'stale', via, old.version,
+        status, digest, '', delivery)))
     end
   end
   outcomes[i] = outcome
