@@ -8,6 +8,7 @@ error line is the last line of the job's traceback, which our errors keep free o
 import dataclasses
 
 from rq import Queue
+from rq.cron import get_cron_job_history_key
 from rq.job import Job
 
 from inbox.connection import translate_errors
@@ -50,6 +51,23 @@ class Jobs:
             ids = registry.get_job_ids(0, -1)[-limit:][::-1]
             jobs = Job.fetch_many(ids, connection=self.queue.connection)
             return [_failed(job) for job in jobs if job is not None]
+
+    def schedule(self, settings):
+        """``{mode: (last enqueued, next due)}`` in epoch seconds from the clock's history.
+
+        The clock (``worker.schedule``) names its entries ``<queue>-reconcile-<mode>``; a mode
+        the clock never enqueued is absent (no clock is running, or it never started).
+        """
+        intervals = {"incremental": settings.reconcile_interval,
+                     "full": settings.reconcile_full_interval}
+        found = {}
+        with translate_errors("read the schedule"):
+            for mode, interval in intervals.items():
+                key = get_cron_job_history_key(f"{self.queue.name}-reconcile-{mode}")
+                newest = self.queue.connection.zrange(key, 0, 0, desc=True, withscores=True)
+                if newest:
+                    found[mode] = (newest[0][1], newest[0][1] + interval)
+        return found
 
     def requeue(self, job_id):
         """Put a failed job back on the queue; False when no such failed job exists."""

@@ -10,6 +10,7 @@ from flask import Flask
 from inbox.connection import Connections
 from inbox.settings import Settings
 from inbox.store import Store
+from receiver import console
 from receiver import errors
 from receiver import feed_api
 from receiver import health
@@ -40,4 +41,5 @@ def create_app(settings=None):
     feed_api.init_app(app)
     metrics.init_app(app)
     openapi.init_app(app)
+    console.init_app(app)
     return app
