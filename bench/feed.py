@@ -58,8 +58,8 @@ def seed(store, count, page=500):
         store.upsert(records, "reconcile")
 
 
-def read_xrange(store, batch):
-    client, feed = store.client, store.keys.feed
+def read_xrange(store, client, batch):
+    feed = Keys(store.settings.namespace).feed
     last, seen = "-", 0
     while True:
         entries = client.xrange(feed, min=last, max="+", count=batch)
@@ -69,8 +69,8 @@ def read_xrange(store, batch):
         last = "(" + entries[-1][0].decode()
 
 
-def read_group(store, batch, load):
-    client, feed = store.client, store.keys.feed
+def read_group(store, client, batch, load):
+    feed = Keys(store.settings.namespace).feed
     group = f"{GROUP}-{uuid.uuid4().hex[:6]}"
     client.xgroup_create(feed, group, id="0")
     seen = 0
@@ -90,7 +90,7 @@ def read_group(store, batch, load):
         client.xgroup_destroy(feed, group)
 
 
-def read_consumer(store, batch):
+def read_consumer(store, client, batch):
     consumer = Consumer(store.settings, f"{GROUP}-{uuid.uuid4().hex[:6]}", "c1", store=store)
     seen = 0
     try:
@@ -102,18 +102,18 @@ def read_consumer(store, batch):
             consumer.ack(*entries)
             seen += len(entries)
     finally:
-        store.client.xgroup_destroy(store.keys.feed, consumer.group)
+        client.xgroup_destroy(Keys(store.settings.namespace).feed, consumer.group)
 
 
 VARIANTS = {
-    "xrange": lambda store, batch: read_xrange(store, batch),
-    "xreadgroup+ack": lambda store, batch: read_group(store, batch, load=False),
-    "xreadgroup+load+ack": lambda store, batch: read_group(store, batch, load=True),
+    "xrange": read_xrange,
+    "xreadgroup+ack": lambda store, client, batch: read_group(store, client, batch, load=False),
+    "xreadgroup+load+ack": lambda store, client, batch: read_group(store, client, batch, load=True),
     "Consumer.read+ack": read_consumer,
 }
 
 
-def measure(store, expected, batches, rounds):
+def measure(store, client, expected, batches, rounds):
     """Best rate of ``rounds`` reads per (batch, variant); rounds interleave the variants so a
     noisy neighbour on the shared machine slows all of them alike."""
     best = {}
@@ -121,7 +121,7 @@ def measure(store, expected, batches, rounds):
         for batch in batches:
             for name, read in VARIANTS.items():
                 started = time.perf_counter()
-                seen = read(store, batch)
+                seen = read(store, client, batch)
                 elapsed = time.perf_counter() - started
                 assert seen == expected, (name, seen, expected)
                 best[batch, name] = max(best.get((batch, name), 0.0), seen / elapsed)
@@ -146,12 +146,12 @@ def main():
         url = os.environ.get("REDIS_URL") or server.url
         settings = Settings(redis_url=url, namespace=f"bench-feed-{uuid.uuid4().hex[:8]}",
                             encryption_keys=keys)
-        store = Store(settings)
+        client = Connections(settings).store
+        store = Store(settings, client=client)
         seed(store, options.messages)
         try:
-            rows = measure(store, options.messages, batches, options.rounds)
+            rows = measure(store, client, options.messages, batches, options.rounds)
         finally:
-            client = Connections(settings).store
             for key in client.scan_iter(match=Keys(settings.namespace).pattern(), count=1000):
                 client.delete(key)
     finally:

@@ -22,7 +22,7 @@ def create_app():
     @app.post("/noop-redis")
     def noop_redis():
         request.get_data()
-        current_app.extensions["inbox"]["store"].client.ping()
+        current_app.extensions["inbox"]["store"].ping()
         return {"ok": True}
 
     return app

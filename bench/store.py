@@ -26,6 +26,7 @@ import time
 import uuid
 
 from inbox.connection import connect
+from inbox.crypto import Vault
 from inbox.embedded import EmbeddedRedis
 from inbox.keys import Keys
 from inbox.normalize import normalize
@@ -112,17 +113,16 @@ def store_singly(store, messages):
     return time.perf_counter() - began
 
 
-def breakdown(store, count):
+def breakdown(client, store, count):
     """Bytes per message of each structure, from ``MEMORY USAGE`` (samples records)."""
-    client = store.client
+    keys = Keys(store.settings.namespace)
     sample = store.ids(store.index_key(), count=200)
-    record = statistics.mean(client.memory_usage(store.keys.msg(i), samples=0) for i in sample)
+    record = statistics.mean(client.memory_usage(keys.msg(i), samples=0) for i in sample)
     indexes = sum(client.memory_usage(k, samples=0) or 0 for k in (
-        store.keys.idx_all, store.keys.idx_direction("inbound")))
-    patient_keys = list(client.scan_iter(match=Keys(store.keys.namespace).pattern()[:-1]
-                                         + "idx:patient:*", count=5000))
+        keys.idx_all, keys.idx_direction("inbound")))
+    patient_keys = list(client.scan_iter(match=keys.pattern()[:-1] + "idx:patient:*", count=5000))
     patients = sum(client.memory_usage(k, samples=0) or 0 for k in patient_keys)
-    feed = client.memory_usage(store.keys.feed, samples=0) or 0
+    feed = client.memory_usage(keys.feed, samples=0) or 0
     return {
         "record": record,
         "idx all+direction": indexes / count,
@@ -150,7 +150,7 @@ def measure_memory(client, settings, messages, mode):
             "server_us": [],
             "bytes_per_msg": (after - before) / len(messages),
             "calls_per_page": calls / -(-len(messages) // PAGE),
-            "breakdown": breakdown(store, len(messages)),
+            "breakdown": breakdown(client, store, len(messages)),
         }
     finally:
         clear(client, namespace)
@@ -178,12 +178,12 @@ def measure_throughput(client, settings, messages, single, figures):
 
 def python_share(messages, settings):
     """CPU seconds per message of normalize + digest + seal alone (no arguments, no I/O)."""
-    store = Store(settings, client=connect("redis://127.0.0.1:1/0"))
+    vault = Vault(settings.encryption_keys)
     began = time.process_time()
     for message in messages:
         record = normalize(message, direction="inbound")
-        store.vault.seal(record.id, record.body)
-        store.vault.digests(record.canonical)
+        vault.seal(record.id, record.body)
+        vault.digests(record.canonical)
     return (time.process_time() - began) / len(messages)
 
 

@@ -26,6 +26,7 @@ from inbox.connection import translate_errors
 from inbox.embedded import free_port
 from inbox.errors import InboxError
 from inbox.errors import StoreUnavailable
+from inbox.feed import Feed
 from inbox.keys import Keys
 from inbox.store import Store
 from simulator.server import Simulator
@@ -168,7 +169,7 @@ class Verdict:
             for message in store.get_many(chunk)
             if message.resource != sim.mailbox.get(message.id)
         ]
-        feed = _feed_events(store)
+        feed = _feed_events(Feed(store.settings))
         created = feed["created"]
         return cls(
             expected=len(expected),
@@ -189,29 +190,27 @@ def _chunks(items, size):
 def _all_ids(store):
     ids, cursor = set(), None
     while True:
-        batch = store.ids(store.keys.idx_all, start=cursor, count=1000)
+        batch = store.ids(store.index_key(), start=cursor, count=1000)
         ids.update(batch)
         if len(batch) < 1000:
             return ids
         cursor = batch[-1]
 
 
-def _feed_events(store):
+def _feed_events(feed):
     """``{"created": {id: n}, "updated": n, "entries": n}`` over the whole feed stream."""
-    created, updated, entries, position = {}, 0, 0, "-"
+    created, updated, entries, position = {}, 0, 0, None
     while True:
-        rows = store.client.xrange(store.keys.feed, min=position, max="+", count=5000)
-        rows = [row for row in rows if row[0].decode() != position.lstrip("(")]
-        for _, fields in rows:
+        batch = feed.after(position, limit=5000)
+        for entry in batch:
             entries += 1
-            message_id = fields[b"id"].decode()
-            if fields[b"event"] == b"created":
-                created[message_id] = created.get(message_id, 0) + 1
+            if entry.event == "created":
+                created[entry.message_id] = created.get(entry.message_id, 0) + 1
             else:
                 updated += 1
-        if not rows:
+        if not batch:
             return {"created": created, "updated": updated, "entries": entries}
-        position = "(" + rows[-1][0].decode()
+        position = batch[-1].id
 
 
 def _print_report(sim, report, stats, verdict, seconds):

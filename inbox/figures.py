@@ -11,9 +11,8 @@ import json
 import re
 
 from inbox.connection import Connections
-from inbox.connection import translate_errors
 from inbox.feed import Feed
-from inbox.keys import Keys
+from inbox.store import Store
 
 OUTCOMES = ("created", "updated", "duplicate", "stale")
 CHANNELS = ("webhook", "reconcile", "fetch")
@@ -78,24 +77,18 @@ class Figures:
 
     def __init__(self, settings, client=None):
         self.settings = settings
-        self.keys = Keys(settings.namespace)
-        self.client = client if client is not None else Connections(settings).store
-        self.feed = Feed(settings, client=self.client)
+        client = client if client is not None else Connections(settings).store
+        self.store = Store(settings, client=client)
+        self.feed = Feed(settings, client=client)
 
     def counters(self):
-        """The shared counters as ``{name: int}``."""
-        with translate_errors("read counters"):
-            raw = self.client.hgetall(self.keys.stats)
-        return {name.decode(): int(value) for name, value in raw.items()}
+        """The shared counters as ``{name: int}`` (``Store.stats``)."""
+        return self.store.stats()
 
     def runs(self, limit=5):
         """The last ``limit`` reconcile runs, newest first (records that are not JSON skipped)."""
-        with translate_errors("read reconcile runs"):
-            if self.client.type(self.keys.reconcile_runs) != b"list":
-                return []
-            raw = self.client.lrange(self.keys.reconcile_runs, 0, limit - 1)
         runs = []
-        for item in raw:
+        for item in self.store.runs(limit):
             try:
                 record = json.loads(item)
             except ValueError:

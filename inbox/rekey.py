@@ -8,14 +8,10 @@ Records that changed are read again (a few times); records that do not open are 
 """
 
 import dataclasses
-import json
 
-from inbox.connection import translate_errors
 from inbox.errors import ConfigError
 from inbox.errors import DecryptionError
 from inbox.errors import InvalidMessage
-from inbox.normalize import normalize
-from inbox.store import load_script
 
 #: records read and rewritten per round trip
 DEFAULT_BATCH = 200
@@ -49,77 +45,53 @@ class Progress:
 
 
 def rekey(store, batch=DEFAULT_BATCH, on_batch=None):
-    """Reseal every record of ``store`` under its vault's current key; the final ``Progress``.
+    """Reseal every record of ``store`` under its current encryption key; the final ``Progress``.
 
     ``on_batch(progress)`` is called after each batch (the CLI prints a line). Safe while the
     service runs, if every process already has the new ring; safe to interrupt and run again.
     """
-    vault = store.vault
-    if not vault.enabled:
+    kid = store.encryption_kid
+    if kid is None:
         raise ConfigError(
             "rekey needs INBOX_ENCRYPTION_KEYS: the new key first, then the old ones."
         )
     if batch <= 0:
         raise ValueError("batch must be positive")
-    script = store.client.register_script(load_script("record_reseal"))
-    after = _resume_point(store, vault.current_kid)
-    progress = Progress(kid=vault.current_kid, total=store.count(store.keys.idx_all),
-                        resumed_after=after)
+    saved_kid, after = store.rekey_cursor()
+    if saved_kid != kid:
+        after = None
+    every = store.index_key()
+    progress = Progress(kid=kid, total=store.count(every), resumed_after=after)
     while True:
-        with translate_errors("list messages to rekey"):
-            ids = store.client.zrange(store.keys.idx_all, f"({after}" if after else "-", "+",
-                                      bylex=True, offset=0, num=batch)
+        ids = store.ids(every, start=after, count=batch, descending=False, inclusive=False)
         if not ids:
             break
-        ids = [i.decode() for i in ids]
-        _reseal(store, script, ids, progress)
+        _reseal(store, ids, progress)
         after = ids[-1]
-        with translate_errors("save the rekey cursor"):
-            store.client.hset(store.keys.rekey_cursor,
-                              mapping={"kid": progress.kid, "after": after})
+        store.save_rekey_cursor(progress.kid, after)
         if on_batch is not None:
             on_batch(progress)
-    with translate_errors("clear the rekey cursor"):
-        store.client.delete(store.keys.rekey_cursor)
+    store.clear_rekey_cursor()
     progress.done = True
     return progress
 
 
-def _resume_point(store, kid):
-    """The last id a previous, interrupted run towards ``kid`` finished; None to start over."""
-    with translate_errors("read the rekey cursor"):
-        saved = store.client.hgetall(store.keys.rekey_cursor)
-    if saved.get(b"kid", b"").decode() != kid:
-        return None
-    return saved.get(b"after", b"").decode() or None
-
-
-def _reseal(store, script, ids, progress):
+def _reseal(store, ids, progress):
     """Reseal the records ``ids``: one read and one write round trip per attempt."""
     pending = ids
     progress.scanned += len(ids)
     for _ in range(ATTEMPTS):
-        with translate_errors("read records to rekey"):
-            pipe = store.client.pipeline(transaction=False)
-            for message_id in pending:
-                pipe.hmget(store.keys.msg(message_id), "r", "h")
-            rows = pipe.execute()
         writes = []
-        for message_id, (blob, digest) in zip(pending, rows):
+        for message_id, (blob, digest) in zip(pending, store.sealed_many(pending)):
             if blob is None or digest is None:
                 progress.vanished += 1
-            elif store.vault.is_current(blob):
+            elif store.is_current(blob):
                 progress.current += 1
             else:
-                resealed = _resealed(store.vault, message_id, blob, progress)
+                resealed = _resealed(store, message_id, blob, progress)
                 if resealed is not None:
                     writes.append((message_id, digest, *resealed))
-        with translate_errors("write resealed records"):
-            pipe = store.client.pipeline(transaction=False)
-            for message_id, old_digest, new_blob, new_digest in writes:
-                script(keys=[store.keys.msg(message_id)], args=[old_digest, new_blob, new_digest],
-                       client=pipe)
-            replies = pipe.execute()
+        replies = store.replace_sealed(writes)
         progress.resealed += sum(replies)
         pending = [w[0] for w, ok in zip(writes, replies) if not ok]
         if not pending:
@@ -128,15 +100,12 @@ def _reseal(store, script, ids, progress):
     progress.busy.extend(pending)
 
 
-def _resealed(vault, message_id, blob, progress):
+def _resealed(store, message_id, blob, progress):
     """``(blob, digest)`` of a record under the current key, or None (recorded as failed)."""
     try:
-        plaintext = vault.open(message_id, blob)
-        canonical = normalize(json.loads(plaintext)).canonical
+        return store.resealed(message_id, blob)
     except DecryptionError as exc:
         progress.failed.append((message_id, exc.code))
-        return None
     except (ValueError, InvalidMessage):
         progress.failed.append((message_id, "unreadable"))
-        return None
-    return vault.seal(message_id, plaintext), vault.digest(canonical)
+    return None

@@ -19,6 +19,7 @@ from inbox.errors import DecryptionError
 from inbox.errors import InvalidMessage
 from inbox.errors import StoreUnavailable
 from inbox.keys import Keys
+from inbox.normalize import normalize
 from inbox.normalize import status_code
 from inbox.record import Meta
 from inbox.record import lua_prelude
@@ -100,6 +101,22 @@ class Store:
         self._upsert = self.client.register_script(load_record_script("messages_upsert"))
         self._status = self.client.register_script(load_record_script("message_status"))
         self._unindex = self.client.register_script(load_record_script("patient_unindex"))
+        self._reseal = self.client.register_script(load_script("record_reseal"))
+        self._lock_renew = self.client.register_script(load_script("lock_renew"))
+        self._lock_release = self.client.register_script(load_script("lock_release"))
+
+    def pipeline(self, transaction=False):
+        """A pipeline to batch store calls into one round trip (pass it as their ``pipeline=``).
+
+        Calls given a pipeline only queue their command; the caller sends them with
+        ``execute()`` inside ``translate_errors``. On Redis Cluster a pipeline must not carry
+        the Lua scripts (EVALSHA) unless every key is in one slot, as ours are.
+        """
+        return self.client.pipeline(transaction=transaction)
+
+    def delivery(self, delivery_id, body):
+        """The ``Delivery`` of a webhook body: its id and a keyed hash of the exact bytes."""
+        return Delivery(delivery_id, self.vault.digest(body))
 
     def upsert(self, records, via, delivery=None):
         """Record ``records`` (normalized) in one atomic call; a ``Result`` in the same order.
@@ -258,17 +275,17 @@ class Store:
             return self.keys.idx_direction(direction)
         return self.keys.idx_all
 
-    def ids(self, index_key, start=None, count=50, descending=True):
-        """Up to ``count`` ids of ``index_key`` from ``start`` (inclusive), by id.
+    def ids(self, index_key, start=None, count=50, descending=True, inclusive=True):
+        """Up to ``count`` ids of ``index_key`` from ``start`` (inclusive unless told), by id.
 
         Descending is Metriport's listing order (newest first for time-ordered ids); ascending
         serves ``toItem`` cursors. Inserts during a walk never shift it: the cursor is an id.
         """
+        bound = f"{'[' if inclusive else '('}{start}" if start else None
         if descending:
-            high, low = (f"[{start}" if start else "+"), "-"
-            args = dict(start=high, end=low, desc=True)
+            args = dict(start=bound or "+", end="-", desc=True)
         else:
-            args = dict(start=f"[{start}" if start else "-", end="+")
+            args = dict(start=bound or "-", end="+")
         with translate_errors("list messages"):
             rows = self.client.zrange(index_key, bylex=True, offset=0, num=count, **args)
         return [row.decode() for row in rows]
@@ -284,7 +301,133 @@ class Store:
             raw = self.client.hgetall(self.keys.stats)
         return {name.decode(): int(value) for name, value in raw.items()}
 
-    def count_event(self, name, by=1):
+    def count_event(self, name, by=1, pipeline=None):
         """Add ``by`` to the shared counter ``name`` (e.g. ``rejected:signature_mismatch``)."""
+        if pipeline is not None:
+            pipeline.hincrby(self.keys.stats, name, by)
+            return
         with translate_errors("count an event"):
             self.client.hincrby(self.keys.stats, name, by)
+
+    def ping(self):
+        """Raise ``StoreUnavailable`` unless Redis answers."""
+        with translate_errors("reach the store"):
+            self.client.ping()
+
+    # -- re-encryption (``inbox.rekey``) --------------------------------------------------------
+
+    @property
+    def encryption_kid(self):
+        """The id of the key new records are sealed under; None when encryption is off."""
+        return self.vault.current_kid if self.vault.enabled else None
+
+    def sealed_many(self, message_ids):
+        """``(blob, digest)`` of each record as stored, ``(None, None)`` where gone; one round trip."""
+        with translate_errors("read sealed records"):
+            pipe = self.client.pipeline(transaction=False)
+            for message_id in message_ids:
+                pipe.hmget(self.keys.msg(message_id), "r", "h")
+            return [tuple(row) for row in pipe.execute()]
+
+    def is_current(self, blob):
+        """True when ``blob`` is already sealed under the ring's current key."""
+        return self.vault.is_current(blob)
+
+    def resealed(self, message_id, blob):
+        """``(blob, digest)`` of a stored blob sealed again under the current key.
+
+        Raises ``DecryptionError`` when it does not open, ``ValueError`` or ``InvalidMessage``
+        when what it holds is not a message.
+        """
+        plaintext = self.vault.open(message_id, blob)
+        canonical = normalize(json.loads(plaintext)).canonical
+        return self.vault.seal(message_id, plaintext), self.vault.digest(canonical)
+
+    def replace_sealed(self, writes):
+        """Write ``(id, digest read, new blob, new digest)`` rows back, each only if unchanged.
+
+        One round trip; a list of booleans in the order of ``writes`` (False: the record changed
+        or vanished since it was read, nothing written).
+        """
+        with translate_errors("write resealed records"):
+            pipe = self.client.pipeline(transaction=False)
+            for message_id, old_digest, new_blob, new_digest in writes:
+                self._reseal(keys=[self.keys.msg(message_id)],
+                             args=[old_digest, new_blob, new_digest], client=pipe)
+            return [bool(reply) for reply in pipe.execute()]
+
+    def rekey_cursor(self):
+        """``(kid, after)`` saved by an interrupted rekey run, or ``(None, None)``."""
+        with translate_errors("read the rekey cursor"):
+            saved = self.client.hgetall(self.keys.rekey_cursor)
+        return (saved.get(b"kid", b"").decode() or None, saved.get(b"after", b"").decode() or None)
+
+    def save_rekey_cursor(self, kid, after):
+        with translate_errors("save the rekey cursor"):
+            self.client.hset(self.keys.rekey_cursor, mapping={"kid": kid, "after": after})
+
+    def clear_rekey_cursor(self):
+        with translate_errors("clear the rekey cursor"):
+            self.client.delete(self.keys.rekey_cursor)
+
+    # -- reconciliation: lock, checkpoints, walks and runs (``worker.reconcile``) -------------
+
+    def lock_take(self, token, ttl_ms):
+        """Take the reconciliation lock for ``token`` if nobody holds it; True when taken."""
+        with translate_errors("take the reconciliation lock"):
+            return bool(self.client.set(self.keys.reconcile_lock, token, nx=True, px=ttl_ms))
+
+    def lock_renew(self, token, ttl_ms, pipeline=None):
+        """Extend the lock if ``token`` still holds it; True when it does (queued with a pipeline)."""
+        if pipeline is not None:
+            return self._lock_renew(keys=[self.keys.reconcile_lock], args=[token, ttl_ms],
+                                    client=pipeline)
+        with translate_errors("renew the reconciliation lock"):
+            return bool(self._lock_renew(keys=[self.keys.reconcile_lock], args=[token, ttl_ms]))
+
+    def lock_release(self, token):
+        """Delete the lock if ``token`` still holds it; True when it did."""
+        with translate_errors("release the reconciliation lock"):
+            return bool(self._lock_release(keys=[self.keys.reconcile_lock], args=[token]))
+
+    def checkpoint(self, direction):
+        """The text a walk of ``direction`` saved to resume from, or None."""
+        with translate_errors("read the reconcile checkpoint"):
+            return self.client.get(self.keys.reconcile_cursor(direction))
+
+    def save_checkpoint(self, direction, text, ttl_ms, pipeline=None):
+        """Save ``text`` as the checkpoint of ``direction`` for ``ttl_ms``; None clears it."""
+        client = pipeline if pipeline is not None else self.client
+        with translate_errors("save the reconcile checkpoint"):
+            if text is None:
+                client.delete(self.keys.reconcile_cursor(direction))
+            else:
+                client.set(self.keys.reconcile_cursor(direction), text, px=ttl_ms)
+
+    def last_full_walk(self, direction):
+        """When the last complete full walk of ``direction`` ended (ms), or None."""
+        with translate_errors("read the reconcile state"):
+            value = self.client.hget(self.keys.reconcile_state, f"full:{direction}")
+        return None if value is None else int(value)
+
+    def save_full_walk(self, direction, ended_ms, pipeline=None):
+        client = pipeline if pipeline is not None else self.client
+        with translate_errors("save the reconcile state"):
+            client.hset(self.keys.reconcile_state, f"full:{direction}", ended_ms)
+
+    def append_run(self, text, keep, state, pipeline=None):
+        """Push a run record on the run list (capped at ``keep``) and ``state`` on the state hash."""
+        pipe = pipeline if pipeline is not None else self.client.pipeline(transaction=False)
+        pipe.lpush(self.keys.reconcile_runs, text)
+        pipe.ltrim(self.keys.reconcile_runs, 0, keep - 1)
+        pipe.hset(self.keys.reconcile_state, mapping=state)
+        if pipeline is None:
+            with translate_errors("record the run"):
+                pipe.execute()
+
+    def runs(self, limit):
+        """The newest ``limit`` run records as stored (text), newest first."""
+        with translate_errors("read reconcile runs"):
+            if self.client.type(self.keys.reconcile_runs) != b"list":
+                return []
+            return [row.decode() for row in self.client.lrange(self.keys.reconcile_runs, 0, limit - 1)]

@@ -12,6 +12,7 @@ from flask import request
 
 from inbox import audit
 from inbox.crypto import fingerprint
+from inbox.keys import Keys
 from receiver.errors import error_response
 
 HEADER = "x-api-key"
@@ -52,6 +53,7 @@ def audit_read(action, ids=()):
 
     Fails closed: when the audit entry cannot be written the read is not served (503).
     """
-    store = current_app.extensions["inbox"]["store"]
+    extension = current_app.extensions["inbox"]
     who = fingerprint(request.headers[HEADER])
-    audit.record(store.client, store.keys, who, action, ids=ids, query=request.args)
+    audit.record(extension["connections"].store, Keys(extension["settings"].namespace), who, action,
+                 ids=ids, query=request.args)

@@ -21,7 +21,6 @@ from inbox.errors import StoreUnavailable
 from inbox.figures import safe_code
 from inbox.signing import HEADER
 from inbox.signing import verify
-from inbox.store import Delivery
 from inbox.store import Result
 from inbox.store import Via
 from inbox.traffic import Traffic
@@ -83,8 +82,7 @@ def _received(inbox, event, body, delivery_id):
     # Queue fetches before the ledger records the delivery: a lost enqueue is then retried
     # with the delivery instead of being hidden as a replay.
     _enqueue_fetches(inbox, fetch_ids)
-    body_hash = inbox["store"].vault.digest(body)
-    delivery = Delivery(delivery_id, body_hash) if delivery_id else None
+    delivery = inbox["store"].delivery(delivery_id, body) if delivery_id else None
     result = Result()
     if records or delivery:
         result = inbox["store"].upsert(records, Via.WEBHOOK, delivery=delivery)

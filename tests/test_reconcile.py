@@ -52,7 +52,7 @@ def test_multi_page_walk_both_directions(settings, sim, store, redis_client):
     assert len(feed) == 500 and {e["event"] for e in feed} == {"created"}
     assert {e["via"] for e in feed} == {"reconcile"}
     assert store.stats()["repaired"] == 500
-    assert recent_runs(settings, redis_client)[0]["created"] == 500
+    assert recent_runs(store)[0]["created"] == 500
 
 
 def test_run_stopped_after_page_3_of_10_resumes_from_the_checkpoint(settings, sim, store, redis_client):

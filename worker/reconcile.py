@@ -30,7 +30,6 @@ from inbox.connection import translate_errors
 from inbox.errors import InboxError
 from inbox.errors import MetriportError
 from inbox.errors import StoreUnavailable
-from inbox.keys import Keys
 from inbox.store import Store
 from inbox.store import Via
 from worker.client import MAX_RETRY_SECONDS
@@ -78,7 +77,6 @@ class Reconciliation:
         self.client = MetriportClient(
             settings, budget=settings.reconcile_request_budget, **(client_options or {})
         )
-        self.keys = Keys(settings.namespace)
         self.store = None
         self.lock = None
         self.walks = {}
@@ -95,7 +93,7 @@ class Reconciliation:
         outcome, error = "completed", None
         try:
             self.store = Store(self.settings, client=connect(self.settings.redis_url, STORE_TIMEOUT))
-            self.lock = Lock(self.store.client, self.keys.reconcile_lock, LOCK_TTL_MS)
+            self.lock = Lock(self.store, LOCK_TTL_MS)
             if not self.lock.acquire():
                 outcome = "skipped"
                 log.info("reconcile: skipped, another run holds the lock")
@@ -164,7 +162,7 @@ class Reconciliation:
                 pending = reader.submit(self.client.list_page, page.next_url)
         self.walks[direction]["complete"] = True
         if mode == "full" and end:
-            self.store.client.hset(self.keys.reconcile_state, f"full:{direction}", int(time.time() * 1000))
+            self.store.save_full_walk(direction, int(time.time() * 1000))
             self.round_trips += 1
 
     def _take(self, direction, page, tally):
@@ -186,7 +184,7 @@ class Reconciliation:
     def _last_full(self, direction):
         """When the last complete full walk of ``direction`` ended (ms), or None."""
         self.round_trips += 1
-        return self.store.client.hget(self.keys.reconcile_state, f"full:{direction}")
+        return self.store.last_full_walk(direction)
 
     def _mode_for(self, last_full):
         if self.mode == "full" or last_full is None:
@@ -196,7 +194,7 @@ class Reconciliation:
 
     def _checkpoint(self, direction):
         """The saved next-page URL of an interrupted walk, if fresh and on the API's origin."""
-        raw = self.store.client.get(self.keys.reconcile_cursor(direction))
+        raw = self.store.checkpoint(direction)
         self.round_trips += 1
         if raw is None:
             return None
@@ -214,19 +212,19 @@ class Reconciliation:
 
     def _persist(self, direction, next_url, created, invalid):
         """Checkpoint, counters and lock renewal in one transaction (one round trip)."""
-        cursor = self.keys.reconcile_cursor(direction)
-        pipe = self.store.client.pipeline(transaction=True)
+        pipe = self.store.pipeline(transaction=True)
+        checkpoint = None
         if next_url:
-            ttl = self.settings.reconcile_full_interval * 1000
-            pipe.set(cursor, json.dumps({"url": next_url, "saved": int(time.time() * 1000)}), px=ttl)
-        else:
-            pipe.delete(cursor)
+            checkpoint = json.dumps({"url": next_url, "saved": int(time.time() * 1000)})
+        self.store.save_checkpoint(direction, checkpoint, self.settings.reconcile_full_interval * 1000,
+                                   pipeline=pipe)
         if created:
-            pipe.hincrby(self.keys.stats, "repaired", created)
+            self.store.count_event("repaired", created, pipeline=pipe)
         for reason, count in invalid.items():
-            pipe.hincrby(self.keys.stats, f"invalid:reconcile:{reason}", count)
+            self.store.count_event(f"invalid:reconcile:{reason}", count, pipeline=pipe)
         self.lock.renew(pipeline=pipe)
-        still_ours = pipe.execute()[-1]
+        with translate_errors("checkpoint the walk"):
+            still_ours = pipe.execute()[-1]
         self.round_trips += 1
         if not still_ours:
             raise InboxError(
@@ -289,12 +287,11 @@ class Reconciliation:
             return
         try:
             with translate_errors("record the run"):
-                pipe = self.store.client.pipeline(transaction=False)
-                pipe.lpush(self.keys.reconcile_runs, json.dumps(summary))
-                pipe.ltrim(self.keys.reconcile_runs, 0, RUNS_KEPT - 1)
-                pipe.hincrby(self.keys.stats, f"runs:{summary['outcome']}", 1)
-                pipe.hset(self.keys.reconcile_state, mapping={
-                    "last_outcome": summary["outcome"], "last_ended": summary["ended"]})
+                pipe = self.store.pipeline()
+                self.store.append_run(json.dumps(summary), RUNS_KEPT, {
+                    "last_outcome": summary["outcome"], "last_ended": summary["ended"]},
+                    pipeline=pipe)
+                self.store.count_event(f"runs:{summary['outcome']}", pipeline=pipe)
                 pipe.execute()
         except StoreUnavailable as exc:
             log.warning("reconcile: could not record the run (%s)", exc.code)
@@ -305,10 +302,9 @@ def run(settings, mode="incremental", directions=None, client_options=None):
     return Reconciliation(settings, mode, directions, client_options).run()
 
 
-def recent_runs(settings, client, count=10):
+def recent_runs(store, count=10):
     """The last ``count`` run summaries, newest first."""
-    rows = client.lrange(Keys(settings.namespace).reconcile_runs, 0, count - 1)
-    return [json.loads(row) for row in rows]
+    return [json.loads(row) for row in store.runs(count)]
 
 
 def _iso(seconds):
