@@ -14,6 +14,7 @@ from inbox import audit
 from inbox.connection import translate_errors
 from inbox.keys import Keys
 from inbox.normalize import valid_id
+from inbox.store import Store
 
 #: newest audit entries scanned for reads of one message
 AUDIT_SCAN = 10_000
@@ -89,9 +90,9 @@ def trace(settings, client, message_id, audit_scan=AUDIT_SCAN):
     if not valid_id(message_id):
         raise ValueError("not a message id")
     keys = Keys(settings.namespace)
-    with translate_errors("read a message's history"):
-        exists, text = client.hmget(keys.msg(message_id), "m", "x")
-        events = parse(text.decode() if text else "")
+    exists, text = Store(settings, client=client).history(message_id)
+    events = parse(text)
+    with translate_errors("read a message's feed entries"):
         pipe = client.pipeline(transaction=False)
         feed_ids = [e.feed_id for e in events if e.feed_id]
         for feed_id in feed_ids:
@@ -106,5 +107,5 @@ def trace(settings, client, message_id, audit_scan=AUDIT_SCAN):
         entry for entry in audit.read(client, keys, limit=audit_scan)
         if message_id in entry.ids
     ][::-1]
-    return History(id=message_id, exists=exists is not None, events=tuple(events),
+    return History(id=message_id, exists=exists, events=tuple(events),
                    feed=tuple(feed), reads=tuple(reads))

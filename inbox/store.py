@@ -241,6 +241,12 @@ class Store:
                 self.client.srem(self.keys.unreadable, *healed)
         return still
 
+    def history(self, message_id):
+        """``(exists, history text)`` of a record: its field ``x`` (``inbox.history`` parses it)."""
+        with translate_errors("read a message's history"):
+            meta, text = self.client.hmget(self.keys.msg(message_id), "m", "x")
+        return meta is not None, text.decode() if text else ""
+
     def routing_many(self, message_ids):
         """``(direction, patient)`` of each message, None where unknown, without opening resources.
 

@@ -63,6 +63,7 @@ class InboxCollector:
 
     def __init__(self, settings, connections, ping_client):
         self.settings = settings
+        self.client = connections.store
         self.figures = Figures(settings, client=connections.store)
         self.store = Store(settings, client=connections.store)
         self.jobs = Jobs(settings, connections.queue)
@@ -175,7 +176,7 @@ class InboxCollector:
         yield from (depth, failed)
 
     def _persistence(self):
-        check = persistence.check(self.store.client)
+        check = persistence.check(self.client)
         ok = GaugeMetricFamily(
             f"{PREFIX}_redis_persistence_ok",
             "1 when AOF is on, appendfsync is not no and maxmemory-policy does not evict.",

@@ -79,11 +79,11 @@ def overview():
     settings, store = inbox["settings"], inbox["store"]
     with translate_errors("ping"):
         inbox["readiness_client"].ping()
-    check = persistence.check(store.client)
-    figures = Figures(settings, client=store.client)
+    check = persistence.check(inbox["connections"].store)
+    figures = Figures(settings, client=inbox["connections"].store)
     return {
         "check": check,
-        "stored": store.count(store.keys.idx_all),
+        "stored": store.count(store.index_key()),
         "counters": figures.counters(),
         "unreadable": len(store.unreadable()),
         "keys": {
@@ -102,7 +102,7 @@ def overview():
 @page("webhooks")
 def webhooks():
     inbox = _inbox()
-    hours = Traffic(inbox["settings"], inbox["store"].client).hours(24)
+    hours = Traffic(inbox["settings"], inbox["connections"].store).hours(24)
     accepted, rejected, reasons = [], [], {}
     for start, fields in hours:
         label = time.strftime("%H:00", time.gmtime(start))
@@ -124,7 +124,7 @@ def webhooks():
 def reconciliation():
     inbox = _inbox()
     settings = inbox["settings"]
-    runs = Figures(settings, client=inbox["store"].client).runs(limit=RUNS_SHOWN)
+    runs = Figures(settings, client=inbox["connections"].store).runs(limit=RUNS_SHOWN)
     last_success = next((run.finished for run in runs if run.ok), None)
     columns = [(str(i + 1), {"repaired": int(run.record.get("repaired") or 0)})
                for i, run in enumerate(reversed(runs))]
@@ -143,7 +143,7 @@ def reconciliation():
 @page("feed")
 def feed():
     inbox = _inbox()
-    figures = Figures(inbox["settings"], client=inbox["store"].client)
+    figures = Figures(inbox["settings"], client=inbox["connections"].store)
     return {
         "groups": figures.groups(),
         "length": figures.feed_length(),
@@ -183,5 +183,5 @@ def message_history():
         return render_template("console/history.html", page="history", trace=None, asked="",
                                invalid=True), 400
     inbox = _inbox()
-    trace = history.trace(inbox["settings"], inbox["store"].client, message_id)
+    trace = history.trace(inbox["settings"], inbox["connections"].store, message_id)
     return {"trace": trace, "asked": message_id}
