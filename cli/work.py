@@ -10,7 +10,6 @@ import sys
 import click
 
 from cli.environment import load_settings
-from cli.environment import warn_if_unencrypted
 
 #: exit status of ``reconcile --once`` per outcome (2 stays configuration errors, as everywhere)
 EXIT_STATUS = {"completed": 0, "failed": 1, "budget_exhausted": 3, "skipped": 4}
@@ -24,6 +23,18 @@ def _log_to_stderr():
     logs.configure()
 
 
+def _start_logging(settings):
+    """JSON logging first, so the encryption warning is a JSON line like every other one."""
+    import logging
+
+    from inbox.crypto import encryption_warning
+
+    _log_to_stderr()
+    warning = encryption_warning(settings)
+    if warning:
+        logging.getLogger("metriport_inbox.worker").warning(warning)
+
+
 @click.command()
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty instead of waiting.")
 @click.option("--cron", "clock", is_flag=True,
@@ -35,7 +46,7 @@ def worker(burst, clock):
     from worker.client import require_api_key
 
     require_api_key(settings)
-    warn_if_unencrypted(settings)
+    _start_logging(settings)
     connection = Connections(settings).queue
     if clock:
         from worker.schedule import scheduler
@@ -44,7 +55,6 @@ def worker(burst, clock):
         return
     from rq import Worker
 
-    _log_to_stderr()
     Worker([settings.queue_name], connection=connection).work(burst=burst)
 
 
@@ -66,8 +76,7 @@ def reconcile(once, full, direction, as_json):
     from worker.reconcile import run
 
     require_api_key(settings)
-    warn_if_unencrypted(settings)
-    _log_to_stderr()
+    _start_logging(settings)
     summary = run(settings, mode="full" if full else "incremental",
                   directions=(direction,) if direction else None)
     if as_json:

@@ -141,6 +141,12 @@ def _fill(sim, settings, env, base):
     worked = subprocess.run([COMMAND, "worker", "--burst"], env=env, capture_output=True,
                             text=True, timeout=120)
     assert worked.returncode == 0, worked.stderr
+    for output in (done.stderr, worked.stderr):  # one logging configuration: JSON lines only
+        lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+        assert lines and all({"time", "level", "logger", "request_id"} <= line.keys() for line in lines)
+    job_lines = [json.loads(line) for line in worked.stderr.splitlines() if line.strip()]
+    assert any(line["logger"].startswith("rq.") for line in job_lines)
+    assert any(line["request_id"] for line in job_lines)  # the fetch job's lines carry its id
     Consumer(settings, "search-index", "c1").read(count=7)
     read = requests.get(f"{base}/medical/v1/message/{traced}", headers={"x-api-key": READER_KEY},
                         timeout=10)
@@ -170,6 +176,17 @@ def _all(driver, css):
     return driver.find_elements(By.CSS_SELECTOR, css)
 
 
+def _click(driver, element):
+    """Click something that loads a new page, and wait until the new page is there."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = _by(driver, "html")
+    element.click()
+    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def _shot(driver, tmp_path_factory, name):
     folder = tmp_path_factory.getbasetemp() / "console-screenshots"
     folder.mkdir(exist_ok=True)
@@ -181,7 +198,7 @@ def _shot(driver, tmp_path_factory, name):
 def _log_in(driver, url, key):
     driver.get(f"{url}/console/login")
     _by(driver, "#key").send_keys(key)
-    _by(driver, "#login").click()
+    _click(driver, _by(driver, "#login"))
 
 
 def test_console_in_chromium(driver, world, tmp_path_factory):
@@ -207,7 +224,7 @@ def test_console_in_chromium(driver, world, tmp_path_factory):
     _shot(driver, tmp_path_factory, "1-overview")
 
     # webhooks: totals equal the hourly counters; both charts drawn
-    _by(driver, "#nav-webhooks").click()
+    _click(driver, _by(driver, "#nav-webhooks"))
     hours = Traffic(settings, Connections(settings).store).hours(24)
     accepted = sum(fields.get("accepted", 0) for _, fields in hours)
     refused = sum(v for _, fields in hours for k, v in fields.items() if k != "accepted")
@@ -223,7 +240,7 @@ def test_console_in_chromium(driver, world, tmp_path_factory):
     _shot(driver, tmp_path_factory, "2-webhooks")
 
     # reconciliation: the run, its repairs, the chart
-    _by(driver, "#nav-reconciliation").click()
+    _click(driver, _by(driver, "#nav-reconciliation"))
     rows = _all(driver, "#runs tr.run")
     assert len(rows) == 1
     assert int(rows[0].find_element("css selector", ".repaired").text) == world["summary"]["repaired"] > 0
@@ -233,7 +250,7 @@ def test_console_in_chromium(driver, world, tmp_path_factory):
     _shot(driver, tmp_path_factory, "3-reconciliation")
 
     # feed: the group's lag and pending as the store counts them
-    _by(driver, "#nav-feed").click()
+    _click(driver, _by(driver, "#nav-feed"))
     group = next(g for g in figures.groups() if g.name == "search-index")
     row = _by(driver, 'tr.group[data-group="search-index"]')
     assert int(row.find_element("css selector", ".pending").text) == group.pending == 7
@@ -243,7 +260,7 @@ def test_console_in_chromium(driver, world, tmp_path_factory):
     _shot(driver, tmp_path_factory, "4-feed")
 
     # jobs: the failed fetch with its error line, then requeued from the page
-    _by(driver, "#nav-jobs").click()
+    _click(driver, _by(driver, "#nav-jobs"))
     failed = _all(driver, "tr.failed-job")
     assert len(failed) == 1 and "missing-message-1" in failed[0].text
     error = failed[0].find_element("css selector", ".error-line").text
@@ -254,15 +271,15 @@ def test_console_in_chromium(driver, world, tmp_path_factory):
     forged = requests.post(f"{url}/console/jobs/requeue", data={"job": failed[0].get_attribute("data-job")},
                            cookies={"inbox_console": cookie["value"]}, timeout=10)
     assert forged.status_code == 403  # a POST without the CSRF token
-    failed[0].find_element("css selector", "button.requeue").click()
+    _click(driver, failed[0].find_element("css selector", "button.requeue"))
     assert "Requeued" in _by(driver, "#requeued").text
     assert _by(driver, "#queue-depth").text == "1" and _by(driver, "#failed-count").text == "0"
     _shot(driver, tmp_path_factory, "5-jobs-requeued")
 
     # history: webhook, replay, reconcile update, the feed entries and the audited read
-    _by(driver, "#nav-history").click()
+    _click(driver, _by(driver, "#nav-history"))
     _by(driver, "#message-id").send_keys(traced)
-    _by(driver, "#look-up").click()
+    _click(driver, _by(driver, "#look-up"))
     shown = [(r.get_attribute("data-event"), r.get_attribute("data-via"), r.get_attribute("data-version"))
              for r in _all(driver, "tr.event")]
     assert shown == [("created", "webhook", "1"), ("replay", "webhook", "1"),
@@ -281,7 +298,7 @@ def test_console_in_chromium(driver, world, tmp_path_factory):
     # the canary message is stored, yet its content is on no page
     _by(driver, "#message-id").clear()
     _by(driver, "#message-id").send_keys(world["canary_id"])
-    _by(driver, "#look-up").click()
+    _click(driver, _by(driver, "#look-up"))
     assert len(_all(driver, "tr.event")) == 1
     sources["history-canary"] = driver.page_source
     assert set(PAGES) <= set(sources)
