@@ -112,7 +112,7 @@ def backfill(settings, redis, slice_pages):
                         messages, _ = fetch_only(client, url, direction, slice_pages)
                         totals["base_msgs"] += messages
                     else:
-                        summary = run(sliced, mode="full", directions=[direction])
+                        summary = run(sliced, mode="full", directions=[direction]).as_dict()
                         assert summary["outcome"] in ("completed", "budget_exhausted"), summary
                         complete = summary["outcome"] == "completed"
                         totals["runs"].append(summary)
@@ -157,7 +157,7 @@ def main():
             before = commands_processed(redis)
             totals = backfill(settings, redis, options.slice_pages)
             commands = commands_processed(redis) - before
-            incremental = run(settings)
+            incremental = run(settings).as_dict()
         finally:
             simulator.terminate()
             simulator.wait(timeout=10)

@@ -36,10 +36,13 @@ PHASE_TIMEOUT = 60
 
 
 @click.command()
-@click.option("--messages", default=3000, show_default=True, help="Messages at the simulated Metriport.")
+@click.option("--messages", default=3000, show_default=True, type=click.IntRange(min=1),
+              help="Messages at the simulated Metriport.")
 @click.option("--seed", default=7, show_default=True, help="Same seed, same messages and chaos.")
-@click.option("--drop", default=0.15, show_default=True, help="Fraction of webhooks never delivered.")
-@click.option("--duplicate", default=0.1, show_default=True, help="Fraction of webhooks delivered twice.")
+@click.option("--drop", default=0.15, show_default=True, type=click.FloatRange(0, 1),
+              help="Fraction of webhooks never delivered (0 to 1).")
+@click.option("--duplicate", default=0.1, show_default=True, type=click.FloatRange(0, 1),
+              help="Fraction of webhooks delivered twice (0 to 1).")
 @click.option("--no-reconcile", is_flag=True, help="Skip reconciliation: shows what webhooks alone lose.")
 def demo(messages, seed, drop, duplicate, no_reconcile):
     """Run the whole loop locally and print a report with a consistency verdict."""

@@ -2,7 +2,8 @@
 
 Both talk to the Redis that ``REDIS_URL`` names (they inspect a running deployment, so there is
 no embedded fallback) and fail fast with ``store_unavailable`` when it does not answer. Output
-holds ids, codes and counts; only ``tail --with-content`` prints message content.
+holds ids, codes and counts; only ``tail --with-content`` prints message content, and every line
+of ``tail`` is escaped (``cli.printable``): no control character reaches the terminal.
 """
 
 import dataclasses
@@ -13,14 +14,15 @@ import time
 import click
 
 from cli.environment import load_settings
+from cli.printable import escape
 from inbox.connection import Connections
 from inbox.feed import Consumer
 from inbox.feed import Feed
-from inbox.figures import CHANNELS
-from inbox.figures import OUTCOMES
 from inbox.figures import REJECTED_PREFIX
 from inbox.figures import Figures
+from inbox.store import Outcome
 from inbox.store import Store
+from inbox.store import Via
 
 #: seconds one blocking read waits before the loop checks its limits again
 POLL_BLOCK = 1.0
@@ -101,14 +103,14 @@ def _line(entry, as_json, with_content):
             payload["resource"] = entry.message.resource if entry.message else None
             if entry.error:
                 payload["error"] = entry.error
-        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    line = (
+        return escape(json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
+    line = escape(
         f"{entry.id}  {entry.event:<7}  {entry.message_id}  v{entry.version} {entry.via}"
         f"  {entry.direction or '-'}  patient={entry.patient or '-'}  status={entry.status or '-'}"
     )
     if with_content:
         content = entry.message.resource if entry.message else {"error": entry.error}
-        line += "\n  " + json.dumps(content, ensure_ascii=False)
+        line += "\n  " + escape(json.dumps(content, ensure_ascii=False))
     return line
 
 
@@ -126,7 +128,7 @@ def stats(as_json, runs):
     if as_json:
         click.echo(json.dumps({
             "counters": counters,
-            "reconcileRuns": [run.record for run in recent],
+            "reconcileRuns": [run.as_dict() for run in recent],
             "groups": [
                 {"name": g.name, "consumers": g.consumers, "pending": g.pending, "lag": g.lag,
                  "lastDelivered": g.last_delivered}
@@ -142,9 +144,10 @@ def stats(as_json, runs):
 
 def _table(counters, recent, groups, feed, encryption):
     """The compact text form of ``stats``."""
-    yield f"{'messages':<10}" + "".join(f"{c:>11}" for c in CHANNELS) + f"{'total':>11}"
-    for outcome in OUTCOMES:
-        row = [counters.get(f"{outcome}:{c}", 0) for c in CHANNELS]
+    channels = [via.value for via in Via]
+    yield f"{'messages':<10}" + "".join(f"{c:>11}" for c in channels) + f"{'total':>11}"
+    for outcome in (outcome.value for outcome in Outcome):
+        row = [counters.get(f"{outcome}:{c}", 0) for c in channels]
         yield f"{outcome:<10}" + "".join(f"{n:>11}" for n in row) + f"{counters.get(outcome, 0):>11}"
     yield f"repaired by reconciliation: {counters.get('created:reconcile', 0)}"
     rejected = {k[len(REJECTED_PREFIX):]: v for k, v in counters.items() if k.startswith(REJECTED_PREFIX)}
@@ -162,14 +165,14 @@ def _table(counters, recent, groups, feed, encryption):
         yield "reconcile runs (newest first):"
         for run in recent:
             when = (
-                datetime.datetime.fromtimestamp(run.finished, datetime.timezone.utc)
-                .strftime("%Y-%m-%dT%H:%M:%SZ") if run.finished is not None else "-"
+                datetime.datetime.fromtimestamp(run.ended_at, datetime.timezone.utc)
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
             )
             numbers = " ".join(
-                f"{k}={v}" for k, v in run.record.items()
-                if isinstance(v, int) and not isinstance(v, bool) and not k.endswith("_at")
+                f"{k}={v}" for k, v in run.as_dict().items()
+                if isinstance(v, int) and not isinstance(v, bool)
             )
-            yield f"  {when}  {run.outcome:<10} {numbers}".rstrip()
+            yield f"  {when}  {run.outcome.value:<10} {numbers}".rstrip()
     else:
         yield "reconcile runs: none recorded"
     yield f"encryption: {encryption}"

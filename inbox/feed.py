@@ -34,7 +34,9 @@ DEFAULT_CLAIM_IDLE = 60.0
 #: on Redis 6.2 (no ``lag`` in XINFO GROUPS) lag is counted entry by entry up to this many
 LAG_COUNT_LIMIT = 100_000
 
-_POSITION = re.compile(r"^\d{1,20}(-\d{1,20})?$")
+#: a stream entry id: ``<ms>-<seq>`` or ``<ms>``, each part an unsigned 64-bit number (Redis's limit)
+_POSITION = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
+_ID_PART_MAX = 2**64 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,9 +101,17 @@ class GroupInfo:
 
 
 def check_position(position):
-    """``position`` if it is a stream entry id, else ``InvalidPosition``."""
-    if not _POSITION.match(position or ""):
-        raise InvalidPosition("A feed position must be a stream entry id such as 1718000000000-0.")
+    """``position`` if it is a stream entry id Redis accepts, else ``InvalidPosition``.
+
+    The whole string must match (no trailing newline) and each part must fit in 64 bits: Redis
+    answers anything else with an error, which would otherwise surface as a 500.
+    """
+    found = _POSITION.fullmatch(position) if isinstance(position, str) else None
+    if found is None or any(int(part) > _ID_PART_MAX for part in found.groups() if part):
+        raise InvalidPosition(
+            "A feed position must be a stream entry id such as 1718000000000-0 "
+            f"(each part at most {_ID_PART_MAX})."
+        )
     return position
 
 
@@ -128,7 +138,9 @@ class Feed:
 
     def after(self, position=None, limit=100):
         """Up to ``limit`` entries strictly after ``position`` (None: from the first entry)."""
-        start = f"({check_position(position)}" if position else "-"
+        if position and check_position(position) == f"{_ID_PART_MAX}-{_ID_PART_MAX}":
+            return []  # nothing can follow the largest id (Redis refuses an exclusive start there)
+        start = f"({position}" if position else "-"
         with translate_errors("read the feed"):
             rows = self.client.xrange(self.keys.feed, min=start, max="+", count=limit)
         return [Entry.from_fields(entry_id, fields) for entry_id, fields in rows]

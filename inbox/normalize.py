@@ -8,12 +8,17 @@ Accepted shapes (see ``shared/reference/metriport-api.md`` §5.4):
   ``status``, ``subject``, ``body``, ``sentAt``, ``updatedAt`` ...).
 
 The record keeps the resource exactly as received (what the mirror API serves back) and derives
-the fields the store indexes and orders by. Anything without a usable id raises ``InvalidMessage``
-before a single byte is written.
+the fields the store indexes and orders by, and the message's *meaning*: what a person reading it
+would call the message (ids, subject line, parties, time, text, attachments), the same bytes
+whichever shape carried it. The store decides "same message?" on the meaning, its status and its
+as-of, never on the representation, so the SDK object delivered by webhook and the Communication
+read later from the list are one message, announced once. Anything without a usable id raises
+``InvalidMessage`` before a single byte is written.
 """
 
 import dataclasses
 import datetime
+import enum
 import json
 import re
 
@@ -22,21 +27,53 @@ from inbox.settings import DIRECTIONS
 
 #: statuses after which a message never changes back (FHIR terminal codes plus the SDK's "failed")
 TERMINAL_STATUSES = frozenset({"completed", "failed", "entered-in-error", "stopped", "not-done"})
+#: status words that mean the same: the SDK object's word, FHIR's word (what a Communication says)
+STATUS_SYNONYMS = {"processing": "in-progress"}
+#: the version of the meaning's definition; a digest of another version is never compared to it
+MEANING_VERSION = "m1"
 
-_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+class Shape(enum.IntEnum):
+    """The representation a record holds, ranked: a better one replaces an equal-meaning worse one.
+
+    ``STALE`` marks a stored resource whose status was changed after it (a status webhook), so
+    any copy of the same meaning replaces it.
+    """
+
+    STALE = 0
+    OTHER = 1
+    FLAT = 2
+    COMMUNICATION = 3
+
+
+# keys that only a FHIR Communication has, and keys of the SDK's flat Message object
+_FHIR_KEYS = frozenset({"topic", "payload", "recipient", "sender", "sent", "received"})
+_FLAT_KEYS = frozenset({"subject", "body", "sentAt", "destination", "attachments",
+                        "transportMethod", "intendedRecipientNpi"})
+
+# Every shape rule is matched against the whole string (``fullmatch``): ``^…$`` with ``match``
+# would let a trailing newline through, into Redis key names, counters and terminal output.
+_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # a status is a code (FHIR's or the SDK's); anything else is dropped, as it would reach the feed
-_STATUS = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_STATUS = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# an event type (``meta.type``) or a reason code used as a counter name
+_CODE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _PATIENT_REFERENCE = "Patient/"
 
 
 def valid_id(value):
     """True for a usable message, patient or delivery id: 1-128 of A-Z a-z 0-9 . _ : -."""
-    return isinstance(value, str) and _ID.match(value) is not None
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
 def valid_status(value):
     """True for a status code (FHIR's or the SDK's); free text never reaches the feed."""
-    return isinstance(value, str) and _STATUS.match(value) is not None
+    return isinstance(value, str) and _STATUS.fullmatch(value) is not None
+
+
+def valid_code(value):
+    """True for an event type or reason code usable as a counter name: 1-64 of A-Z a-z 0-9 . _ : -."""
+    return isinstance(value, str) and _CODE.fullmatch(value) is not None
 #: where the message time comes from, first found wins (FHIR, then the SDK DTO)
 _MESSAGE_TIMES = ("sent", "received", "sentAt")
 # compact JSON encoders, keyed by sort_keys, built once (json.dumps builds one per call); parsed
@@ -51,11 +88,13 @@ _ENCODERS = {
 
 @dataclasses.dataclass(frozen=True)
 class Record:
-    """One message, ready for the store. ``body`` is the resource as received, compact JSON."""
+    """One message, ready for the store. ``body`` is the resource as received, compact JSON;
+    ``meaning`` the shape-independent bytes its digest is taken over; ``shape`` its ``Shape``."""
 
     id: str
     body: bytes
-    canonical: bytes
+    meaning: bytes
+    shape: "Shape"
     direction: str | None
     patient: str | None
     status: str | None
@@ -81,7 +120,7 @@ def normalize(message, direction=None):
     message_id = resource.get("id")
     if message_id is None or message_id == "":
         raise InvalidMessage("The message has no id.", "missing_id")
-    if not isinstance(message_id, str) or not _ID.match(message_id):
+    if not valid_id(message_id):
         raise InvalidMessage(
             "The message id must be 1-128 characters of A-Z a-z 0-9 . _ : -.", "invalid_id"
         )
@@ -99,21 +138,91 @@ def normalize(message, direction=None):
         # which is the DTO's ``updatedAt``, so both copies of a message tie and the API read wins
         or (max(times) if times else None)
     )
+    patient = _patient_id(resource)
+    shape = _shape(resource)
     return Record(
         id=message_id,
         body=_json(resource, sort_keys=False),
-        canonical=_json(resource, sort_keys=True),
+        meaning=_meaning(resource, shape, message_id, patient, direction),
+        shape=shape,
         direction=direction,
-        patient=_patient_id(resource),
+        patient=patient,
         status=status_code(status),
         message_time=message_time,
         as_of=as_of or 0,
     )
 
 
+def _shape(resource):
+    if resource.get("resourceType") == "Communication" or not _FHIR_KEYS.isdisjoint(resource):
+        return Shape.COMMUNICATION
+    if not _FLAT_KEYS.isdisjoint(resource):
+        return Shape.FLAT
+    return Shape.OTHER
+
+
+def _meaning(resource, shape, message_id, patient, direction):
+    """The message's meaning as canonical JSON: equal for a Communication and its flat object.
+
+    Fields (``docs/store.md``, "Same message"): id, patient, subject line, the other party's
+    address, the recipients' NPIs, the message time (when Metriport had it: ``received`` else
+    ``sent``; the object's ``sentAt``), the text parts and the attachment ids. Status and as-of
+    are compared beside the digest, so a status change is an update and a status webhook does
+    not make the later API copy look different. A resource of neither known shape means itself
+    (its key-sorted JSON).
+    """
+    if shape is Shape.OTHER:
+        return _json([MEANING_VERSION, "other", resource], sort_keys=True)
+    if shape is Shape.COMMUNICATION:
+        topic = _field(resource.get("topic"), "text")
+        time = parse_time(resource.get("received")) or parse_time(resource.get("sent"))
+        recipients = [r for r in _list(resource.get("recipient")) if isinstance(r, dict)]
+        if direction is None:
+            # a Communication read without a direction (a fetch): Metriport's inbound ones carry
+            # the time it received them, outbound ones only the time they were sent
+            direction = "inbound" if "received" in resource else "outbound"
+        if direction == "inbound":
+            party = _field(resource.get("sender"), "display")
+        else:
+            organizations = [r for r in recipients if r.get("type") == "Organization"]
+            party = _field((organizations or recipients or [None])[0], "display")
+        npis = [r.get("display") for r in recipients if r.get("type") == "Practitioner"]
+        parts = [p for p in _list(resource.get("payload")) if isinstance(p, dict)]
+        texts = [p["contentString"] for p in parts if isinstance(p.get("contentString"), str)]
+        documents = [_field(p.get("contentReference"), "reference") for p in parts]
+        attachments = [d.split("/", 1)[-1] for d in documents if isinstance(d, str)]
+    else:
+        topic = resource.get("subject")
+        time = parse_time(resource.get("sentAt"))
+        party = resource.get("destination")
+        npis = _list(resource.get("intendedRecipientNpi"))
+        body = resource.get("body")
+        texts = [body] if isinstance(body, str) and body else []
+        attachments = _list(resource.get("attachments"))
+    meaning = [MEANING_VERSION, message_id, patient, _text(topic), time, _text(party),
+               _strings(npis), texts, _strings(attachments)]
+    return _json(meaning, sort_keys=True)
+
+
+def _field(value, name):
+    return value.get(name) if isinstance(value, dict) else None
+
+
+def _list(value):
+    return value if isinstance(value, list) else []
+
+
+def _text(value):
+    return value if isinstance(value, str) else None
+
+
+def _strings(values):
+    return sorted(value for value in values if isinstance(value, str))
+
+
 def status_code(value):
     """``value`` when it is a status code (``completed``, ``in-progress`` …), else None."""
-    return value if isinstance(value, str) and _STATUS.match(value) else None
+    return value if valid_status(value) else None
 
 
 def _json(resource, sort_keys):
@@ -132,7 +241,7 @@ def _patient_id(resource):
         reference = subject.get("reference")
         if isinstance(reference, str) and reference.startswith(_PATIENT_REFERENCE):
             candidate = reference[len(_PATIENT_REFERENCE):]
-    if isinstance(candidate, str) and _ID.match(candidate):
+    if valid_id(candidate):
         return candidate
     return None
 

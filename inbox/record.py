@@ -16,6 +16,7 @@ import functools
 import importlib.resources
 import json
 
+from inbox.normalize import STATUS_SYNONYMS
 from inbox.normalize import TERMINAL_STATUSES
 
 #: the fields packed in ``m``, in order (times in ms since the epoch; the status comes last)
@@ -65,6 +66,28 @@ class Meta:
         return SEPARATOR.join("" if value is None else str(value) for value in values)
 
 
+@dataclasses.dataclass(frozen=True)
+class Digest:
+    """The record's field ``h``: ``<shape><tag>:<hex>``, the digest of the message's meaning.
+
+    ``tag`` names what the hex can be compared with (meaning version and key id, see
+    ``Vault.digests``); ``shape`` ranks the stored representation (``normalize.Shape``). A value
+    that does not parse (a record written before digests were tagged) is ``None`` from ``unpack``.
+    """
+
+    shape: int
+    entry: str
+
+    @classmethod
+    def unpack(cls, text):
+        if len(text) < 3 or not text[0].isdigit() or ":" not in text:
+            return None
+        return cls(int(text[0]), text[1:])
+
+    def pack(self):
+        return f"{self.shape}{self.entry}"
+
+
 def unpack_routing(text):
     """``(direction, patient)`` of the packed text ``text``, without parsing the other fields."""
     parts = text.split(SEPARATOR, _PATIENT + 1)
@@ -77,6 +100,7 @@ def lua_prelude():
     generated = (
         f"local RECORD_FIELDS = {_lua_list(FIELDS)}\n"
         f"local TERMINAL_STATUSES = {_lua_list(sorted(TERMINAL_STATUSES))}\n"
+        f"local STATUS_SYNONYMS = {_lua_list(word for pair in sorted(STATUS_SYNONYMS.items()) for word in pair)}\n"
     )
     text = importlib.resources.files("inbox").joinpath("scripts", "record.lua").read_text()
     return generated + text + "\n"

@@ -82,13 +82,13 @@ def _reseal(store, ids, progress):
     progress.scanned += len(ids)
     for _ in range(ATTEMPTS):
         writes = []
-        for message_id, (blob, digest) in zip(pending, store.sealed_many(pending)):
+        for message_id, (blob, digest, meta) in zip(pending, store.sealed_many(pending)):
             if blob is None or digest is None:
                 progress.vanished += 1
             elif store.is_current(blob):
                 progress.current += 1
             else:
-                resealed = _resealed(store, message_id, blob, progress)
+                resealed = _resealed(store, message_id, blob, digest, meta, progress)
                 if resealed is not None:
                     writes.append((message_id, digest, *resealed))
         replies = store.replace_sealed(writes)
@@ -100,10 +100,10 @@ def _reseal(store, ids, progress):
     progress.busy.extend(pending)
 
 
-def _resealed(store, message_id, blob, progress):
+def _resealed(store, message_id, blob, digest, meta, progress):
     """``(blob, digest)`` of a record under the current key, or None (recorded as failed)."""
     try:
-        return store.resealed(message_id, blob)
+        return store.resealed(message_id, blob, digest, meta)
     except DecryptionError as exc:
         progress.failed.append((message_id, exc.code))
     except (ValueError, InvalidMessage):

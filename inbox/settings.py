@@ -22,9 +22,9 @@ from inbox.errors import ConfigError
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "redis+sentinel")
 CLUSTER_SCHEME = "redis+cluster"
 DIRECTIONS = ("inbound", "outbound")
-_NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 #: a key id of the encryption key ring
-KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,16}")  # matched with fullmatch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +46,7 @@ class Settings:
     reconcile_page_size: int = 500
     reconcile_stop_after: int = 2
     reconcile_request_budget: int = 1000
+    reconcile_deadline: int = 1800
     metriport_rate_limit: float = 0.0
     webhook_auto_retry: bool = False
     webhook_max_bytes: int = 1024 * 1024
@@ -128,7 +129,7 @@ def _http_url(variable, raw):
 
 
 def _namespace(variable, raw):
-    if not _NAMESPACE.match(raw):
+    if not _NAMESPACE.fullmatch(raw):
         raise ConfigError(f"{variable} must be 1-64 characters of A-Z a-z 0-9 _ . - (no braces).")
     return raw
 
@@ -148,7 +149,7 @@ def _key_ring(variable, raw):
     ring = []
     for position, entry in enumerate(raw.split(","), start=1):
         kid, sep, encoded = entry.strip().partition(":")
-        if not sep or not KEY_ID.match(kid):
+        if not sep or not KEY_ID.fullmatch(kid):
             raise ConfigError(
                 f"{variable} entry {position} must be kid:key with a kid of 1-16 A-Za-z0-9_- "
                 "characters (metriport-inbox keygen prints one)."
@@ -226,6 +227,7 @@ _VARIABLES = (
     ("RECONCILE_PAGE_SIZE", "reconcile_page_size", _page_size),
     ("RECONCILE_STOP_AFTER", "reconcile_stop_after", _positive_int),
     ("RECONCILE_REQUEST_BUDGET", "reconcile_request_budget", _positive_int),
+    ("RECONCILE_DEADLINE", "reconcile_deadline", _positive_int),
     ("METRIPORT_RATE_LIMIT", "metriport_rate_limit", _rate),
     ("METRIPORT_WEBHOOK_AUTO_RETRY", "webhook_auto_retry", _flag),
     ("WEBHOOK_MAX_BYTES", "webhook_max_bytes", _positive_int),

@@ -10,6 +10,7 @@ import dataclasses
 import enum
 import importlib.resources
 import json
+import logging
 import time
 
 from inbox.connection import Connections
@@ -19,14 +20,20 @@ from inbox.errors import DecryptionError
 from inbox.errors import InvalidMessage
 from inbox.errors import StoreUnavailable
 from inbox.keys import Keys
+from inbox.normalize import MEANING_VERSION
 from inbox.normalize import normalize
 from inbox.normalize import status_code
+from inbox.record import Digest
 from inbox.record import Meta
 from inbox.record import lua_prelude
 from inbox.record import unpack_routing
 
+log = logging.getLogger("inbox.store")
+
 #: how long a webhook delivery id is remembered (Metriport's manual retries come within days)
 LEDGER_TTL_SECONDS = 30 * 24 * 3600
+#: how often records whose stored digest cannot be compared are settled again (see ``upsert``)
+RECHECK_ATTEMPTS = 3
 
 
 class Via(str, enum.Enum):
@@ -80,6 +87,14 @@ class StoredMessage(Meta):
     resource: dict
 
 
+@dataclasses.dataclass(frozen=True)
+class Unreadable:
+    """A stored record that cannot be opened (key not in the ring, tampered, not JSON), and why."""
+
+    id: str
+    code: str
+
+
 def load_script(name):
     """The text of ``inbox/scripts/<name>.lua``."""
     return importlib.resources.files("inbox").joinpath("scripts", f"{name}.lua").read_text()
@@ -123,8 +138,41 @@ class Store:
 
         With a ``delivery``, a replay of the same delivery id and body is answered
         ``Result(replay=True)`` without touching any record.
+
+        A stored record whose digest no key of the ring can reproduce (stored in clear before
+        keys were set, under a retired key, or before digests were tagged) is answered "recheck"
+        by the script: its resource is opened and compared here, and the script is called again
+        for those records with the verdict. That costs two more round trips, once per record
+        after a key change; every later call compares digests alone.
         """
         via = Via(via)
+        records = list(records)
+        digests = [self.vault.digests(record.meaning, MEANING_VERSION) for record in records]
+        with translate_errors("store messages"):
+            outcomes = self._call_upsert(records, digests, via, delivery)
+            for _ in range(RECHECK_ATTEMPTS):
+                if outcomes is None:
+                    return Result(replay=True)
+                pending = [i for i, outcome in enumerate(outcomes) if outcome == "recheck"]
+                if not pending:
+                    break
+                markers = self._recheck([records[i] for i in pending],
+                                        [digests[i][0] for i in pending])
+                settled = self._call_upsert(
+                    [records[i] for i in pending],
+                    [digests[i] + marker for i, marker in zip(pending, markers)], via, delivery)
+                if settled is None:  # a concurrent copy of this delivery settled them first
+                    settled = [Outcome.DUPLICATE.value] * len(pending)
+                for i, outcome in zip(pending, settled):
+                    outcomes[i] = outcome
+        if "recheck" in outcomes:
+            log.warning("store: %d records kept changing their digest key; left as they are",
+                        outcomes.count("recheck"))
+            outcomes = [Outcome.STALE.value if o == "recheck" else o for o in outcomes]
+        return Result(outcomes=tuple(Outcome(outcome) for outcome in outcomes))
+
+    def _call_upsert(self, records, digests, via, delivery):
+        """One script call: the outcome words in order, or None for a replayed delivery."""
         keys = [self.keys.feed, self.keys.stats, self.keys.idx_all]
         keys.append(self.keys.delivery(delivery.id) if delivery else self.keys.stats)
         args = [
@@ -134,28 +182,68 @@ class Store:
             delivery.body_hash if delivery else "",
             LEDGER_TTL_SECONDS,
         ]
-        for record in records:
+        for record, record_digests in zip(records, digests):
             keys.append(self.keys.msg(record.id))
             keys.append(self.keys.idx_direction(record.direction) if record.direction else self.keys.idx_all)
             keys.append(self.keys.idx_patient(record.patient) if record.patient else self.keys.idx_all)
             args.extend((
                 record.id,
                 self.vault.seal(record.id, record.body),
-                self.vault.digests(record.canonical),
+                ",".join(record_digests),
+                int(record.shape),
                 record.direction or "",
                 record.patient or "",
                 record.status or "",
                 "" if record.message_time is None else record.message_time,
                 record.as_of,
             ))
-        with translate_errors("store messages"):
-            reply = self._upsert(keys=keys, args=args)
-            if reply == b"replay":
-                return Result(replay=True)
-            outcomes, moved = reply
-            if moved:
-                self._unindex_moved(moved)
-        return Result(outcomes=tuple(Outcome(o.decode()) for o in outcomes))
+        reply = self._upsert(keys=keys, args=args)
+        if reply == b"replay":
+            return None
+        outcomes, moved = reply
+        if moved:
+            self._unindex_moved(moved)
+        return [outcome.decode() for outcome in outcomes]
+
+    def _recheck(self, records, current):
+        """The verdict marker for each stored record the script could not compare (see upsert).
+
+        ``=<shape><h>`` when the stored resource means the same as the incoming one (or cannot
+        be opened: then status and as-of decide, and shape 0 lets the readable copy replace it),
+        ``!<h>`` when it means something else; no marker when the record has vanished.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        for record in records:
+            pipe.hmget(self.keys.msg(record.id), "r", "h", "m")
+        markers = []
+        for record, digest, (blob, stored_h, meta) in zip(records, current, pipe.execute()):
+            if stored_h is None:
+                markers.append([])
+                continue
+            stored_h = stored_h.decode()
+            tagged = Digest.unpack(stored_h)
+            try:
+                direction = Meta.unpack(meta.decode()).direction
+                stored = normalize(json.loads(self.vault.open(record.id, blob)), direction)
+            except (DecryptionError, InvalidMessage, ValueError):
+                markers.append([f"=0{stored_h}"])
+                continue
+            if self.vault.digests(stored.meaning, MEANING_VERSION)[0] != digest:
+                markers.append([f"!{stored_h}"])
+                continue
+            shape = tagged.shape if tagged else int(stored.shape)
+            markers.append([f"={shape}{stored_h}"])
+        return markers
+
+    def replayed(self, delivery):
+        """True when the ledger already holds ``delivery`` (same id, same body hash).
+
+        The upsert answers a replay by itself; this is for a delivery whose work happens
+        before the upsert (queueing fetches of id-only messages), so that a replay queues none.
+        """
+        with translate_errors("check the delivery ledger"):
+            held = self.client.get(self.keys.delivery(delivery.id))
+        return held is not None and held.decode() == delivery.body_hash
 
     def apply_status(self, message_id, status, as_of, via=Via.WEBHOOK):
         """Apply a delivery status (``message.status``) to a stored message.
@@ -190,19 +278,37 @@ class Store:
 
         Raises ``DecryptionError`` for a record that cannot be opened.
         """
-        with translate_errors("read messages"):
-            pipe = self.client.pipeline(transaction=False)
-            for message_id in message_ids:
-                pipe.hgetall(self.keys.msg(message_id))
-            rows = pipe.execute()
         stored = []
-        for message_id, row in zip(message_ids, rows):
+        for message_id, row in zip(message_ids, self._rows(message_ids)):
             try:
                 stored.append(self._stored(message_id, row) if row else None)
             except DecryptionError:
                 self._note_unreadable(message_id)
                 raise
         return stored
+
+    def open_many(self, message_ids):
+        """Like ``get_many``, but a record that cannot be opened comes back as ``Unreadable``.
+
+        One record sealed under a key no longer in the ring must not hide the others.
+        """
+        opened = []
+        for message_id, row in zip(message_ids, self._rows(message_ids)):
+            try:
+                opened.append(self._stored(message_id, row) if row else None)
+            except DecryptionError as exc:
+                self._note_unreadable(message_id)
+                opened.append(Unreadable(message_id, exc.code))
+            except ValueError:  # opened, but not JSON
+                opened.append(Unreadable(message_id, "record_unreadable"))
+        return opened
+
+    def _rows(self, message_ids):
+        with translate_errors("read messages"):
+            pipe = self.client.pipeline(transaction=False)
+            for message_id in message_ids:
+                pipe.hgetall(self.keys.msg(message_id))
+            return pipe.execute()
 
     def _note_unreadable(self, message_id):
         """Remember a record that failed to open, for the console and metrics (best effort)."""
@@ -328,39 +434,44 @@ class Store:
         return self.vault.current_kid if self.vault.enabled else None
 
     def sealed_many(self, message_ids):
-        """``(blob, digest)`` of each record as stored, ``(None, None)`` where gone; one round trip."""
+        """``(blob, digest, meta)`` of each record as stored, Nones where gone; one round trip."""
         with translate_errors("read sealed records"):
             pipe = self.client.pipeline(transaction=False)
             for message_id in message_ids:
-                pipe.hmget(self.keys.msg(message_id), "r", "h")
+                pipe.hmget(self.keys.msg(message_id), "r", "h", "m")
             return [tuple(row) for row in pipe.execute()]
 
     def is_current(self, blob):
         """True when ``blob`` is already sealed under the ring's current key."""
         return self.vault.is_current(blob)
 
-    def resealed(self, message_id, blob):
-        """``(blob, digest)`` of a stored blob sealed again under the current key.
+    def resealed(self, message_id, blob, digest, meta):
+        """``(blob, digest)`` of a stored record sealed again under the current key.
 
+        The digest is of the same meaning under the current key, with the stored shape rank.
         Raises ``DecryptionError`` when it does not open, ``ValueError`` or ``InvalidMessage``
         when what it holds is not a message.
         """
         plaintext = self.vault.open(message_id, blob)
-        canonical = normalize(json.loads(plaintext)).canonical
-        return self.vault.seal(message_id, plaintext), self.vault.digest(canonical)
+        record = normalize(json.loads(plaintext), Meta.unpack(meta.decode()).direction)
+        stored = Digest.unpack(digest.decode())
+        shape = stored.shape if stored else int(record.shape)
+        entry = self.vault.digests(record.meaning, MEANING_VERSION)[0]
+        return self.vault.seal(message_id, plaintext), Digest(shape, entry).pack()
 
     def replace_sealed(self, writes):
         """Write ``(id, digest read, new blob, new digest)`` rows back, each only if unchanged.
 
-        One round trip; a list of booleans in the order of ``writes`` (False: the record changed
-        or vanished since it was read, nothing written).
+        One script call (a Redis Cluster client refuses to pipeline scripts); a list of booleans
+        in the order of ``writes`` (False: the record changed or vanished since it was read,
+        nothing written).
         """
+        if not writes:
+            return []
         with translate_errors("write resealed records"):
-            pipe = self.client.pipeline(transaction=False)
-            for message_id, old_digest, new_blob, new_digest in writes:
-                self._reseal(keys=[self.keys.msg(message_id)],
-                             args=[old_digest, new_blob, new_digest], client=pipe)
-            return [bool(reply) for reply in pipe.execute()]
+            replies = self._reseal(keys=[self.keys.msg(w[0]) for w in writes],
+                                   args=[arg for w in writes for arg in w[1:]])
+        return [bool(reply) for reply in replies]
 
     def rekey_cursor(self):
         """``(kid, after)`` saved by an interrupted rekey run, or ``(None, None)``."""

@@ -48,12 +48,13 @@ def api_key_required(view):
     return guarded
 
 
-def audit_read(action, ids=()):
+def audit_read(action, ids=(), invalid=0):
     """Record who (the key's fingerprint, never the key) read what, before the answer leaves.
 
+    ``invalid`` counts requested ids the view refused (recorded as a number, never as text).
     Fails closed: when the audit entry cannot be written the read is not served (503).
     """
     extension = current_app.extensions["inbox"]
     who = fingerprint(request.headers[HEADER])
     audit.record(extension["connections"].store, Keys(extension["settings"].namespace), who, action,
-                 ids=ids, query=request.args)
+                 ids=ids, query=request.args, invalid=invalid)

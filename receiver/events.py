@@ -7,12 +7,13 @@ Message object, ``payload.communication``, and a ``messages`` list at the top le
 be fetched from Metriport's API. Every failure is an ``InvalidMessage`` with a reason code.
 """
 
-import json
 import re
 
+from inbox import strictjson
 from inbox.errors import InvalidMessage
 from inbox.normalize import normalize
 from inbox.normalize import parse_time
+from inbox.normalize import valid_code
 from inbox.normalize import valid_id
 from inbox.normalize import valid_status
 
@@ -25,7 +26,6 @@ REFERENCE_FIELDS = frozenset({"id", "messageId", "patientId", "direction"})
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(rb"[\[\]{}]")
-_TYPE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def parse(body):
@@ -37,11 +37,13 @@ def parse(body):
     if body.count(b"{") + body.count(b"[") > MAX_DEPTH and _nests_too_deep(body):
         raise _too_deep()
     try:
-        event = json.loads(body)
+        event = strictjson.loads(body)
     except RecursionError:
         raise _too_deep() from None
     except ValueError:
-        raise InvalidMessage("The body is not valid UTF-8 JSON.", "json_invalid") from None
+        raise InvalidMessage(
+            "The body is not valid UTF-8 JSON (NaN and Infinity are not JSON).", "json_invalid"
+        ) from None
     if not isinstance(event, dict):
         raise InvalidMessage("The body is JSON but not an object.", "not_an_object")
     return event
@@ -72,7 +74,7 @@ def event_type(event):
 
 def type_label(kind):
     """``kind`` as a counter name; anything odd-looking is counted as ``other``."""
-    return kind if _TYPE.match(kind) else "other"
+    return kind if valid_code(kind) else "other"
 
 
 def delivery_id(event):

@@ -35,14 +35,14 @@ from prometheus_client.core import GaugeMetricFamily
 from inbox import persistence
 from inbox.connection import translate_errors
 from inbox.errors import StoreUnavailable
-from inbox.figures import CHANNELS
-from inbox.figures import OUTCOMES
 from inbox.figures import REJECTED_PREFIX
 from inbox.figures import RUNS_PREFIX
 from inbox.figures import Figures
 from inbox.figures import safe_code
 from inbox.jobs import Jobs
+from inbox.store import Outcome
 from inbox.store import Store
+from inbox.store import Via
 
 PREFIX = "metriport_inbox"
 
@@ -106,9 +106,10 @@ class InboxCollector:
             f"{PREFIX}_messages", "Messages stored, by outcome and channel.",
             labels=["outcome", "channel"],
         )
-        for outcome in OUTCOMES:
-            for channel in CHANNELS:
-                messages.add_metric([outcome, channel], counters.get(f"{outcome}:{channel}", 0))
+        for outcome in Outcome:
+            for channel in Via:
+                name = f"{outcome.value}:{channel.value}"
+                messages.add_metric([outcome.value, channel.value], counters.get(name, 0))
         yield messages
         repaired = CounterMetricFamily(
             f"{PREFIX}_repaired", "Messages the webhooks missed that reconciliation created."
@@ -145,9 +146,8 @@ class InboxCollector:
         )
         if last is not None:
             success.add_metric([], 1 if last.ok else 0)
-            if last.finished is not None:
-                finished.add_metric([], last.finished)
-                age.add_metric([], max(0.0, time.time() - last.finished))
+            finished.add_metric([], last.ended_at)
+            age.add_metric([], max(0.0, time.time() - last.ended_at))
         yield from (success, finished, age)
 
     def _feed(self):

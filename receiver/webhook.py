@@ -79,10 +79,15 @@ def _read_body(limit):
 def _received(inbox, event, body, delivery_id):
     records, fetch_ids = events.received_messages(event)
     requestlog.note(messages=[record.id for record in records] + fetch_ids)
+    store = inbox["store"]
+    delivery = store.delivery(delivery_id, body) if delivery_id else None
+    if fetch_ids and delivery and store.replayed(delivery):
+        # A replay does no work: its fetches were queued when the delivery was first taken.
+        store.count_event("replay")
+        return {**Result().counts(), "fetching": 0, "replay": True}, 200
     # Queue fetches before the ledger records the delivery: a lost enqueue is then retried
     # with the delivery instead of being hidden as a replay.
     _enqueue_fetches(inbox, fetch_ids)
-    delivery = inbox["store"].delivery(delivery_id, body) if delivery_id else None
     result = Result()
     if records or delivery:
         result = inbox["store"].upsert(records, Via.WEBHOOK, delivery=delivery)

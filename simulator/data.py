@@ -198,6 +198,9 @@ def as_dto(resource, direction):
     if dto["transportMethod"] == "xdr":
         dto["network"] = "CAREQUALITY"
     dto["destination"] = destination
+    npis = [r["display"] for r in resource.get("recipient", ()) if r.get("type") == "Practitioner"]
+    if npis:
+        dto["intendedRecipientNpi"] = npis
     dto["subject"] = resource["topic"]["text"]
     if texts:
         dto["body"] = texts[0]

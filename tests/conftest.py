@@ -7,6 +7,7 @@ its own keys); without it the suite starts a private embedded redis-server for t
 import json
 import os
 import pathlib
+import time
 import uuid
 
 import pytest
@@ -14,8 +15,15 @@ import pytest
 from inbox.connection import Connections
 from inbox.embedded import EmbeddedRedis
 from inbox.keys import Keys
+from inbox.runs import Mode
+from inbox.runs import Run
+from inbox.runs import RunOutcome
+from inbox.runs import Tally
+from inbox.runs import Walk
+from inbox.runs import iso
 from inbox.settings import Settings
 from inbox.store import Store
+from worker.reconcile import run as reconcile
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 SIGNATURES = json.loads((FIXTURES / "webhook-signatures.json").read_text())
@@ -92,3 +100,18 @@ def redis_client(settings):
 @pytest.fixture
 def store(settings):
     return Store(settings)
+
+
+def finished_run(outcome="completed", ended_at=None, created=0):
+    """A ``Run`` as the reconciler builds it (one inbound page), ended at ``ended_at`` (epoch s)."""
+    ended_at = time.time() if ended_at is None else ended_at
+    walk = Walk(Mode.FULL, resumed=False, complete=True, tally=Tally(pages=1, seen=created,
+                                                                   created=created))
+    return Run(outcome=RunOutcome(outcome), mode=Mode.FULL, started=iso(ended_at - 1),
+               ended=iso(ended_at), seconds=1.0, walks={"inbound": walk}, requests=1, retries=0,
+               round_trips=3)
+
+
+def reconcile_summary(*args, **kwargs):
+    """A reconciliation run (``worker.reconcile.run``) as its JSON record, as the CLI prints it."""
+    return reconcile(*args, **kwargs).as_dict()

@@ -43,14 +43,14 @@ def test_a_raw_key_in_place_of_a_fingerprint_is_refused(redis_client, settings, 
     assert redis_client.xlen(Keys(settings.namespace).audit) == 0
 
 
-def test_long_pages_and_long_values_are_cut(redis_client, settings):
-    """A page of 250 ids keeps the first 100 and the true count; query values stop at 128 characters."""
+def test_long_pages_are_cut_and_overlong_values_counted_not_kept(redis_client, settings):
+    """A page of 250 ids keeps the first 100 and the true count; a 1000-character cursor is no id."""
     keys = Keys(settings.namespace)
     ids = [f"m-{n:04d}" for n in range(250)]
     audit.record(redis_client, keys, fingerprint(READER_KEY), "message.list", ids=ids,
                  query={"toItem": "x" * 1000})
     entry = audit.read(redis_client, keys)[0]
-    assert (len(entry.ids), entry.count, len(entry.query["toItem"])) == (100, 250, 128)
+    assert (len(entry.ids), entry.count, entry.query, entry.invalid) == (100, 250, {}, 1)
 
 
 def test_stream_is_capped(redis_client, settings):

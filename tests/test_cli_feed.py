@@ -7,10 +7,12 @@ import signal
 import subprocess
 import sys
 
+from conftest import finished_run
 from inbox.embedded import free_port
 from inbox.feed import Consumer
 from inbox.feed import Feed
 from inbox.normalize import normalize
+from inbox.runs import RunLog
 
 COMMAND = str(pathlib.Path(sys.executable).parent / "metriport-inbox")
 
@@ -116,15 +118,17 @@ def test_stats_json_reports_counters_runs_groups_and_encryption(settings, store,
     fill(store, range(4), via="reconcile")
     store.count_event("rejected:signature_mismatch")
     Consumer(settings, "search", "c").read(count=1)
-    for outcome in ("failed", "ok"):
-        redis_client.lpush(store.keys.reconcile_runs, json.dumps({"outcome": outcome, "created": 4}))
+    for outcome in ("failed", "completed"):
+        RunLog(store).append(finished_run(outcome, created=4))
     key = "k1:" + "A" * 43
     result = run(settings, "stats", "--json", INBOX_ENCRYPTION_KEYS=key)
     assert result.returncode == 0, result.stderr
     stats = json.loads(result.stdout)
     assert stats["counters"]["created:reconcile"] == 4
     assert stats["counters"]["rejected:signature_mismatch"] == 1
-    assert [r["outcome"] for r in stats["reconcileRuns"]] == ["ok", "failed"]
+    assert [r["outcome"] for r in stats["reconcileRuns"]] == ["completed", "failed"]
+    assert stats["reconcileRuns"][0] == finished_run("completed", created=4).as_dict() | {
+        "started": stats["reconcileRuns"][0]["started"], "ended": stats["reconcileRuns"][0]["ended"]}
     assert stats["groups"][0]["name"] == "search" and stats["groups"][0]["lag"] == 3
     assert stats["feed"] == {"length": 4, "deadLetters": 0}
     assert stats["encryption"] == "on"

@@ -147,7 +147,9 @@ def test_record_written_under_old_key_is_a_duplicate_under_the_rotated_ring(sett
     assert rotated.upsert([record], "reconcile").outcomes == (Outcome.DUPLICATE,)
     assert rotated.client.xlen(rotated.keys.feed) == 1
     new_only = Store(settings.replace(encryption_keys=(NEW,)))
-    assert new_only.upsert([record], "webhook").outcomes != (Outcome.DUPLICATE,)
+    assert new_only.upsert([record], "webhook").outcomes == (Outcome.DUPLICATE,)
+    assert new_only.client.xlen(new_only.keys.feed) == 1
+    assert new_only.get("m-dup").version == 1
 
 
 def test_stored_digest_is_keyed_per_ring(settings):
@@ -160,15 +162,24 @@ def test_stored_digest_is_keyed_per_ring(settings):
         digests.append(store.client.hget(store.keys.msg("m-h"), "h").decode())
         store.client.delete(store.keys.msg("m-h"))
     assert digests[0] != digests[1]
-    assert hashlib.sha256(record.canonical).hexdigest()[:32] not in digests
+    assert not any(hashlib.sha256(record.meaning).hexdigest()[:32] in d for d in digests)
 
 
 def test_api_read_rewrites_a_record_whose_key_was_lost(settings):
-    """A record sealed under a key no longer in the ring is rewritten under the current key by a reconcile read."""
+    """A record sealed under a key no longer in the ring is rewritten under the current key by a
+    reconcile read of the same status and as-of, without a new version (its meaning is unknown,
+    so status and as-of decide); a newer status is still an update."""
     record = normalize(communication("m-lost", "x"), direction="inbound")
     Store(settings.replace(encryption_keys=(OLD,))).upsert([record], "reconcile")
     store = Store(settings.replace(encryption_keys=(NEW,)))
     with pytest.raises(DecryptionError):
         store.get("m-lost")
-    assert store.upsert([record], "reconcile").outcomes == (Outcome.UPDATED,)
-    assert store.get("m-lost").resource["id"] == "m-lost"
+    assert store.upsert([record], "reconcile").outcomes == (Outcome.DUPLICATE,)
+    stored = store.get("m-lost")
+    assert (stored.resource["id"], stored.version) == ("m-lost", 1)
+    assert store.client.xlen(store.keys.feed) == 1
+    Store(settings.replace(encryption_keys=(OLD,))).upsert(
+        [normalize(communication("m-lost-2", "x"), direction="inbound")], "reconcile")
+    done = normalize(communication("m-lost-2", "x", status="completed"), direction="inbound")
+    assert store.upsert([done], "reconcile").outcomes == (Outcome.UPDATED,)
+    assert store.get("m-lost-2").version == 2

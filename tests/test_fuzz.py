@@ -40,7 +40,7 @@ def check_normalize(value, direction=None):
         assert error.code in NORMALIZE_CODES
         return None
     assert isinstance(record, Record)
-    assert isinstance(record.body, bytes) and isinstance(record.canonical, bytes)
+    assert isinstance(record.body, bytes) and isinstance(record.meaning, bytes)
     assert isinstance(record.as_of, int)
     return record
 

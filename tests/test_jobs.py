@@ -58,8 +58,9 @@ def test_reconcile_once_json_last_line_and_exit_0(settings, sim, store):
 
 
 def test_reconcile_one_direction_full(settings, sim, store):
-    """`--direction outbound --full` walks only the outbound list, in full."""
-    done = _cli(["reconcile", "--once", "--full", "--direction", "outbound", "--json"], _env(settings, sim))
+    """`--direction outbound --full` walks only the outbound list, in full; without `--once`,
+    which is the default (and only) mode."""
+    done = _cli(["reconcile", "--full", "--direction", "outbound", "--json"], _env(settings, sim))
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert (done.returncode, summary["mode"], list(summary["directions"])) == (0, "full", ["outbound"])
     assert store.count(store.index_key(direction="inbound")) == 0

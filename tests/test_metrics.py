@@ -1,13 +1,15 @@
 """``GET /metrics``: Prometheus text from the shared Redis figures, without PHI."""
 
-import json
 import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import finished_run
 from inbox.embedded import free_port
 from inbox.feed import Consumer
+from inbox.keys import Keys
 from inbox.normalize import normalize
+from inbox.runs import RunLog
 from receiver import create_app
 
 
@@ -60,12 +62,18 @@ def test_last_reconcile_run_and_group_lag(settings, store, redis_client):
     store.upsert([normalize(communication(n), "inbound") for n in range(8)], "reconcile")
     Consumer(settings, "search", "c").read(count=3)
     finished = time.time() - 120
-    redis_client.lpush(store.keys.reconcile_runs, json.dumps({"outcome": "failed", "finished_at": finished - 300}))
-    redis_client.lpush(store.keys.reconcile_runs, json.dumps({"outcome": "ok", "finished_at": finished}))
+    RunLog(store).append(finished_run("failed", ended_at=finished - 300))
+    RunLog(store).append(finished_run("completed", ended_at=finished))
     _, samples = scrape(settings)
     assert samples[("metriport_inbox_reconcile_last_run_success", frozenset())] == 1
+    assert abs(samples[("metriport_inbox_reconcile_last_run_timestamp_seconds", frozenset())] - finished) < 0.002
+    runs = ("metriport_inbox_reconcile_runs_total", frozenset({("outcome", "completed")}))
+    assert samples[runs] == 1
     age = samples[("metriport_inbox_reconcile_last_run_age_seconds", frozenset())]
     assert 119 <= age < 180
+    RunLog(store).append(finished_run("budget_exhausted"))
+    _, samples = scrape(settings)
+    assert samples[("metriport_inbox_reconcile_last_run_success", frozenset())] == 0
     assert samples[("metriport_inbox_feed_consumer_lag", frozenset({("group", "search")}))] == 5
     assert samples[("metriport_inbox_feed_consumer_pending", frozenset({("group", "search")}))] == 3
 
@@ -84,7 +92,7 @@ def test_missing_or_odd_run_records_are_tolerated(settings, store, redis_client)
     """Without runs there is no run sample; a run record that is not JSON is skipped."""
     _, samples = scrape(settings)
     assert not any(name.startswith("metriport_inbox_reconcile") for name, _ in samples)
-    redis_client.lpush(store.keys.reconcile_runs, "not json")
+    redis_client.lpush(Keys(settings.namespace).reconcile_runs, "not json")
     _, samples = scrape(settings)
     assert not any(name.startswith("metriport_inbox_reconcile") for name, _ in samples)
 

@@ -6,6 +6,7 @@ import pytest
 
 from conftest import fixture_json
 from inbox.errors import InvalidMessage
+from inbox.normalize import Shape
 from inbox.normalize import normalize
 
 PATIENT = "0195c3d1-2f4a-7e81-b9c2-5a7d3e6f8b10"
@@ -41,12 +42,56 @@ def test_wrapped_communication_keeps_the_inner_resource_as_body():
     assert list(json.loads(record.body)) == list(wrapped["communication"])
 
 
-def test_body_keeps_key_order_and_canonical_sorts_it():
-    """``body`` is the resource as received; ``canonical`` ignores key order for deduplication."""
+def test_body_keeps_key_order_and_meaning_ignores_it():
+    """``body`` is the resource as received; ``meaning`` ignores key order for deduplication."""
     a = normalize({"id": "m-1", "status": "completed", "b": 1, "a": 2})
     b = normalize({"a": 2, "b": 1, "status": "completed", "id": "m-1"})
     assert a.body != b.body
-    assert a.canonical == b.canonical
+    assert a.meaning == b.meaning
+
+
+def test_communication_and_flat_object_of_one_message_mean_the_same():
+    """The simulator's Communication and its SDK object (both directions) have equal meanings."""
+    from simulator.data import Generator
+    from simulator.data import as_dto
+
+    generator = Generator(seed=3)
+    for direction in ("inbound", "outbound") * 20:
+        _, resource = generator.message(direction)
+        communication = normalize(resource, direction=direction)
+        flat = normalize(as_dto(resource, direction), direction=direction)
+        assert (communication.shape, flat.shape) == (Shape.COMMUNICATION, Shape.FLAT)
+        assert communication.meaning == flat.meaning
+        assert communication.as_of == flat.as_of
+        # a fetch (no direction known) reads the same meaning from the Communication
+        assert normalize({"communication": resource}).meaning == communication.meaning
+
+
+@pytest.mark.parametrize("change", [
+    lambda r: r["topic"].update(text="Another subject"),
+    lambda r: r["payload"][0].update(contentString="Other text"),
+    lambda r: r["payload"].append({"contentReference": {"reference": "DocumentReference/d-9"}}),
+    lambda r: r["sender"].update(display="other@example.org"),
+    lambda r: r.update(subject={"reference": "Patient/p-other"}),
+    lambda r: r.update(received="2026-09-14T15:42:00.000Z"),
+])
+def test_a_change_of_content_changes_the_meaning(change):
+    """Subject line, text, attachments, sender, patient and time are each part of the meaning."""
+    resource = _shapes()["communication"]
+    before = normalize(resource, direction="inbound").meaning
+    changed = json.loads(json.dumps(resource))
+    change(changed)
+    assert normalize(changed, direction="inbound").meaning != before
+
+
+def test_status_and_representation_details_are_not_the_meaning():
+    """Status, as-of, extensions and key order are compared elsewhere or not at all."""
+    resource = _shapes()["communication"]
+    before = normalize(resource, direction="inbound").meaning
+    changed = json.loads(json.dumps(resource))
+    changed.update(status="entered-in-error", meta={"lastUpdated": "2027-01-01T00:00:00Z"})
+    changed["extension"][0]["valueCoding"]["code"] = "COMMONWELL"
+    assert normalize(changed, direction="inbound").meaning == before
 
 
 def test_dto_direction_is_read_when_the_caller_does_not_know_it():
@@ -136,7 +181,7 @@ def test_lone_surrogate_is_stored_escaped_not_rejected():
     message = json.loads('{"id": "m-1", "note": "\\ud800 caf\\u00e9"}')
     record = normalize(message)
     assert json.loads(record.body) == message
-    assert json.loads(record.canonical) == message
+    assert json.loads(record.meaning)[2] == message
 
 
 def test_non_ascii_text_is_stored_as_utf8():

@@ -6,14 +6,15 @@ import threading
 
 import pytest
 
+from conftest import reconcile_summary as run
 from inbox.keys import Keys
+from inbox.runs import RunLog
 from simulator import Faults
 from simulator import Simulator
-from worker.reconcile import recent_runs
-from worker.reconcile import run
 
 PAGE = 50
 FAST_RETRIES = {"backoff_base": 0.02}
+
 
 
 @pytest.fixture
@@ -52,7 +53,8 @@ def test_multi_page_walk_both_directions(settings, sim, store, redis_client):
     assert len(feed) == 500 and {e["event"] for e in feed} == {"created"}
     assert {e["via"] for e in feed} == {"reconcile"}
     assert store.stats()["repaired"] == 500
-    assert recent_runs(store)[0]["created"] == 500
+    (recorded,) = RunLog(store).recent(limit=5)
+    assert recorded.as_dict() == summary and recorded.totals.created == 500
 
 
 def test_run_stopped_after_page_3_of_10_resumes_from_the_checkpoint(settings, sim, store, redis_client):

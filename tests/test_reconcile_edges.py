@@ -9,11 +9,12 @@ import threading
 
 import pytest
 
+from conftest import reconcile_summary as run
 from inbox.keys import Keys
-from worker.reconcile import run
 
 LIST = "/medical/v1/message"
 KEY = "edge-api-key"
+
 
 
 class Origin:

@@ -106,18 +106,21 @@ def test_rekey_runs_while_upserts_continue(settings):
 
 
 def test_reseal_script_writes_only_if_the_digest_is_unchanged(settings):
-    """record_reseal.lua: a stale expected digest writes nothing and answers 0; the current one writes."""
+    """record_reseal.lua: a stale expected digest writes nothing and answers 0; the current one writes.
+
+    A batch is one call (scripts cannot be pipelined on a Redis Cluster), one answer per record.
+    """
     store = Store(settings.replace(encryption_keys=(OLD,)))
     store.upsert([normalize(message(1), direction="inbound")], "reconcile")
     key = store.keys.msg("m-00001")
     before = store.client.hgetall(key)
     reseal = store.client.register_script(load_script("record_reseal"))
-    assert reseal(keys=[key], args=["not-the-digest", b"blob", "h2"]) == 0
+    assert reseal(keys=[key], args=["not-the-digest", b"blob", "h2"]) == [0]
     assert store.client.hgetall(key) == before
-    assert reseal(keys=[key], args=[before[b"h"], b"blob", "h2"]) == 1
+    missing = store.keys.msg("m-missing")
+    assert reseal(keys=[missing, key], args=["x", b"b", "h", before[b"h"], b"blob", "h2"]) == [0, 1]
     after = store.client.hgetall(key)
     assert (after[b"r"], after[b"h"], after[b"m"]) == (b"blob", b"h2", before[b"m"])
-    assert reseal(keys=[store.keys.msg("m-missing")], args=["x", b"blob", "h2"]) == 0
     assert not store.client.exists(store.keys.msg("m-missing"))
 
 

@@ -8,7 +8,11 @@ Every request goes through ``MetriportClient._send``, which
 - retries connection errors, timeouts, 429 and 500/502/503/504 with exponential backoff and
   jitter, waiting at least what ``Retry-After`` asks, bounded in attempts and in total time;
 - spaces requests to a client-side rate (``METRIPORT_RATE_LIMIT``, off by default);
-- refuses to send beyond the run's request budget (retries count: they spend quota too).
+- refuses to send beyond the run's request budget (retries count: they spend quota too);
+- holds every request to a total deadline (connect, headers and body together: a server that
+  trickles one byte at a time is cut off, where a per-read timeout would wait forever) and to the
+  run's deadline, and reads at most ``MAX_RESPONSE_BYTES`` of a body (a page of 150,000 items is
+  refused, not held in memory).
 
 List pages are validated (an object with ``meta`` and a ``messages`` list) and normalized with
 the direction known from the query; an item that cannot be stored is skipped and counted by its
@@ -18,8 +22,8 @@ reason code. Errors carry ids, URLs without keys, and HTTP statuses; never respo
 import collections
 import dataclasses
 import email.utils
-import json
 import random
+import socket
 import threading
 import time
 from urllib.parse import quote
@@ -28,7 +32,9 @@ from urllib.parse import urljoin
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
+from inbox import strictjson
 from inbox.errors import ConfigError
 from inbox.errors import InvalidMessage
 from inbox.errors import MetriportError
@@ -46,6 +52,11 @@ MAX_RETRY_SECONDS = 60.0
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 10.0
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: seconds one request may take in all: connect, headers and the whole body
+REQUEST_DEADLINE = 60.0
+#: largest response body read; a full page of 500 messages at their SDK limits is about 4 MB
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+_CHUNK = 64 * 1024
 _TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -106,7 +117,8 @@ class MetriportClient:
 
     def __init__(self, settings, budget=None, max_attempts=MAX_ATTEMPTS,
                  max_retry_seconds=MAX_RETRY_SECONDS, backoff_base=BACKOFF_BASE,
-                 timeouts=(CONNECT_TIMEOUT, READ_TIMEOUT)):
+                 timeouts=(CONNECT_TIMEOUT, READ_TIMEOUT), request_deadline=REQUEST_DEADLINE,
+                 max_response_bytes=MAX_RESPONSE_BYTES, run_deadline=None):
         require_api_key(settings)
         self.base_url = settings.api_url.rstrip("/")
         self.origin = origin(self.base_url)
@@ -116,12 +128,20 @@ class MetriportClient:
         self.max_retry_seconds = max_retry_seconds
         self.backoff_base = backoff_base
         self.timeouts = timeouts
+        self.request_deadline = request_deadline
+        self.max_response_bytes = max_response_bytes
+        #: ``time.monotonic()`` by which the whole run must be over, or None
+        self.run_deadline = run_deadline
+        self._watch = _Watch()
         self.min_interval = 1.0 / settings.metriport_rate_limit if settings.metriport_rate_limit else 0.0
         self.requests = 0
         self.retries = 0
         self._last_sent = None
         self._lock = threading.Lock()
         self.session = requests.Session()
+        adapter = _WatchedAdapter(self._watch)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         self.session.headers.update({"accept": "application/json", "user-agent": "metriport-inbox"})
 
     def __enter__(self):
@@ -132,6 +152,10 @@ class MetriportClient:
 
     def close(self):
         self.session.close()
+
+    def abort(self):
+        """Cut the request in flight (from any thread): it fails at once instead of at its deadline."""
+        self._watch.expire("aborted")
 
     # -- URLs -----------------------------------------------------------------------------
 
@@ -205,39 +229,53 @@ class MetriportClient:
 
     # -- transport ------------------------------------------------------------------------
 
-    def _json(self, response, url):
+    def _json(self, body, url):
         try:
-            return json.loads(response.content)
+            return strictjson.loads(body)
         except ValueError:
             raise MetriportError(
                 f"Metriport answered {_safe(url)} with a body that is not JSON.", "invalid_answer"
             ) from None
 
     def _send(self, method, url):
-        """One request with the retry policy; the response of a 2xx, else MetriportError."""
+        """One request with the retry policy; the body of a 2xx (bytes), else MetriportError."""
         url = self.check_origin(url)
         started = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
             self._spend()
+            limit, which = self._time_left()
+            self._watch.arm(limit, which)
+            body = response = failure = None
             try:
                 response = self.session.request(
                     method, url, headers={"x-api-key": self._key},
-                    timeout=self.timeouts, allow_redirects=False,
+                    timeout=self.timeouts, allow_redirects=False, stream=True,
                 )
+                with response:
+                    if 200 <= response.status_code < 300:
+                        body = self._body(response, url)
             except _TRANSIENT as exc:
-                reason, wait = type(exc).__name__, None
+                failure = exc
+            finally:
+                # checked first: a cut connection can also look like a short but complete answer
+                expired = self._watch.disarm()
+            if expired:
+                raise _overtime(expired, url, limit)
+            if body is not None:
+                return body
+            if failure is not None:
+                reason, wait = type(failure).__name__, None
+            elif response.status_code not in RETRY_STATUSES:
+                raise _refusal(response, url)
             else:
-                if 200 <= response.status_code < 300:
-                    return response
-                if response.status_code not in RETRY_STATUSES:
-                    raise _refusal(response, url)
                 reason, wait = f"HTTP {response.status_code}", _retry_after(response)
-                response.close()
             delay = self._backoff(attempt)
             if wait is not None:
                 delay = max(delay, wait)
+            if self.run_deadline is not None and time.monotonic() + delay >= self.run_deadline:
+                raise _overtime("run_deadline", url, limit)
             elapsed = time.monotonic() - started
             if attempt >= self.max_attempts or elapsed + delay > self.max_retry_seconds:
                 raise MetriportError(
@@ -247,6 +285,29 @@ class MetriportClient:
                 )
             self.retries += 1
             time.sleep(delay)
+
+    def _time_left(self):
+        """``(seconds, code)``: what this request may take, and which deadline bounds it."""
+        if self.run_deadline is None:
+            return self.request_deadline, "request_deadline"
+        left = self.run_deadline - time.monotonic()
+        if left <= 0:
+            raise MetriportError("The run reached its deadline (RECONCILE_DEADLINE).", "run_deadline")
+        if left < self.request_deadline:
+            return left, "run_deadline"
+        return self.request_deadline, "request_deadline"
+
+    def _body(self, response, url):
+        """The whole body, refused past ``max_response_bytes`` (declared or actually sent)."""
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_response_bytes:
+            raise _too_large(url, self.max_response_bytes)
+        body = bytearray()
+        for chunk in response.iter_content(_CHUNK):
+            body += chunk
+            if len(body) > self.max_response_bytes:
+                raise _too_large(url, self.max_response_bytes)
+        return bytes(body)
 
     def _backoff(self, attempt):
         ceiling = min(BACKOFF_CAP, self.backoff_base * 2 ** (attempt - 1))
@@ -267,6 +328,104 @@ class MetriportClient:
                 if pause > 0:
                     time.sleep(pause)
             self._last_sent = time.monotonic()
+
+
+class _Watch:
+    """The total deadline of the request in flight: at expiry its socket is shut down.
+
+    ``requests`` only bounds each read, so a server sending a byte a second holds a request
+    forever. The adapter below hands this watch the socket of each request just before the
+    headers are read; a timer shuts it down when the request's time is up, and the blocked read
+    fails at once (headers or body alike).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._timer = None
+        self._socket = None
+        self._code = None
+        self.expired = None
+
+    def arm(self, seconds, code):
+        with self._lock:
+            self.expired, self._code, self._socket = None, code, None
+            self._timer = threading.Timer(max(seconds, 0.0), self.expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def watch(self, sock):
+        with self._lock:
+            self._socket = sock
+            if self.expired:
+                _shutdown(sock)
+
+    def expire(self, code=None):
+        with self._lock:
+            if self._timer is None:
+                return
+            self.expired = code or self._code
+            if self._socket is not None:
+                _shutdown(self._socket)
+
+    def disarm(self):
+        """Stop the timer; the code of the deadline that cut the request, or None."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer, self._socket = None, None
+            return self.expired
+
+
+def _shutdown(sock):
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _WatchedAdapter(requests.adapters.HTTPAdapter):
+    """A transport adapter whose connections hand their socket to the client's ``_Watch``."""
+
+    def __init__(self, watch, **kwargs):
+        self._watch = watch
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        watch = self._watch
+
+        def watched(connection_class):
+            class Watched(connection_class):
+                def getresponse(self, *a, **k):
+                    watch.watch(self.sock)
+                    return super().getresponse(*a, **k)
+            return Watched
+
+        def pool(pool_class):
+            return type(pool_class.__name__, (pool_class,), {"ConnectionCls": watched(pool_class.ConnectionCls)})
+
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": pool(urllib3.HTTPConnectionPool), "https": pool(urllib3.HTTPSConnectionPool),
+        }
+
+
+def _overtime(code, url, limit):
+    if code == "aborted":
+        return MetriportError(f"The request to {_safe(url)} was cut short: the run is ending.", "aborted")
+    if code == "run_deadline":
+        return MetriportError(
+            f"The run reached its deadline (RECONCILE_DEADLINE) while reading {_safe(url)}.", code
+        )
+    return MetriportError(
+        f"Metriport took longer than {limit:.0f} s to answer {_safe(url)} in full "
+        "(connect, headers and body); cut off.", code
+    )
+
+
+def _too_large(url, limit):
+    return MetriportError(
+        f"Metriport answered {_safe(url)} with a body over {limit} bytes; refused.", "response_too_large"
+    )
 
 
 def _retry_after(response):

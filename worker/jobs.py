@@ -12,6 +12,8 @@ from inbox.errors import MetriportError
 from inbox.settings import Settings
 
 log = logging.getLogger("worker.jobs")
+#: seconds a reconcile run keeps between its own deadline and its RQ job's timeout
+JOB_TIMEOUT_MARGIN = 10
 
 
 def _tag_logs():
@@ -26,15 +28,24 @@ def _tag_logs():
 
 
 def reconcile(mode="incremental", directions=None):
-    """One reconciliation run (see ``worker.reconcile``); returns its summary."""
+    """One reconciliation run (see ``worker.reconcile``); returns its record (``Run.as_dict``).
+
+    The run ends itself (and releases its lock) before RQ's job timeout would kill it: a killed
+    run leaves its lock to expire on its own.
+    """
+    from rq import get_current_job
+
+    from inbox.runs import RunOutcome
     from worker.reconcile import run
 
     _tag_logs()
-    summary = run(Settings.from_env(), mode=mode, directions=directions)
-    if summary["outcome"] == "failed":
-        error = summary["error"]
-        raise InboxError(error["detail"], error["code"])
-    return summary
+    job = get_current_job()
+    timeout = job.timeout if job is not None and isinstance(job.timeout, (int, float)) else None
+    deadline = max(1, timeout - JOB_TIMEOUT_MARGIN) if timeout and timeout > 0 else None
+    result = run(Settings.from_env(), mode=mode, directions=directions, deadline=deadline)
+    if result.outcome is RunOutcome.FAILED:
+        raise InboxError(result.error["detail"], result.error["code"])
+    return result.as_dict()
 
 
 def fetch_message(message_id):

@@ -13,23 +13,39 @@ Metriport never retries a failed webhook, so this walk is what makes the store c
 - checkpoints the next page's URL per direction after every page, so a run that dies is resumed
   by the next one from there (the checkpoint expires after ``RECONCILE_FULL_INTERVAL``);
 - stops at the request budget (outcome ``budget_exhausted``: resumable, not an error);
+- defends itself against a list endpoint that misbehaves: a ``nextPage`` (or a page) that repeats
+  within the run fails it (``cursor_loop``) and deletes the direction's checkpoint, so the next run
+  starts that direction afresh instead of resuming the loop; a page with more items than the
+  ``count`` asked fails it (``page_too_large``) before anything of it is stored, so no Redis call
+  holds more than ``RECONCILE_PAGE_SIZE`` messages; the whole run has a deadline
+  (``RECONCILE_DEADLINE``, and never past the RQ job's own timeout) and each request one of its
+  own (``worker.client``), after which the run fails and releases the lock at once;
 - records itself in a capped list and counts messages it created as ``repaired``.
 
 Logs and the summary hold counts, ids of nothing, and reason codes: never message content.
 """
 
 import concurrent.futures
-import dataclasses
-import datetime
 import json
 import logging
 import time
+from urllib.parse import parse_qsl
+from urllib.parse import urlencode
+from urllib.parse import urlsplit
+from urllib.parse import urlunsplit
 
 from inbox.connection import connect
 from inbox.connection import translate_errors
 from inbox.errors import InboxError
 from inbox.errors import MetriportError
 from inbox.errors import StoreUnavailable
+from inbox.runs import Mode
+from inbox.runs import Run
+from inbox.runs import RunLog
+from inbox.runs import RunOutcome
+from inbox.runs import Tally
+from inbox.runs import Walk
+from inbox.runs import iso
 from inbox.store import Store
 from inbox.store import Via
 from worker.client import MAX_RETRY_SECONDS
@@ -38,44 +54,31 @@ from worker.lock import Lock
 
 log = logging.getLogger("worker.reconcile")
 
-#: runs kept in the run list
-RUNS_KEPT = 100
 #: the lock outlives the longest wait between two renewals (one page's retries) with margin
 LOCK_TTL_MS = int((2 * MAX_RETRY_SECONDS + 30) * 1000)
-MODES = ("incremental", "full")
 #: read timeout for Redis replies: a 500-message upsert on a busy server can take longer than the
 #: store's default 0.5 s, and a timed-out script would be sent again (counted as duplicates)
 STORE_TIMEOUT = 5.0
 
 
-@dataclasses.dataclass
-class Tally:
-    """Counts of one walk or of a whole run."""
-
-    pages: int = 0
-    seen: int = 0
-    created: int = 0
-    updated: int = 0
-    duplicates: int = 0
-    stale: int = 0
-    invalid: int = 0
-
-    def add(self, other):
-        for field in dataclasses.fields(self):
-            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
-
-
 class Reconciliation:
-    """One run over ``directions``; ``run()`` returns its summary (a JSON-ready dict)."""
+    """One run over ``directions``; ``run()`` returns its ``Run`` (and records it)."""
 
-    def __init__(self, settings, mode="incremental", directions=None, client_options=None):
-        if mode not in MODES:
-            raise InboxError(f"The reconcile mode must be one of {', '.join(MODES)}.", "invalid_mode")
+    def __init__(self, settings, mode=Mode.INCREMENTAL, directions=None, client_options=None,
+                 deadline=None):
+        try:
+            mode = Mode(mode)
+        except ValueError:
+            raise InboxError(
+                f"The reconcile mode must be one of {', '.join(m.value for m in Mode)}.", "invalid_mode"
+            ) from None
         self.settings = settings
         self.mode = mode
         self.directions = tuple(directions or settings.reconcile_directions)
+        seconds = min(settings.reconcile_deadline, deadline or settings.reconcile_deadline)
         self.client = MetriportClient(
-            settings, budget=settings.reconcile_request_budget, **(client_options or {})
+            settings, budget=settings.reconcile_request_budget,
+            run_deadline=time.monotonic() + seconds, **(client_options or {})
         )
         self.store = None
         self.lock = None
@@ -90,23 +93,24 @@ class Reconciliation:
         ``interrupted`` and propagates.
         """
         started = time.time()
-        outcome, error = "completed", None
+        outcome, error = RunOutcome.COMPLETED, None
         try:
             self.store = Store(self.settings, client=connect(self.settings.redis_url, STORE_TIMEOUT))
             self.lock = Lock(self.store, LOCK_TTL_MS)
             if not self.lock.acquire():
-                outcome = "skipped"
+                outcome = RunOutcome.SKIPPED
                 log.info("reconcile: skipped, another run holds the lock")
             else:
                 with translate_errors("reconcile"):
                     self._walk_all()
         except InboxError as exc:
-            outcome = "budget_exhausted" if exc.code == "budget_exhausted" else "failed"
+            outcome = (RunOutcome.BUDGET_EXHAUSTED if exc.code == "budget_exhausted"
+                       else RunOutcome.FAILED)
             error = {"code": exc.code, "detail": exc.detail}
-            log.warning("reconcile: %s: %s: %s", outcome, exc.code, exc.detail)
+            log.warning("reconcile: %s: %s: %s", outcome.value, exc.code, exc.detail)
         except BaseException as exc:
             error = {"code": "interrupted", "detail": f"The run was interrupted ({type(exc).__name__})."}
-            self._finish(started, "failed", error)
+            self._finish(started, RunOutcome.FAILED, error)
             raise
         return self._finish(started, outcome, error)
 
@@ -117,15 +121,21 @@ class Reconciliation:
                 self.lock.release()
             except StoreUnavailable:
                 log.warning("reconcile: could not release the lock; it expires by itself")
-        summary = self._summary(started, time.time(), outcome, error)
-        self._record(summary)
-        return summary
+        run = self._run(started, time.time(), outcome, error)
+        self._record(run)
+        return run
 
     def _walk_all(self):
         self._retry_webhooks()
         with concurrent.futures.ThreadPoolExecutor(1, "metriport-read-ahead") as reader:
-            for direction in self.directions:
-                self._walk(direction, reader)
+            try:
+                for direction in self.directions:
+                    self._walk(direction, reader)
+            except BaseException:
+                # a read-ahead still in flight would hold the run (and its lock) until its own
+                # deadline: cut it, so the run ends and the lock is released at once
+                self.client.abort()
+                raise
 
     # -- one direction ----------------------------------------------------------------------
 
@@ -134,36 +144,70 @@ class Reconciliation:
         url, resumed = self._checkpoint(direction), True
         if url is None:
             url, resumed = self.client.list_url(direction, self.settings.reconcile_page_size), False
-        tally = Tally()
-        self.walks[direction] = {"mode": mode, "resumed": resumed, "complete": False, "tally": tally}
-        log.info("reconcile %s: %s walk%s", direction, mode, " resumed from checkpoint" if resumed else "")
+        walk = self.walks[direction] = Walk(mode, resumed)
+        tally = walk.tally
+        log.info("reconcile %s: %s walk%s", direction, mode.value,
+                 " resumed from checkpoint" if resumed else "")
         stop_after = self.settings.reconcile_stop_after
         streak = 0
+        seen_urls, seen_pages = {_canonical(url)}, set()
         pending = reader.submit(self.client.list_page, url)
         while pending is not None:
             page = pending.result()
+            looped = self._check_page(direction, page, tally.pages + 1, seen_urls, seen_pages)
             # Read ahead while this page is normalized and stored (the reader thread mostly waits
             # on the network, this one on the CPU and Redis), unless this page may be the last one
             # an incremental walk needs: then the extra request would be wasted quota.
-            may_stop = mode == "incremental" and streak + 1 >= stop_after
+            may_stop = mode is Mode.INCREMENTAL and streak + 1 >= stop_after
             pending = None
-            if page.next_url and not may_stop:
+            if page.next_url and not may_stop and not looped:
                 pending = reader.submit(self.client.list_page, page.next_url)
             counts, invalid = self._take(direction, page, tally)
             streak = 0 if counts["created"] or counts["updated"] else streak + 1
             end = page.next_url is None
-            stop = end or (mode == "incremental" and streak >= stop_after)
-            self._persist(direction, None if stop else page.next_url, counts["created"], invalid)
+            stop = end or (mode is Mode.INCREMENTAL and streak >= stop_after)
+            # a looping cursor is never checkpointed: the checkpoint is deleted instead
+            self._persist(direction, None if stop or looped else page.next_url, counts["created"], invalid)
+            if looped:
+                raise MetriportError(
+                    f"Metriport's nextPage for {direction} went back to a page already read in this "
+                    f"run (after page {tally.pages}); stopped, and the next run starts {direction} "
+                    "afresh.",
+                    "cursor_loop",
+                )
             if page.refused is not None:
                 raise page.refused
             if stop:
                 break
             if pending is None:
                 pending = reader.submit(self.client.list_page, page.next_url)
-        self.walks[direction]["complete"] = True
-        if mode == "full" and end:
+        walk.complete = True
+        if mode is Mode.FULL and end:
             self.store.save_full_walk(direction, int(time.time() * 1000))
             self.round_trips += 1
+
+    def _check_page(self, direction, page, number, seen_urls, seen_pages):
+        """True when the page's cursor goes round in circles; fail the run on a page too large.
+
+        Checked before the page is stored or the next one asked for. A page seen before (same
+        ids) counts as a loop too, whatever its URL says.
+        """
+        asked = self.settings.reconcile_page_size
+        if len(page.items) > asked:
+            raise MetriportError(
+                f"Metriport answered page {number} of {direction} with {len(page.items)} items when "
+                f"{asked} were asked; refused before storing any of it.",
+                "page_too_large",
+            )
+        ids = tuple(item.get("id") if isinstance(item, dict) else None for item in page.items)
+        repeated = page.next_url is not None and _canonical(page.next_url) in seen_urls
+        if repeated or (ids and ids in seen_pages):
+            return True
+        if page.next_url is not None:
+            seen_urls.add(_canonical(page.next_url))
+        if ids:
+            seen_pages.add(ids)
+        return False
 
     def _take(self, direction, page, tally):
         """Normalize and store one page, count it, log one line; ``(counts, invalid)``."""
@@ -187,10 +231,10 @@ class Reconciliation:
         return self.store.last_full_walk(direction)
 
     def _mode_for(self, last_full):
-        if self.mode == "full" or last_full is None:
-            return "full"
+        if self.mode is Mode.FULL or last_full is None:
+            return Mode.FULL
         grace = self.settings.reconcile_full_interval + self.settings.reconcile_interval
-        return "full" if time.time() * 1000 - int(last_full) >= grace * 1000 else "incremental"
+        return Mode.FULL if time.time() * 1000 - last_full >= grace * 1000 else Mode.INCREMENTAL
 
     def _checkpoint(self, direction):
         """The saved next-page URL of an interrupted walk, if fresh and on the API's origin."""
@@ -252,60 +296,42 @@ class Reconciliation:
             self.webhook = {"error": exc.code}
             log.warning("reconcile: webhook status check failed: %s", exc.code)
 
-    def _summary(self, started, ended, outcome, error):
-        walked = {w["mode"] for w in self.walks.values()}
-        summary = {
-            "outcome": outcome,
-            # the requested mode, or "full" when any direction was walked in full
-            "mode": "full" if "full" in walked else self.mode,
-            "started": _iso(started),
-            "ended": _iso(ended),
-            "seconds": round(ended - started, 3),
-            "directions": {
-                d: {"mode": w["mode"], "resumed": w["resumed"], "complete": w["complete"],
-                    **dataclasses.asdict(w["tally"])}
-                for d, w in self.walks.items()
-            },
-            "requests": self.client.requests,
-            "retries": self.client.retries,
-            "round_trips": self.round_trips,
-        }
-        partial = Tally()
-        for walk in self.walks.values():
-            partial.add(walk["tally"])
-        summary.update(dataclasses.asdict(partial))
-        summary["repaired"] = partial.created
-        if self.webhook is not None:
-            summary["webhook"] = self.webhook
-        if error is not None:
-            summary["error"] = error
-        return summary
+    def _run(self, started, ended, outcome, error):
+        walked = {walk.mode for walk in self.walks.values()}
+        return Run(
+            outcome=outcome,
+            mode=Mode.FULL if Mode.FULL in walked else self.mode,
+            started=iso(started),
+            ended=iso(ended),
+            seconds=round(ended - started, 3),
+            walks=dict(self.walks),
+            requests=self.client.requests,
+            retries=self.client.retries,
+            round_trips=self.round_trips,
+            webhook=self.webhook,
+            error=error,
+        )
 
-    def _record(self, summary):
-        """Push the summary on the capped run list; a Redis outage only costs the record."""
+    def _record(self, run):
+        """Add the run to the run log; a Redis outage only costs the record."""
         if self.store is None:
             return
         try:
-            with translate_errors("record the run"):
-                pipe = self.store.pipeline()
-                self.store.append_run(json.dumps(summary), RUNS_KEPT, {
-                    "last_outcome": summary["outcome"], "last_ended": summary["ended"]},
-                    pipeline=pipe)
-                self.store.count_event(f"runs:{summary['outcome']}", pipeline=pipe)
-                pipe.execute()
+            RunLog(self.store).append(run)
         except StoreUnavailable as exc:
             log.warning("reconcile: could not record the run (%s)", exc.code)
 
 
-def run(settings, mode="incremental", directions=None, client_options=None):
-    """One reconciliation run with ``settings``; returns the summary dict."""
-    return Reconciliation(settings, mode, directions, client_options).run()
+def run(settings, mode=Mode.INCREMENTAL, directions=None, client_options=None, deadline=None):
+    """One reconciliation run with ``settings``; returns its ``Run``.
+
+    ``deadline`` (seconds) shortens ``RECONCILE_DEADLINE`` for this run (an RQ job's timeout).
+    """
+    return Reconciliation(settings, mode, directions, client_options, deadline).run()
 
 
-def recent_runs(store, count=10):
-    """The last ``count`` run summaries, newest first."""
-    return [json.loads(row) for row in store.runs(count)]
-
-
-def _iso(seconds):
-    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat(timespec="milliseconds")
+def _canonical(url):
+    """``url`` with its query parameters sorted: the same cursor however the server orders them."""
+    parts = urlsplit(url)
+    query = urlencode(sorted(parse_qsl(parts.query, keep_blank_values=True)))
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path, query, ""))

@@ -1,8 +1,10 @@
 --[[ message_status.lua: apply a delivery status (message.status webhook) to a stored message.
 
 The resource itself is kept as received; the record's status, version and as-of change, and one
-`updated` feed entry announces it. The canonical resource follows through a fetch or the next
-reconciliation (an API read wins an as-of tie, see record.lua).
+`updated` feed entry announces it. The stored resource no longer says the current status, so its
+digest's shape rank becomes 0 (stale): the canonical resource, read by a fetch or the next
+reconciliation with the same meaning, status and as-of, then replaces it without a second
+announcement (see messages_upsert.lua).
 
 KEYS
   1  {ns}:msg:<id>   hash    the record
@@ -12,7 +14,8 @@ KEYS
 ARGV
   1  id   2 via   3 now ms   4 feed length cap   5 status   6 as-of ms (the status time)
 
-The record's packed field m and the rule for "newer" come from the prelude record.lua.
+The record's packed field m, its history x and the rule for "newer" come from the prelude
+record.lua; every status delivery adds a history event (status, status-duplicate, status-stale).
 
 Returns "unknown" when no record exists (nothing written), else "updated", "duplicate" (same
 status) or "stale" (older, or a terminal status going back).
@@ -21,12 +24,12 @@ status) or "stale" (older, or a terminal status going back).
 local msg, feed, stats = KEYS[1], KEYS[2], KEYS[3]
 local id, via, now, maxlen, status, as_of = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
-local m, x, digest = unpack(redis.call('HMGET', msg, 'm', 'x', 'h'))
+local m, x, h = unpack(redis.call('HMGET', msg, 'm', 'x', 'h'))
 if not m then return 'unknown' end
 local record = unpack_record(m)
 
 local outcome
-if record.status == status then
+if same_status(record.status, status) then
   outcome = 'duplicate'
 elseif not is_newer(record.status, tonumber(record.as_of), status, tonumber(as_of), via) then
   outcome = 'stale'
@@ -39,11 +42,12 @@ else
     'event', 'updated', 'id', id, 'via', via, 'version', record.version,
     'direction', record.direction, 'patient', record.patient, 'status', status)
   redis.call('HSET', msg, 'm', pack_record(record), 'x', with_history(x, history_entry(now,
-    'status', via, record.version, status, digest, feed_id, '')))
-end
-if outcome ~= 'updated' then
+    'status', via, record.version, status, h, feed_id, '')))
+  local _, tag, hex = unpack_digest(h)
+  if tag then redis.call('HSET', msg, 'h', '0' .. tag .. ':' .. hex) end
+else
   redis.call('HSET', msg, 'x', with_history(x, history_entry(now, 'status-' .. outcome, via,
-    record.version, status, digest, '', '')))
+    record.version, status, h, '', '')))
 end
 redis.call('HINCRBY', stats, outcome, 1)
 redis.call('HINCRBY', stats, outcome .. ':' .. via, 1)

@@ -5,6 +5,18 @@ indexes, one feed entry per change and the counters together: a crash can never 
 without its feed entry, or the reverse. A webhook delivery passes its ledger key so that a
 replayed delivery (same meta.messageId, same body hash) costs nothing, in the same round trip.
 
+"Same message" is decided on its meaning, not its bytes: the digest of the meaning (see
+inbox/normalize.py) equal, the status the same (or a synonym) and the as-of equal. Such a copy is
+a duplicate: no version, no feed entry. It still replaces the stored representation when it is a
+better one (a Communication over the SDK's flat object, anything over a resource a status webhook
+made stale, or the same shape read under another digest key: re-sealed under the current key),
+and a digest made under another tag is rewritten under the current one.
+A stored digest whose tag none of the incoming digests has (written before tags, under a key no
+longer in the ring, or in clear before keys were set) cannot be compared here: the outcome is
+"recheck", nothing is written for that message, and the store compares the opened resources and
+calls again with a marker among the digests: "=<shape><h>" (same meaning; the stored resource's
+shape rank, 0 when it could not be opened) or "!<h>" (different meaning).
+
 KEYS
   1   {ns}:feed                 stream  one entry per change: ids and routing fields only
   2   {ns}:stats                hash    counters shared by every process
@@ -21,20 +33,24 @@ ARGV
   3   feed length cap (approximate MAXLEN)
   4   delivery body hash, "" for no ledger
   5   delivery ledger TTL, seconds
-  per message i, at b = 5 + 8*(i-1):
-  b+1 id   b+2 blob (stored resource)   b+3 digests, comma-joined, current first
-  b+4 direction or ""   b+5 patient id or ""   b+6 status or ""
-  b+7 message time ms or ""   b+8 as-of ms
+  per message i, at b = 5 + 9*(i-1):
+  b+1 id   b+2 blob (stored resource)
+  b+3 digests "<tag>:<hex>", comma-joined, current first (then any "=" / "!" marker, see above)
+  b+4 shape rank (inbox.normalize.Shape)
+  b+5 direction or ""   b+6 patient id or ""   b+7 status or ""
+  b+8 message time ms or ""   b+9 as-of ms
 
-Record fields: r blob, h digest, m the rest packed (layout in inbox/record.py, read and written
-through the prelude record.lua, which also holds the rule for "newer"), x the capped history
-(record.lua): every created, updated and stale version, and deliveries, replays and fetches
-that brought nothing new (reconcile duplicates are not written: every walk sees them again).
+Record fields: r blob, h "<shape><tag>:<hex>", m the rest packed (layouts in inbox/record.py,
+read and written through the prelude record.lua, which also holds the rule for "newer"), x the
+capped history (record.lua): every created, updated and stale version, and the deliveries,
+replays and fetches that brought nothing new (reconcile duplicates are not written: every walk
+sees them again).
 
 Errors (nothing written) when KEYS and ARGV disagree or an as-of is not a number.
 Returns "replay" when the ledger already holds this delivery, else { outcomes, moved } where
-outcomes[i] is the outcome of message i and moved lists id, old patient pairs of records whose
-patient changed (the caller removes them from the old patient index).
+outcomes[i] is the outcome of message i (or "recheck") and moved lists id, old patient pairs of
+records whose patient changed (the caller removes them from the old patient index). With any
+"recheck" the delivery ledger is not written: the call that settles them writes it.
 ]]
 
 local feed, stats, idx_all, ledger = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -50,13 +66,30 @@ local function announce(event, id, version, direction, patient, status)
     'direction', direction, 'patient', patient, 'status', status)
 end
 
+-- How a stored digest h compares with the incoming digests: 'same', 'different' or 'unknown';
+-- with 'same', the stored shape rank (from h, or from the store's marker).
+local function compare(h, digests)
+  local shape, tag, hex = unpack_digest(h)
+  local stored = tag and (tag .. ':' .. hex)
+  local comparable = false
+  for entry in string.gmatch(digests, '[^,]+') do
+    if entry == stored then return 'same', shape end
+    if string.sub(entry, 1, 1) == '=' and string.sub(entry, 3) == h then
+      return 'same', tonumber(string.sub(entry, 2, 2))
+    end
+    if entry == '!' .. h then return 'different' end
+    if tag and string.match(entry, '^[^:]*') == tag then comparable = true end
+  end
+  return comparable and 'different' or 'unknown'
+end
+
 local n = (#KEYS - 4) / 3
-if n ~= math.floor(n) or #ARGV ~= 5 + 8 * n then
+if n ~= math.floor(n) or #ARGV ~= 5 + 9 * n then
   return redis.error_reply('ERR messages_upsert: KEYS and ARGV do not describe the same batch')
 end
 -- Check every as-of before the first write: a script error later would leave a partial batch.
 for i = 1, n do
-  if not tonumber(ARGV[5 + 8 * i]) then
+  if not tonumber(ARGV[5 + 9 * i]) or not tonumber(ARGV[9 * i]) then
     return redis.error_reply('ERR messages_upsert: as-of of message ' .. i .. ' is not a number')
   end
 end
@@ -77,20 +110,22 @@ if body_hash ~= '' then
   end
 end
 
-local counts = { created = 0, updated = 0, duplicate = 0, stale = 0 }
+local counts = { created = 0, updated = 0, duplicate = 0, stale = 0, recheck = 0 }
 local outcomes, moved = {}, {}
 
 for i = 1, n do
-  local k, a = 4 + 3 * (i - 1), 5 + 8 * (i - 1)
+  local k, a = 4 + 3 * (i - 1), 5 + 9 * (i - 1)
   local msg, idx_dir, idx_patient = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
-  local id, blob, digests = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  local direction, patient, status = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
-  local message_time, as_of_text = ARGV[a + 7], ARGV[a + 8]
+  local id, blob, digests, shape = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4])
+  local direction, patient, status = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
+  local message_time, as_of_text = ARGV[a + 8], ARGV[a + 9]
   local as_of = tonumber(as_of_text)
-  local digest = string.match(digests, '^[^,]+')
+  local current = string.match(digests, '^[^,]+')
+  local digest = shape .. current
 
   local old_digest, old_meta, x = unpack(redis.call('HMGET', msg, 'h', 'm', 'x'))
-  local outcome
+  local outcome, same, old_shape
+  if old_digest then same, old_shape = compare(old_digest, digests) end
   if not old_digest then
     outcome = 'created'
     local feed_id = announce('created', id, 1, direction, patient, status)
@@ -102,16 +137,24 @@ for i = 1, n do
     redis.call('ZADD', idx_all, 0, id)
     if direction ~= '' then redis.call('ZADD', idx_dir, 0, id) end
     if patient ~= '' then redis.call('ZADD', idx_patient, 0, id) end
-  elseif string.find(',' .. digests .. ',', ',' .. old_digest .. ',', 1, true) then
-    outcome = 'duplicate'
-    if via ~= 'reconcile' then  -- every walk sees most messages again: only deliveries and fetches
-      local old = unpack_record(old_meta)
-      redis.call('HSET', msg, 'x', with_history(x, history_entry(now, 'duplicate', via,
-        old.version, old.status, old_digest, '', delivery)))
-    end
+  elseif same == 'unknown' then
+    outcome = 'recheck'
   else
     local old = unpack_record(old_meta)
-    if is_newer(old.status, tonumber(old.as_of), status, as_of, via) then
+    if same == 'same' and same_status(old.status, status) and tonumber(old.as_of) == as_of then
+      outcome = 'duplicate'
+      local _, old_tag = unpack_digest(old_digest)
+      local retagged = old_tag ~= string.match(current, '^[^:]*')
+      if shape > old_shape or (shape == old_shape and retagged) then
+        redis.call('HSET', msg, 'r', blob, 'h', digest)
+      elseif retagged then
+        redis.call('HSET', msg, 'h', old_shape .. current)
+      end
+      if via ~= 'reconcile' then  -- every walk sees most messages again: only deliveries, fetches
+        redis.call('HSET', msg, 'x', with_history(x, history_entry(now, 'duplicate', via,
+          old.version, old.status, old_digest, '', delivery)))
+      end
+    elseif is_newer(old.status, tonumber(old.as_of), status, as_of, via) then
       outcome = 'updated'
       local version = tonumber(old.version) + 1
       if direction == '' then direction = old.direction end
@@ -141,12 +184,12 @@ for i = 1, n do
 end
 
 for outcome, count in pairs(counts) do
-  if count > 0 then
+  if count > 0 and outcome ~= 'recheck' then
     redis.call('HINCRBY', stats, outcome, count)
     redis.call('HINCRBY', stats, outcome .. ':' .. via, count)
   end
 end
-if body_hash ~= '' then
+if body_hash ~= '' and counts.recheck == 0 then
   redis.call('SET', ledger, body_hash, 'EX', ledger_ttl)
 end
 return { outcomes, moved }

@@ -1,7 +1,6 @@
 """Two clocks and three RQ workers: reconciliation runs never overlap and store nothing twice."""
 
 import datetime
-import json
 
 import pytest
 from rq import Queue
@@ -12,6 +11,7 @@ from chaos.harness import created_per_message
 from chaos.harness import environment
 from chaos.harness import wait_until
 from inbox.connection import Connections
+from inbox.runs import RunLog
 from inbox.store import Store
 from simulator import Faults
 from simulator import Simulator
@@ -51,7 +51,7 @@ def test_two_clocks_three_workers_never_overlap(chaos_settings, processes):
 
         assert queue.failed_job_registry.count == 0
         assert queue.finished_job_registry.count == jobs
-        runs = [json.loads(row) for row in store.client.lrange(store.keys.reconcile_runs, 0, -1)]
+        runs = [run.as_dict() for run in RunLog(store).recent(limit=100)]
         assert_store_equals_mailbox(store, sim.mailbox)
 
     assert len(runs) == jobs

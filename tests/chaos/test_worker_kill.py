@@ -4,7 +4,6 @@ The run is killed twice over: as a foreground ``reconcile --once --full`` and as
 ``metriport-inbox worker`` (how the clock's runs execute).
 """
 
-import json
 import math
 
 import pytest
@@ -21,6 +20,7 @@ from chaos.harness import reconcile_command
 from chaos.harness import summary_of
 from chaos.harness import wait_until
 from inbox.connection import Connections
+from inbox.runs import RunLog
 from inbox.store import Store
 from simulator import Faults
 from simulator import Simulator
@@ -62,7 +62,7 @@ class RQJob:
     def finish(self, name):
         self.queue.enqueue("worker.jobs.reconcile", mode="full")
         assert self.processes.start(name, [*WORKER, "--burst"], self.env).wait(60) == 0
-        return json.loads(self.store.client.lindex(self.store.keys.reconcile_runs, 0))
+        return RunLog(self.store).recent(limit=1)[0].as_dict()
 
 
 @pytest.mark.parametrize("runner", [Foreground, RQJob], ids=["reconcile-once", "rq-worker"])
