@@ -45,7 +45,8 @@ else
     'status', via, record.version, status, h, feed_id, '')))
   local _, tag, hex = unpack_digest(h)
   if tag then redis.call('HSET', msg, 'h', '0' .. tag .. ':' .. hex) end
-else
+end
+if outcome ~= 'updated' then
   redis.call('HSET', msg, 'x', with_history(x, history_entry(now, 'status-' .. outcome, via,
     record.version, status, h, '', '')))
 end

@@ -125,9 +125,8 @@ def reconciliation():
     inbox = _inbox()
     settings = inbox["settings"]
     runs = Figures(settings, client=inbox["connections"].store).runs(limit=RUNS_SHOWN)
-    last_success = next((run.finished for run in runs if run.ok), None)
-    columns = [(str(i + 1), {"repaired": int(run.record.get("repaired") or 0)})
-               for i, run in enumerate(reversed(runs))]
+    last_success = next((run.ended_at for run in runs if run.ok), None)
+    columns = [(str(i + 1), {"repaired": run.totals.created}) for i, run in enumerate(reversed(runs))]
     schedule = Jobs(settings, inbox["connections"].queue).schedule(settings)
     return {
         "runs": runs,
