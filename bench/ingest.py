@@ -1,30 +1,36 @@
-"""Webhook ingest throughput against a no-op endpoint, under the receiver's own gunicorn config.
+"""Webhook ingest against a bare baseline: the receiver next to a no-op Flask POST, under wrk.
 
-Starts gunicorn (receiver/gunicorn.conf.py, app bench/ingest_app.py) on 127.0.0.1 and drives it
-with signed ``message.received`` webhooks, each with a fresh message id and delivery id, from
-load-generator processes whose threads keep their connections alive. Phases, each bounded in
-time: ``/noop`` at full load (reads the body, answers), ``/noop-redis`` (the same plus one Redis
-round trip), ``/webhook`` at full load, then ``/webhook`` paced at half the measured peak. Prints throughput, their ratio, p50/p99, and the
-count of non-2xx answers (expected: zero).
+    .venv/bin/python bench/ingest.py [--seconds 10] [--rounds 3] [--connections 16] [--threads 2]
 
-    .venv/bin/python bench/ingest.py [--seconds 8] [--procs 2] [--threads 8]
+Two servers on 127.0.0.1, both driven by ``wrk`` (C, so the load generator takes little of the
+two cores the servers share):
 
-Uses ``REDIS_URL`` if set (a fresh namespace, deleted afterwards), else an embedded redis-server.
+- ``ingest``: the receiver exactly as ``metriport-inbox serve`` starts it (its own gunicorn config,
+  its request log on), storing into Redis; every request a distinct signed ``message.received``
+  body of about 1 KB (its own delivery id and message id), so every request creates a record;
+- ``no-op``: a separate Flask app (``bench/noop_app.py``) under gunicorn gthread, 2 workers x 4
+  threads, that reads the body and answers;
+- ``ingest-encrypted`` (extra row): the receiver with ``INBOX_ENCRYPTION_KEYS`` set, the same load.
+
+Runs alternate (no-op, ingest, ingest-encrypted, no-op, ...), so load drifting on a shared machine
+weighs on all sides alike; the figure is the ratio of the medians. After every ingest run the
+bench checks Redis: records created by the run >= 2xx answers, no delivery answered as a replay
+(every body was new), zero non-2xx. Uses ``REDIS_URL`` if set (fresh namespaces, deleted
+afterwards), else an embedded redis-server. Needs wrk (Debian/Ubuntu: ``apt-get install wrk``).
 Every process started here is stopped by its pid.
 """
 
 import argparse
-import concurrent.futures
-import http.client
 import json
 import os
 import pathlib
 import platform
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 
@@ -33,81 +39,47 @@ sys.path.insert(0, str(ROOT))
 
 from inbox import processes  # noqa: E402
 from inbox.connection import connect  # noqa: E402
+from inbox.crypto import keygen  # noqa: E402
 from inbox.embedded import EmbeddedRedis  # noqa: E402
 from inbox.embedded import free_port  # noqa: E402
 from inbox.keys import Keys  # noqa: E402
-from inbox.signing import HEADER  # noqa: E402
 from inbox.signing import sign  # noqa: E402
 
 KEY = "bench-webhook-key"
-TEMPLATE = json.loads((ROOT / "tests" / "fixtures" / "webhook-message-received.json").read_bytes())
+LUA = ROOT / "bench" / "ingest.lua"
+#: the fixture's text, lengthened to a ~1 KB body (Metriport's compact JSON, as on the wire)
+NOTE = ("Patient discharged 9/13. Please schedule a PCP follow-up within 7 days. Summary attached. "
+        "Medications reconciled at discharge; see the attached summary for the updated list. ")
 
 
-def signed_body():
-    """A message.received body like Metriport's fixture, with fresh ids, and its headers."""
-    event = {
-        "meta": {**TEMPLATE["meta"], "messageId": str(uuid.uuid4())},
-        "payload": {**TEMPLATE["payload"], "id": str(uuid.uuid4())},
-    }
-    body = json.dumps(event, separators=(",", ":")).encode()
-    return body, {HEADER: sign(KEY, body), "Content-Type": "application/json"}
+def template():
+    """A ``message.received`` body with ``@DELIVERY@``/``@MESSAGE@`` slots, about 1,030 bytes."""
+    event = json.loads((ROOT / "tests" / "fixtures" / "webhook-message-received.json").read_bytes())
+    event["meta"]["messageId"] = "@DELIVERY@"
+    event["payload"]["id"] = "@MESSAGE@"
+    event["payload"]["body"] = (NOTE * 3)[:515]
+    return json.dumps(event, separators=(",", ":"))
 
 
-def _drive(port, path, deadline, interval, start_at, out):
-    """One keep-alive connection: closed loop when ``interval`` is 0, else paced (open loop).
-
-    Paced latencies are measured from the intended send time, so a stalled server shows up in
-    the tail instead of silently slowing the generator down.
-    """
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    ok = bad = 0
-    latencies = []
-    due = start_at
-    while True:
-        if interval:
-            due += interval
-            pause = due - time.perf_counter()
-            if pause > 0:
-                time.sleep(pause)
-        body, headers = signed_body()
-        began = due if interval else time.perf_counter()
-        if began >= deadline:
-            break
-        try:
-            conn.request("POST", path, body=body, headers=headers)
-            response = conn.getresponse()
-            response.read()
-            status = response.status
-        except (OSError, http.client.HTTPException):
-            conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            status = 0
-        latencies.append(time.perf_counter() - began)
-        if 200 <= status < 300:
-            ok += 1
-        else:
-            bad += 1
-    conn.close()
-    out.append((ok, bad, latencies))
+def write_bodies(path, count):
+    """``count`` lines of ``<signature> <body>``, each body with fresh ids; the mean body size."""
+    shape = template()
+    total = 0
+    with open(path, "w") as out:
+        for _ in range(count):
+            body = shape.replace("@DELIVERY@", str(uuid.uuid4())).replace(
+                "@MESSAGE@", str(uuid.uuid4())).encode()
+            total += len(body)
+            out.write(f"{sign(KEY, body)} {body.decode()}\n")
+    return total / count
 
 
-def load_process(port, path, seconds, threads, rate):
-    """Run ``threads`` connections for ``seconds``; ``rate`` requests/s in all, 0 for flat out."""
-    start_at = time.perf_counter()
-    deadline = start_at + seconds
-    interval = threads / rate if rate else 0
-    results = []
-    workers = [
-        threading.Thread(target=_drive, args=(port, path, deadline, interval, start_at + i * interval / threads, results))
-        for i in range(threads)
-    ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    ok = sum(r[0] for r in results)
-    bad = sum(r[1] for r in results)
-    return ok, bad, [latency for r in results for latency in r[2]]
+def require_wrk():
+    path = shutil.which("wrk")
+    if path is None:
+        raise SystemExit("wrk is not installed: on Debian or Ubuntu run `apt-get install wrk` "
+                         "(as root), then run this bench again.")
+    return path
 
 
 def cpu_seconds(pids):
@@ -125,118 +97,176 @@ def cpu_seconds(pids):
     return total
 
 
-def phase(pool, port, path, seconds, procs, threads, rate=0.0, server_pids=()):
-    """Run one phase over ``procs`` processes; throughput, p50/p99 (ms), non-2xx count, and the
-    server-side CPU per request (gunicorn and Redis), which other load on the machine distorts less.
-    """
-    cpu_before = cpu_seconds(set(server_pids))
-    futures = [
-        pool.submit(load_process, port, path, seconds, threads, rate / procs if rate else 0)
-        for _ in range(procs)
-    ]
-    ok = bad = 0
-    latencies = []
-    for future in futures:
-        p_ok, p_bad, p_latencies = future.result()
-        ok, bad = ok + p_ok, bad + p_bad
-        latencies.extend(p_latencies)
-    server_cpu = cpu_seconds(set(server_pids)) - cpu_before
-    cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
-    return {
-        "server_cpu_us_per_request": server_cpu / max(ok + bad, 1) * 1e6,
-        "rps": (ok + bad) / seconds,
-        "p50_ms": cuts[49] * 1000,
-        "p99_ms": cuts[98] * 1000,
-        "non_2xx": bad,
-        "requests": ok + bad,
-    }
-
-
-def start_gunicorn(port, redis_url, namespace, log, workers, threads):
-    env = {
-        **os.environ,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "REDIS_URL": redis_url,
-        "INBOX_NAMESPACE": namespace,
-        "METRIPORT_WEBHOOK_KEY": KEY,
-    }
-    if workers:
-        env["WEB_CONCURRENCY"] = str(workers)
-    if threads:
-        env["GUNICORN_THREADS"] = str(threads)
-    argv = [
-        sys.executable, "-m", "gunicorn",
-        "--config", str(ROOT / "receiver" / "gunicorn.conf.py"),
-        "--pythonpath", str(ROOT / "bench"),
-        "ingest_app:create_app()",
-    ]
-    process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        processes.wait_http_ok(port, process)
-    except RuntimeError as exc:
-        processes.stop(process, grace=25)
-        raise SystemExit(f"gunicorn did not start ({exc}); see {log.name}") from None
-    return process
-
-
-def run(args, redis_url, redis_pid=None):
-    namespace = f"bench-{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    with tempfile.NamedTemporaryFile(prefix="bench-ingest-", suffix=".log", delete=False) as log:
-        server = start_gunicorn(port, redis_url, namespace, log, args.workers, args.threads)
+def wait_listening(port, process, timeout=30.0):
+    """Until something accepts TCP on ``port`` (the no-op app has no health route)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"a server exited at start (status {process.returncode})")
         try:
-            with concurrent.futures.ProcessPoolExecutor(max_workers=args.procs) as pool:
-                pids = [server.pid] + ([redis_pid] if redis_pid else [])
-                measure = lambda path, rate=0.0: phase(  # noqa: E731
-                    pool, port, path, args.seconds, args.procs, args.threads_client, rate, pids)
-                warm = lambda path: phase(pool, port, path, 1, args.procs, args.threads_client)  # noqa: E731
-                warm("/noop")
-                noop = measure("/noop")
-                noop_redis = measure("/noop-redis")
-                warm("/webhook")
-                ingest = measure("/webhook")
-                half = measure("/webhook", rate=ingest["rps"] / 2)
-        finally:
-            processes.stop(server, grace=25)
-            client = connect(redis_url)
-            for key in client.scan_iter(match=Keys(namespace).pattern(), count=1000):
-                client.delete(key)
-    return {
-        "noop": noop,
-        "noop_redis": noop_redis,
-        "ingest": ingest,
-        "ingest_half_load": half,
-        "ratio": ingest["rps"] / noop["rps"],
-        "ratio_to_one_round_trip": ingest["rps"] / noop_redis["rps"],
-        "cpu_ratio": noop["server_cpu_us_per_request"] / ingest["server_cpu_us_per_request"],
-    }
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing listens on {port} after {timeout:g} s")
+
+
+def start(name, argv, env, log_dir, health=True):
+    port = free_port()
+    log_path = log_dir / f"{name}.log"
+    env = {**env, "HOST": "127.0.0.1", "PORT": str(port)}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(argv(port), env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        if health:
+            processes.wait_http_ok(port, process)
+        else:
+            wait_listening(port, process)
+    except (RuntimeError, SystemExit) as exc:
+        processes.stop(process, grace=10)
+        raise SystemExit(f"{name} did not start ({exc}); see {log_path}") from None
+    return {"name": name, "port": port, "process": process, "log": log_path}
+
+
+def wrk(wrk_path, port, bodies, args, seconds):
+    """One wrk run; its JSON summary (requests, non-2xx, socket errors, latency in us)."""
+    argv = [wrk_path, "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds:g}s",
+            "--timeout", "5s", "-s", str(LUA), f"http://127.0.0.1:{port}/webhook",
+            "--", str(bodies), str(args.threads)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    summary["rps"] = summary["requests"] / (summary["duration_us"] / 1e6)
+    return summary
+
+
+def store_counters(client, namespace):
+    raw = client.hgetall(Keys(namespace).stats)
+    return {name.decode(): int(value) for name, value in raw.items()}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0, help="length of each phase")
-    parser.add_argument("--procs", type=int, default=2, help="load-generator processes")
-    parser.add_argument("--threads-client", type=int, default=8, help="connections per process")
-    parser.add_argument("--workers", type=int, help="gunicorn workers (default: the config's)")
-    parser.add_argument("--threads", type=int, help="gunicorn threads (default: the config's)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each side, alternating")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections (-c)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (-t)")
+    parser.add_argument("--no-encrypted", dest="encrypted", action="store_false",
+                        help="leave out the ingest-encrypted side")
     args = parser.parse_args()
+    wrk_path = require_wrk()
     if os.environ.get("REDIS_URL"):
-        results = run(args, os.environ["REDIS_URL"])
+        run(args, wrk_path, os.environ["REDIS_URL"], None)
     else:
         with EmbeddedRedis() as server:
-            results = run(args, server.url, server.process.pid)
-    config = f"workers={args.workers or 'config'} threads={args.threads or 'config'}"
-    print(f"machine: {platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}; {config}")
-    print(f"load: {args.procs} processes x {args.threads_client} keep-alive connections, {args.seconds:g} s per phase")
-    for name in ("noop", "noop_redis", "ingest", "ingest_half_load"):
-        r = results[name]
-        print(f"{name:17} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
-              f"non-2xx {r['non_2xx']} / {r['requests']}  server CPU {r['server_cpu_us_per_request']:4.0f} us/req")
-    print(f"ratio ingest/noop: throughput {results['ratio']:.2f}, "
-          f"server CPU per request (noop/ingest) {results['cpu_ratio']:.2f}; "
-          f"ingest/noop-with-one-Redis-round-trip {results['ratio_to_one_round_trip']:.2f}")
-    print(json.dumps(results))
+            run(args, wrk_path, server.url, server.process.pid)
+
+
+def run(args, wrk_path, redis_url, redis_pid):
+    load_before = os.getloadavg()
+    client = connect(redis_url)
+    work = pathlib.Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    serve = str(pathlib.Path(sys.executable).with_name("metriport-inbox"))
+    namespaces = {}
+    base_env = {k: v for k, v in os.environ.items()
+                if not k.startswith(("GUNICORN_", "WEB_CONCURRENCY", "INBOX_"))}
+
+    def receiver_env(side, **extra):
+        namespaces[side] = f"bench-{uuid.uuid4().hex[:8]}"
+        return {**base_env, "REDIS_URL": redis_url, "INBOX_NAMESPACE": namespaces[side],
+                "METRIPORT_WEBHOOK_KEY": KEY, **extra}
+
+    sides = ["noop", "ingest"] + (["ingest-encrypted"] if args.encrypted else [])
+    servers = {}
+    results = {side: [] for side in sides}
+    try:
+        servers["noop"] = start("noop", lambda port: [
+            sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "2",
+            "--threads", "4", "--bind", f"127.0.0.1:{port}", "--pythonpath", str(ROOT / "bench"),
+            "noop_app:app"], base_env, work, health=False)
+        servers["ingest"] = start("ingest", lambda port: [serve, "serve"], receiver_env("ingest"), work)
+        if args.encrypted:
+            servers["ingest-encrypted"] = start(
+                "ingest-encrypted", lambda port: [serve, "serve"],
+                receiver_env("ingest-encrypted", INBOX_ENCRYPTION_KEYS=keygen("bench")), work)
+        # more distinct bodies than the fastest side could send in one run
+        per_run = int(args.seconds * 9000) + 20000
+        noop_bodies = work / "noop-bodies.txt"
+        body_bytes = write_bodies(noop_bodies, 20000)
+        for side in sides:  # warm-up: imports, connections, Lua script load, JIT of wrk's Lua
+            bodies = work / f"{side}-warm.txt"
+            if side != "noop":
+                write_bodies(bodies, 20000)
+            wrk(wrk_path, servers[side]["port"], noop_bodies if side == "noop" else bodies, args, 2)
+        for round_ in range(args.rounds):
+            for side in sides:
+                bodies = noop_bodies
+                if side != "noop":
+                    bodies = work / f"{side}-{round_}.txt"
+                    write_bodies(bodies, per_run)
+                    before = store_counters(client, namespaces[side])
+                pids = {servers[side]["process"].pid} | ({redis_pid} if redis_pid and side != "noop" else set())
+                cpu_before = cpu_seconds(pids)
+                summary = wrk(wrk_path, servers[side]["port"], bodies, args, args.seconds)
+                summary["server_cpu_us"] = (cpu_seconds(pids) - cpu_before) / max(summary["requests"], 1) * 1e6
+                if side != "noop":
+                    time.sleep(0.5)  # requests wrk left in flight finish
+                    after = store_counters(client, namespaces[side])
+                    summary["created"] = after.get("created:webhook", 0) - before.get("created:webhook", 0)
+                    summary["replays"] = after.get("replay", 0) - before.get("replay", 0)
+                    summary["bodies"] = per_run
+                    bodies.unlink()
+                results[side].append(summary)
+    finally:
+        for server in servers.values():
+            processes.stop(server["process"], grace=25)
+        for namespace in namespaces.values():
+            for key in client.scan_iter(match=Keys(namespace).pattern(), count=1000):
+                client.delete(key)
+    load_after = os.getloadavg()
+    report(args, results, body_bytes, load_before, load_after)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def median(runs, field):
+    return statistics.median(run[field] for run in runs)
+
+
+def report(args, results, body_bytes, load_before, load_after):
+    noop = median(results["noop"], "rps")
+    ingest = median(results["ingest"], "rps")
+    ratio = ingest / noop
+    print(f"ingest / no-op throughput: {ratio:.2f} (medians of {args.rounds} alternating runs: "
+          f"{ingest:,.0f} vs {noop:,.0f} req/s)")
+    p99 = max(run["p99_us"] for run in results["ingest"]) / 1000
+    non_2xx = sum(run["non_2xx"] + run["socket_errors"] + run["timeouts"] for run in results["ingest"])
+    print(f"ingest p99 at full load: {median(results['ingest'], 'p99_us') / 1000:.2f} ms median, "
+          f"{p99:.2f} ms worst run; non-2xx or failed: {non_2xx}")
+    if "ingest-encrypted" in results:
+        enc = median(results["ingest-encrypted"], "rps")
+        print(f"ingest-encrypted / ingest: {enc / ingest:.2f} ({enc:,.0f} req/s); "
+              f"ingest-encrypted / no-op: {enc / noop:.2f}")
+    print()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cpu, Python {platform.python_version()}; "
+          f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
+    print(f"wrk -t{args.threads} -c{args.connections} -d{args.seconds:g}s -s bench/ingest.lua; "
+          f"bodies: distinct signed message.received, mean {body_bytes:,.0f} B")
+    print("side               run   req/s     p50 ms   p99 ms   non-2xx  server CPU us/req  created  replays")
+    for side, runs in results.items():
+        for n, r in enumerate(runs, 1):
+            stored = f"{r['created']:7d}  {r['replays']:7d}" if "created" in r else ""
+            print(f"{side:18} {n:3d}  {r['rps']:7,.0f}  {r['p50_us'] / 1000:8.2f} {r['p99_us'] / 1000:8.2f}"
+                  f"  {r['non_2xx'] + r['socket_errors'] + r['timeouts']:8d}  {r['server_cpu_us']:17,.0f}  {stored}")
+    problems = []
+    for side, runs in results.items():
+        for r in runs:
+            if "created" in r and (r["created"] < r["requests"] - r["non_2xx"] or r["replays"]):
+                problems.append(f"{side}: {r['created']} created for {r['requests']} requests, "
+                                f"{r['replays']} replays")
+    for problem in problems:
+        print("CHECK FAILED:", problem)
+    print(json.dumps({"ratio": round(ratio, 3), "results": results}))
+    if problems or non_2xx:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -1,55 +1,58 @@
-"""Benchmark: backfill from the simulator into an empty store, against a fetch-only baseline.
+"""Full reconciliation against a bare baseline: `reconcile --once --full` next to a plain walk.
 
-    .venv/bin/python bench/reconcile.py [--messages 100000] [--page-size 500] [--slice-pages 20]
-                                        [--latency 0.05]
+    .venv/bin/python bench/reconcile.py [--messages 50000] [--page-size 500] [--rounds 3]
 
-Starts a private redis-server and the simulator in its own process (so the server does not share
-this process's GIL), both on 127.0.0.1; ``--latency`` makes the simulator answer like a server
-across a network (each answer delayed by 0..2x that many seconds). Then, in this process:
+Starts a private redis-server and the simulator (``--messages`` messages) in its own process,
+both on 127.0.0.1, plus a second, empty simulator. Then, alternating, ``--rounds`` times each:
 
-1. backfill every direction into an empty namespace, in slices of ``--slice-pages`` pages: each
-   slice is one full reconcile run stopped by its request budget (the next resumes from the
-   checkpoint), timed next to a baseline that fetches and parses (validation and normalization
-   included) the same pages with the same read-ahead but stores nothing; the order alternates
-   so load drifting on a shared machine weighs on both sides alike;
-2. a no-change incremental run: its list requests per direction.
+- ``bare``: the few lines anyone would write, timed in this process: ``requests`` GETs every
+  page of both directions (``count`` = page size) following ``meta.nextPage``, ``json.loads`` each
+  body, stores nothing;
+- ``reconcile``: ``metriport-inbox reconcile --once --full --json`` as a user runs it, a new
+  process backfilling an empty namespace, timed from start to exit;
+- ``start-up``: the same command against the empty simulator (imports, settings, Redis
+  connection, lock, one empty page per direction, run record), timed the same way.
 
-Prints messages/s for both, their ratio, requests and Redis round trips per page (counted by
-the runs, next to Redis's own command counter), and the import time of the ``reconcile --once``
-path. Bounded: stops the simulator and Redis by pid when done or failing.
+The figure is the ratio of the medians: bare / (reconcile - start-up), i.e. the walk's
+throughput net of process start-up against the bare walk's. Also printed: Redis round trips and
+commands per page (the run's own count, and Redis's ``INFO commandstats``), and the start-up
+itself. Every process started here is stopped by its pid.
 """
 
 import argparse
 import json
 import os
+import pathlib
+import platform
+import statistics
 import subprocess
 import sys
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+import uuid
 
-from inbox.connection import connect
-from inbox.embedded import EmbeddedRedis
-from inbox.embedded import free_port
-from inbox.keys import Keys
-from inbox.settings import Settings
-from worker.client import MetriportClient
-from worker.reconcile import run
+import requests
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from inbox.connection import connect  # noqa: E402
+from inbox.embedded import EmbeddedRedis  # noqa: E402
+from inbox.embedded import free_port  # noqa: E402
+from inbox.keys import Keys  # noqa: E402
 
 SIM_KEY = "bench-api-key"
+DIRECTIONS = ("inbound", "outbound")
 _SERVE = (
-    "import sys; from simulator import Faults, Simulator; "
-    "latency = float(sys.argv[4]); "
-    "faults = Faults(slow=1.0, delay_max=2 * latency, seed=1) if latency else None; "
-    "Simulator(seed=1, messages=int(sys.argv[1]), api_key=sys.argv[2], faults=faults)"
-    ".serve_forever(port=int(sys.argv[3]))"
+    "import sys; from simulator import Simulator; "
+    "Simulator(seed=1, messages=int(sys.argv[1]), api_key=sys.argv[2]).serve_forever(port=int(sys.argv[3]))"
 )
 
 
-def start_simulator(messages, latency=0.0):
-    """The simulator in its own process; ``latency``: mean seconds added to each API answer."""
+def start_simulator(messages):
+    """The simulator in its own process (its own GIL), once it answers a list request."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-c", _SERVE, str(messages), SIM_KEY, str(port), str(latency)])
+    process = subprocess.Popen([sys.executable, "-c", _SERVE, str(messages), SIM_KEY, str(port)], cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -65,135 +68,108 @@ def start_simulator(messages, latency=0.0):
     raise SystemExit("the simulator did not start within 120 s")
 
 
-def fetch_only(client, url, direction, pages):
-    """Fetch and parse up to ``pages`` pages from ``url``, storing nothing: (messages, pages).
-
-    Uses the run's own one-page read-ahead (the next page is fetched while this one is parsed),
-    so the ratio measures what storing costs, not what pipelining gains.
-    """
-    messages = walked = 0
-    with ThreadPoolExecutor(1) as reader:
-        pending = reader.submit(client.list_page, url)
-        while pending is not None:
-            page = pending.result()
-            walked += 1
-            more = page.next_url and walked < pages
-            pending = reader.submit(client.list_page, page.next_url) if more else None
-            records, invalid = page.normalized(direction)
-            messages += len(records) + sum(invalid.values())
-    return messages, walked
-
-
-def start_url(client, redis, settings, direction):
-    """Where the next backfill slice of ``direction`` starts: its checkpoint, else page 1."""
-    saved = redis.get(Keys(settings.namespace).reconcile_cursor(direction))
-    if saved:
-        return json.loads(saved)["url"]
-    return client.list_url(direction, settings.reconcile_page_size)
-
-
-def backfill(settings, redis, slice_pages):
-    """Backfill every direction in slices of ``slice_pages`` pages, each next to its baseline.
-
-    Each slice is one reconcile run stopped by its request budget (the next one resumes from
-    the checkpoint) and a fetch-only walk over the same pages; the order alternates, so load
-    drifting on a shared machine affects both sides alike.
-    """
-    totals = {"base_s": 0.0, "base_msgs": 0, "run_s": 0.0, "runs": []}
-    sliced = settings.replace(reconcile_request_budget=slice_pages)
-    with MetriportClient(settings.replace(reconcile_request_budget=10**6)) as client:
-        for direction in settings.reconcile_directions:
-            complete, turn = False, 0
-            while not complete:
-                url = start_url(client, redis, settings, direction)
-                for side in (("base", "run") if turn % 2 == 0 else ("run", "base")):
-                    started = time.perf_counter()
-                    if side == "base":
-                        messages, _ = fetch_only(client, url, direction, slice_pages)
-                        totals["base_msgs"] += messages
-                    else:
-                        summary = run(sliced, mode="full", directions=[direction]).as_dict()
-                        assert summary["outcome"] in ("completed", "budget_exhausted"), summary
-                        complete = summary["outcome"] == "completed"
-                        totals["runs"].append(summary)
-                    totals[f"{side}_s"] += time.perf_counter() - started
-                turn += 1
-    return totals
-
-
-def commands_processed(client):
-    return int(client.info("stats")["total_commands_processed"])
-
-
-def import_seconds():
-    """Wall time of a fresh interpreter importing what `reconcile --once` imports."""
-    code = "import cli.work, worker.reconcile"
+def bare_walk(url, page_size):
+    """requests + json.loads over every page of both directions: (messages, pages, seconds)."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True)
-    with_imports = time.perf_counter() - started
+    messages = pages = 0
+    with requests.Session() as session:
+        for direction in DIRECTIONS:
+            next_url = f"{url}/medical/v1/message?count={page_size}&direction={direction}"
+            while next_url:
+                body = json.loads(session.get(next_url, headers={"x-api-key": SIM_KEY}, timeout=30).content)
+                messages += len(body["messages"])
+                pages += 1
+                next_url = body["meta"].get("nextPage")
+    return messages, pages, time.perf_counter() - started
+
+
+def reconcile_process(redis_url, api_url, page_size):
+    """``metriport-inbox reconcile --once --full --json`` in a fresh namespace: (summary, seconds)."""
+    namespace = f"bench-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INBOX_", "RECONCILE_", "METRIPORT_"))}
+    env.update(REDIS_URL=redis_url, INBOX_NAMESPACE=namespace, METRIPORT_API_KEY=SIM_KEY,
+               METRIPORT_API_URL=api_url, RECONCILE_PAGE_SIZE=str(page_size),
+               RECONCILE_REQUEST_BUDGET="100000")
+    argv = [str(pathlib.Path(sys.executable).with_name("metriport-inbox")), "reconcile", "--once",
+            "--full", "--json"]
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "pass"], check=True)
-    return with_imports, time.perf_counter() - started
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"reconcile exited {done.returncode}: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1]), seconds, namespace
+
+
+def command_calls(client):
+    """Commands processed so far, in all and excluding INFO itself."""
+    stats = client.info("commandstats")
+    return sum(v["calls"] for k, v in stats.items() if k != "cmdstat_info")
+
+
+def drop(client, namespace):
+    for key in client.scan_iter(match=Keys(namespace).pattern(), count=1000):
+        client.delete(key)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--page-size", type=int, default=500)
-    parser.add_argument("--slice-pages", type=int, default=20)
-    parser.add_argument("--latency", type=float, default=0.0,
-                        help="mean seconds the simulator adds to each answer (0..2x, uniform), like a WAN")
+    parser.add_argument("--rounds", type=int, default=3)
     options = parser.parse_args()
-
+    load_before = os.getloadavg()
+    runs = {"bare": [], "reconcile": [], "start-up": []}
+    summaries = []
     with EmbeddedRedis() as redis_server:
-        simulator, url = start_simulator(options.messages, options.latency)
+        client = connect(redis_server.url)
+        simulator, url = start_simulator(options.messages)
+        empty, empty_url = start_simulator(0)
         try:
-            settings = Settings(redis_url=redis_server.url, namespace="bench-reconcile",
-                                api_key=SIM_KEY, api_url=url, reconcile_page_size=options.page_size)
-            with MetriportClient(settings) as client:  # sort the simulator's views once
-                for direction in settings.reconcile_directions:
-                    client.list_page(client.list_url(direction, 1))
-            redis = connect(redis_server.url)
-            before = commands_processed(redis)
-            totals = backfill(settings, redis, options.slice_pages)
-            commands = commands_processed(redis) - before
-            incremental = run(settings).as_dict()
+            bare_walk(url, options.page_size)  # warm-up: the simulator sorts its views once
+            for _ in range(options.rounds):
+                messages, pages, seconds = bare_walk(url, options.page_size)
+                runs["bare"].append(seconds)
+                before = command_calls(client)
+                summary, seconds, namespace = reconcile_process(redis_server.url, url, options.page_size)
+                summary["commands"] = command_calls(client) - before - 1
+                runs["reconcile"].append(seconds)
+                summaries.append(summary)
+                drop(client, namespace)
+                _, seconds, namespace = reconcile_process(redis_server.url, empty_url, options.page_size)
+                runs["start-up"].append(seconds)
+                drop(client, namespace)
         finally:
-            simulator.terminate()
-            simulator.wait(timeout=10)
-
-    runs = totals["runs"]
-    created = sum(r["created"] for r in runs)
-    pages = sum(r["pages"] for r in runs)
-    requests = sum(r["requests"] for r in runs)
-    round_trips = sum(r["round_trips"] for r in runs)
-    assert created == options.messages == totals["base_msgs"], (created, totals["base_msgs"])
-    base_rate = totals["base_msgs"] / totals["base_s"]
-    rate = created / totals["run_s"]
-    imported, bare = import_seconds()
-    results = {
-        "messages": options.messages,
-        "latency_s": options.latency,
-        "page_size": options.page_size,
-        "slices": len(runs),
-        "fetch_only_msgs_per_s": round(base_rate),
-        "fetch_only_s": round(totals["base_s"], 2),
-        "backfill_msgs_per_s": round(rate),
-        "backfill_s": round(totals["run_s"], 2),
-        "ratio": round(rate / base_rate, 2),
-        "pages": pages,
-        "requests_per_page": round(requests / pages, 2),
-        "redis_round_trips_per_page": round(round_trips / pages, 2),
-        "redis_commands_per_page": round(commands / pages, 1),
-        "incremental_no_change_requests": {
-            d: walk["pages"] for d, walk in incremental["directions"].items()},
-        "incremental_outcome": incremental["outcome"],
-        "import_s_reconcile_path": round(imported - bare, 3),
-        "cpus": os.cpu_count(),
-    }
-    for name, value in results.items():
-        print(f"{name:34} {value}")
-    print(json.dumps(results))
+            for process in (simulator, empty):
+                process.terminate()
+                process.wait(timeout=10)
+    load_after = os.getloadavg()
+    for summary in summaries:
+        assert summary["outcome"] == "completed" and summary["created"] == options.messages, summary
+    assert messages == options.messages, messages
+    bare = statistics.median(runs["bare"])
+    startup = statistics.median(runs["start-up"])
+    reconcile = statistics.median(runs["reconcile"])
+    net = reconcile - startup
+    ratio = bare / net
+    walk_pages = statistics.median(s["pages"] for s in summaries)
+    print(f"reconcile / bare walk, net of start-up: {ratio:.2f} (medians of {options.rounds} alternating "
+          f"runs: {options.messages / net:,.0f} vs {options.messages / bare:,.0f} msg/s; "
+          f"{net:.2f} s vs {bare:.2f} s)")
+    print(f"reconcile --once start-up: {startup:.3f} s (median; imports, connect, lock, "
+          "one empty page per direction, run record)")
+    print(f"Redis round trips per page: {statistics.median(s['round_trips'] for s in summaries) / walk_pages:.2f}"
+          f" (the run's count); Redis commands per page: "
+          f"{statistics.median(s['commands'] for s in summaries) / walk_pages:.2f} (INFO commandstats)")
+    print()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cpu, Python {platform.python_version()}; "
+          f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
+    print(f"{options.messages:,} messages, {pages} pages of {options.page_size} (both directions)")
+    print("run   bare s   reconcile s   start-up s   net s")
+    for n, (b, r, s) in enumerate(zip(runs["bare"], runs["reconcile"], runs["start-up"]), 1):
+        print(f"{n:3d}  {b:7.2f}   {r:11.2f}   {s:10.3f}  {r - s:6.2f}")
+    print(json.dumps({"ratio": round(ratio, 3), "startup_s": round(startup, 3), "runs": runs,
+                      "summaries": [{k: s[k] for k in ("pages", "requests", "round_trips", "commands", "seconds")}
+                                    for s in summaries]}))
 
 
 if __name__ == "__main__":

@@ -14,11 +14,13 @@ import logging
 import time
 
 from inbox.connection import Connections
+from inbox.connection import is_cluster_url
 from inbox.connection import translate_errors
 from inbox.crypto import Vault
 from inbox.errors import DecryptionError
 from inbox.errors import InvalidMessage
 from inbox.errors import StoreUnavailable
+from inbox.groupcommit import GroupCommit
 from inbox.keys import Keys
 from inbox.normalize import MEANING_VERSION
 from inbox.normalize import normalize
@@ -108,12 +110,19 @@ def load_record_script(name):
 class Store:
     """Records, indexes, feed and counters of one namespace on one Redis."""
 
-    def __init__(self, settings, client=None):
+    def __init__(self, settings, client=None, group_commit=False):
+        """``group_commit``: send concurrent ``upsert`` calls of this process together
+        (``inbox.groupcommit``; the receiver's choice); ignored on a Redis Cluster, whose client
+        cannot pipeline scripts.
+        """
         self.settings = settings
         self.keys = Keys(settings.namespace)
         self.vault = Vault(settings.encryption_keys)
         self.client = client if client is not None else Connections(settings).store
         self._upsert = self.client.register_script(load_record_script("messages_upsert"))
+        self._upsert_call = self._upsert
+        if group_commit and not is_cluster_url(settings.redis_url):
+            self._upsert_call = GroupCommit(self.client, self._upsert)
         self._status = self.client.register_script(load_record_script("message_status"))
         self._unindex = self.client.register_script(load_record_script("patient_unindex"))
         self._reseal = self.client.register_script(load_script("record_reseal"))
@@ -197,7 +206,7 @@ class Store:
                 "" if record.message_time is None else record.message_time,
                 record.as_of,
             ))
-        reply = self._upsert(keys=keys, args=args)
+        reply = self._upsert_call(keys=keys, args=args)
         if reply == b"replay":
             return None
         outcomes, moved = reply

@@ -31,7 +31,8 @@ def create_app(settings=None):
     app.extensions["inbox"] = {
         "settings": settings,
         "connections": connections,
-        "store": Store(settings, client=connections.store),
+        # concurrent webhooks of a worker share Redis round trips (inbox/groupcommit.py)
+        "store": Store(settings, client=connections.store, group_commit=True),
     }
     errors.init_app(app)
     requestlog.init_app(app)

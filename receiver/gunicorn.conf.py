@@ -1,8 +1,20 @@
 """gunicorn settings of the receiver: ``metriport-inbox serve`` and the Procfile's ``web`` line.
 
-Measured on 2 shared cores (bench/ingest.py, bench/RESULTS.md): gthread with one process
-per core; 8 threads each let the Redis round trips of a webhook overlap (more webhooks per second
-and a lower p99 at half load than 4 threads; more processes than cores only added contention).
+Worker model: gevent, one process per core, each holding up to ``worker_connections`` open
+connections as greenlets. Chosen on two measurements together (bench/RESULTS.md):
+
+- slow clients: with gthread (2 x 8 threads) 16 connections trickling a body one byte per second
+  held every thread and signed pings timed out; under gevent a trickling connection only holds
+  a greenlet, and 48 of them leave pings answered in milliseconds (tests/test_slow_clients.py);
+- throughput: gevent ingests at least as fast as gthread on 2 cores (bench/ingest.py).
+
+Everything the receiver waits on is a socket that gevent's monkey-patching makes cooperative:
+redis-py's connections (hiredis only parses bytes that the patched socket has read), RQ's
+enqueue (the same redis-py), and gunicorn's own client sockets. The patch is applied here, when
+gunicorn reads this file in the master, before ``preload_app`` imports the app: every module,
+lock and socket class is then the cooperative one (patching later, in the worker, leaves locks
+made at import time as real thread locks and makes gevent warn about ``ssl``).
+``GUNICORN_WORKER_CLASS=gthread`` (with ``GUNICORN_THREADS``) goes back to threads, unpatched.
 Each value can be overridden from the environment or the command line (``--bind``,
 ``--workers`` ...), which gunicorn applies last.
 """
@@ -19,11 +31,20 @@ from inbox import logs
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="metriport-inbox-metrics-")
 
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+if worker_class == "gevent":
+    from gevent import monkey
+
+    monkey.patch_all()
+
 #: HOST and PORT from the environment; loopback unless told otherwise (platforms that route
 #: traffic to $PORT set HOST=0.0.0.0, as the Procfile does)
 bind = os.environ.get("HOST", "127.0.0.1") + ":" + os.environ.get("PORT", "8000")
-worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+#: open connections per worker, idle or trickling ones included; past it a worker stops
+#: accepting (see docs/webhook.md for what a deployment in front provides beyond that)
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
+#: threads per worker under gthread only
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 # Build the app once in the master: a configuration error stops the start at once instead of
 # crash-looping workers. Redis clients connect lazily, after the fork.
