@@ -23,8 +23,6 @@ import os
 import shutil
 import tempfile
 
-from inbox import logs
-
 # prometheus_client picks its multiprocess mode when it is first imported, which preload_app
 # does in this master before any worker forks: the directory must be known by then. Each
 # worker writes its counters and histograms to files there; /metrics sums them.
@@ -36,6 +34,8 @@ if worker_class == "gevent":
     from gevent import monkey
 
     monkey.patch_all()
+
+from inbox import logs  # noqa: E402  (after the patch, like everything the app imports)
 
 #: HOST and PORT from the environment; loopback unless told otherwise (platforms that route
 #: traffic to $PORT set HOST=0.0.0.0, as the Procfile does)
