@@ -4,9 +4,11 @@ One straight-line view, after pypi/warehouse's secrets webhook: size, signature 
 bytes, parse, then one branch per event type. Every exit has its own status and reason code
 (rejections are counted as ``rejected:<code>``; every answer per hour in ``inbox.traffic``). The
 hot path of ``message.received`` is one HMAC, one JSON parse and one Redis round trip (the
-records and the delivery ledger go to the store in the same atomic call), then one counter.
+records and the delivery ledger go to the store in the same atomic call); the hourly counter
+is written after the answer is sent.
 """
 
+import functools
 
 from flask import Blueprint
 from flask import current_app
@@ -119,8 +121,9 @@ def _enqueue_fetches(inbox, message_ids):
 def _count_answer(response):
     """Count the answer for the hourly charts, and a refusal by reason in the totals too.
 
-    Best effort: a counter lost to a Redis outage never turns into a new error, and an answer
-    that says Redis is unavailable does not wait on it again.
+    An accepted or failed answer is counted once it has been sent (``call_on_close``), so the
+    count adds nothing to the time Metriport waits, and a Redis that hangs cannot hold up an
+    answer (a ping) that needed no Redis. Best effort: a lost count never becomes an error.
     """
     reason = requestlog.reason()
     status = response.status_code
@@ -133,11 +136,19 @@ def _count_answer(response):
         total = field if reason else None
     else:
         field, total = f"failed:{safe_code(reason or 'error')}", None
+    count = functools.partial(_count, current_app.extensions["inbox"]["traffic"], field, total)
+    if 400 <= status < 500:
+        count()  # a refusal is counted before it is answered, as it always was (one round trip)
+    else:
+        response.call_on_close(count)
+    return response
+
+
+def _count(traffic, field, total):
     try:
-        current_app.extensions["inbox"]["traffic"].count(field, total)
+        traffic.count(field, total)
     except StoreUnavailable:
         pass
-    return response
 
 
 def init_app(app):
