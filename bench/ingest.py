@@ -241,6 +241,10 @@ def report(args, results, body_bytes, load_before, load_after):
     non_2xx = sum(run["non_2xx"] + run["socket_errors"] + run["timeouts"] for run in results["ingest"])
     print(f"ingest p99 at full load: {median(results['ingest'], 'p99_us') / 1000:.2f} ms median, "
           f"{p99:.2f} ms worst run; non-2xx or failed: {non_2xx}")
+    noop_cpu = median(results["noop"], "server_cpu_us")
+    ingest_cpu = median(results["ingest"], "server_cpu_us")
+    print(f"same by server CPU per request (less distorted by other load): {noop_cpu / ingest_cpu:.2f} "
+          f"({noop_cpu:,.0f} us no-op vs {ingest_cpu:,.0f} us ingest, Redis included)")
     if "ingest-encrypted" in results:
         enc = median(results["ingest-encrypted"], "rps")
         print(f"ingest-encrypted / ingest: {enc / ingest:.2f} ({enc:,.0f} req/s); "

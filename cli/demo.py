@@ -5,13 +5,15 @@ gunicorn and an RQ worker; delivers the simulator's webhooks with drops and dupl
 reconciliation repair the gap; and checks that the store equals the simulator and that every
 message is announced exactly once in the feed. Exit 0 only when that verdict holds.
 
-Everything runs on 127.0.0.1 in a fresh namespace (``demo-<hex>``) whose keys are deleted at the
-end, and every process it starts is stopped by pid, also on Ctrl-C.
+Everything runs on 127.0.0.1 in a fresh namespace (``demo-<hex>``) whose keys, RQ queue and
+registries are deleted at the end, and every process it starts (each in a session of its own,
+with whatever it spawns) is stopped by pid, also on SIGINT (Ctrl-C), SIGTERM and SIGHUP.
 """
 
 import contextlib
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -48,7 +50,9 @@ def demo(messages, seed, drop, duplicate, no_reconcile):
     """Run the whole loop locally and print a report with a consistency verdict."""
     base = load_settings()
     started = time.monotonic()
+    _stop_on_signals()
     with redis_for(base) as settings, contextlib.ExitStack() as stack:
+        Store(settings).ping()  # a configured Redis that does not answer: one line, at once
         webhook_key = secrets.token_urlsafe(16)
         web_port = free_port()
         _phase(1, f"simulator: {messages} messages (seed {seed})")
@@ -82,6 +86,23 @@ def demo(messages, seed, drop, duplicate, no_reconcile):
     sys.exit(0 if verdict.consistent else 1)
 
 
+class Stopped(InboxError):
+    """Raised in the demo's main thread by SIGINT, SIGTERM or SIGHUP, to unwind and clean up."""
+
+    code = "stopped"
+
+
+def _stop_on_signals():
+    def stop(signum, frame):
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # a second signal does not cut the cleanup
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+        raise Stopped(f"The demo was stopped by {signal.Signals(signum).name}; "
+                      "everything it started is stopped and its keys are deleted.")
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        signal.signal(getattr(signal, name), stop)
+
+
 def _phase(number, text):
     click.echo(f"[{number}/5] {text}", err=True)
 
@@ -103,8 +124,9 @@ def _environment(settings):
 def _start(stack, arguments, env):
     """Start ``metriport-inbox <arguments>``; stopped by pid when the demo ends."""
     command = [sys.executable, "-c", "from cli import main; main()", *arguments]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    stack.callback(processes.stop, process)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    stack.callback(processes.stop_session, process)
     return process
 
 
@@ -254,8 +276,13 @@ def _print_report(sim, report, stats, verdict, seconds):
 
 
 def _delete_namespace(settings):
-    """Leave nothing behind on a configured Redis (an embedded one goes away anyway)."""
-    client = Connections(settings).store
+    """Leave nothing behind on a configured Redis (an embedded one goes away anyway): the
+    namespace's keys, and its RQ queue with its jobs and registries."""
+    from worker.queue import purge
+
+    connections = Connections(settings)
     with contextlib.suppress(StoreUnavailable), translate_errors("delete the demo's keys"):
+        client = connections.store
         for key in client.scan_iter(match=Keys(settings.namespace).pattern(), count=1000):
             client.delete(key)
+        purge(settings.queue_name, connections.queue)

@@ -11,7 +11,6 @@ import os
 import click
 
 from inbox.crypto import encryption_warning
-from inbox.embedded import EmbeddedRedis
 from inbox.settings import Settings
 
 
@@ -33,6 +32,8 @@ def redis_for(settings):
     if os.environ.get("REDIS_URL"):
         yield settings
         return
+    from inbox.embedded import EmbeddedRedis  # a development aid: not on a server's start-up path
+
     with EmbeddedRedis() as server:
         click.echo(f"REDIS_URL is not set: using an embedded redis-server on {server.url}", err=True)
         yield settings.replace(redis_url=server.url)

@@ -119,12 +119,13 @@ def _line(entry, as_json, with_content):
 @click.option("--runs", default=5, show_default=True, type=click.IntRange(min=0),
               help="How many recent reconcile runs to show.")
 def stats(as_json, runs):
-    """Counters, recent reconcile runs, feed groups and their lag, encryption on/off."""
+    """Counters, recent reconcile runs, feed groups and their lag, encryption on/off, memory."""
     figures = Figures(load_settings())
     counters = figures.counters()
     recent = figures.runs(limit=runs) if runs else []
     groups = figures.groups()
     feed = {"length": figures.feed_length(), "deadLetters": figures.deadletter_length()}
+    memory = figures.memory()
     if as_json:
         click.echo(json.dumps({
             "counters": counters,
@@ -136,13 +137,14 @@ def stats(as_json, runs):
             ],
             "feed": feed,
             "encryption": figures.encryption,
+            "memory": memory.as_dict(),
         }, sort_keys=True))
         return
-    for line in _table(counters, recent, groups, feed, figures.encryption):
+    for line in _table(counters, recent, groups, feed, memory, figures.encryption):
         click.echo(line)
 
 
-def _table(counters, recent, groups, feed, encryption):
+def _table(counters, recent, groups, feed, memory, encryption):
     """The compact text form of ``stats``."""
     channels = [via.value for via in Via]
     yield f"{'messages':<10}" + "".join(f"{c:>11}" for c in channels) + f"{'total':>11}"
@@ -175,4 +177,8 @@ def _table(counters, recent, groups, feed, encryption):
             yield f"  {when}  {run.outcome.value:<10} {numbers}".rstrip()
     else:
         yield "reconcile runs: none recorded"
+    if counters.get("expired"):
+        yield (f"expired by retention: {counters['expired']} messages, "
+               f"{counters.get('expired_bytes', 0)} bytes of content")
+    yield memory.line()
     yield f"encryption: {encryption}"

@@ -40,22 +40,29 @@ def _start_logging(settings):
 @click.option("--cron", "clock", is_flag=True,
               help="Run the clock (rq cron with worker/schedule.py) instead of a worker.")
 def worker(burst, clock):
-    """Run an RQ worker on this namespace's queue (or, with --cron, the reconciliation schedule)."""
+    """Run an RQ worker on this namespace's queue (or, with --cron, the reconciliation schedule).
+
+    Both wait out Redis outages of any length (also at start), logging one line when Redis is
+    lost and one when it is back; they end on SIGTERM/SIGINT, or on a configuration error
+    (a refused Redis password included) with one line and exit code 2.
+    """
     settings = load_settings()
     from inbox.connection import Connections
     from worker.client import require_api_key
 
     require_api_key(settings)
     _start_logging(settings)
-    connection = Connections(settings).queue
+    connections = Connections(settings)
+    connections.queue  # a cluster URL for the queue is a configuration error: say so now
     if clock:
         from worker.schedule import scheduler
 
-        scheduler(settings, connection).start()
+        scheduler(settings, connections).start()
         return
-    from rq import Worker
+    from worker.rqworker import work
 
-    Worker([settings.queue_name], connection=connection).work(burst=burst)
+    variable = "RQ_REDIS_URL" if settings.rq_redis_url else "REDIS_URL"
+    work(settings.queue_name, connections.queue, variable, burst=burst)
 
 
 @click.command()

@@ -13,7 +13,8 @@ Cluster (redis-py's ``RedisCluster``, same timeouts and retries), and
 watching a primary (``Sentinel(...).master_for(...)``; the password is the primary's).
 
 Redis failures, including a cluster that is down or a slot without a reachable master, are
-translated once, here, into ``StoreUnavailable``.
+translated once, here, into ``StoreUnavailable``; a Redis at ``maxmemory`` that refuses a write
+(``OOM command not allowed``) into its subclass ``StoreFull``.
 """
 
 import contextlib
@@ -25,6 +26,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from inbox.errors import ConfigError
+from inbox.errors import StoreFull
 from inbox.errors import StoreUnavailable
 
 #: seconds to open a TCP connection, and to wait for one reply
@@ -178,11 +180,34 @@ def translate_errors(action):
     try:
         yield
     except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+        if _out_of_memory(exc):
+            raise StoreFull(
+                f"Redis is full (maxmemory reached) and refused to {action}; nothing was written."
+            ) from exc
         if not _unavailable(exc):
             raise
         raise StoreUnavailable(
             f"Redis is unavailable while trying to {action} ({type(exc).__name__})."
         ) from exc
+
+
+def is_unavailable(exc):
+    """True when a Redis error means "Redis cannot take this now" (down, hung, full).
+
+    Long-running processes use it to tell an outage, which they wait out, from a bug.
+    """
+    return _out_of_memory(exc) or _unavailable(exc)
+
+
+def _out_of_memory(exc):
+    """True when Redis refused a write at maxmemory.
+
+    Redis 7 answers ``-OOM`` (redis-py's ``OutOfMemoryError``), also from inside a script;
+    Redis 6 wraps a script's OOM in a generic "Error running script" reply.
+    """
+    return isinstance(exc, redis.exceptions.OutOfMemoryError) or (
+        isinstance(exc, redis.ResponseError) and "-OOM command not allowed" in str(exc)
+    )
 
 
 def _unavailable(exc):

@@ -3,11 +3,13 @@
     InboxError                      code: what went wrong, as a stable machine string
     ├── ConfigError                 a setting is missing or malformed (exit 2)
     ├── StoreUnavailable            Redis refused, timed out or is unreachable (HTTP 503)
+    │   └── StoreFull               Redis is at maxmemory and refuses writes (HTTP 503)
     ├── InvalidMessage              a message or body cannot be used (HTTP 400), code per reason
     ├── SignatureError              a webhook signature is missing or wrong (HTTP 401), code per reason
     ├── DecryptionError             a stored record cannot be decrypted (wrong key, tampered)
     ├── MetriportError              the Metriport API answered badly or not at all
-    └── InvalidPosition             a feed position is not a stream entry id (HTTP 400)
+    ├── InvalidPosition             a feed position is not a stream entry id (HTTP 400)
+    └── BackupError                 a backup file is unusable, or a restore target is not empty
 
 The ``code`` becomes ``{"error": code}`` in HTTP answers, a metric label and the CLI's message.
 ``detail`` is one sentence for a person. Neither ever holds message content: ids, sizes and
@@ -44,6 +46,16 @@ class StoreUnavailable(InboxError):
     code = "store_unavailable"
 
 
+class StoreFull(StoreUnavailable):
+    """Raised when Redis refuses a write because it reached ``maxmemory`` (policy noeviction).
+
+    Nothing was written (Redis refuses a script before its first write), so the caller answers
+    503 exactly as for an unreachable Redis, with its own code for the operator's alert.
+    """
+
+    code = "store_full"
+
+
 class InvalidMessage(InboxError):
     """Raised when a message or webhook body cannot be stored; nothing was written."""
 
@@ -72,3 +84,9 @@ class InvalidPosition(InboxError):
     """Raised when a feed position is not a stream entry id (``<ms>-<seq>`` or ``<ms>``)."""
 
     code = "invalid_position"
+
+
+class BackupError(InboxError):
+    """Raised when a backup file cannot be read or verified, or a restore target holds keys."""
+
+    code = "backup_invalid"

@@ -172,6 +172,41 @@ class Feed:
             {"id": _text(i), **{_text(k): _text(v) for k, v in fields.items()}} for i, fields in rows
         ]
 
+    def purge(self, message_ids, patient, batch=200):
+        """Delete every feed and dead-letter entry naming one of ``message_ids`` or ``patient``;
+        ``(feed entries, dead letters)`` removed.
+
+        The streams are read ``batch`` entries per call. A deleted entry is also acked in every
+        group, so no consumer is handed an entry that no longer exists.
+        """
+        message_ids = set(message_ids)
+
+        def named(fields):
+            return (fields.get(b"id", b"").decode() in message_ids
+                    or fields.get(b"patient", b"").decode() == patient)
+
+        groups = [group.name for group in self.groups()]
+        removed = self._purge(self.keys.feed, named, groups, batch)
+        dead = self._purge(self.keys.deadletter, named, [], batch)
+        return removed, dead
+
+    def _purge(self, key, named, groups, batch):
+        removed, start = 0, "-"
+        while True:
+            with translate_errors("read the feed to purge"):
+                rows = self.client.xrange(key, min=start, max="+", count=batch)
+            doomed = [entry_id for entry_id, fields in rows if named(fields)]
+            if doomed:
+                with translate_errors("delete feed entries"):
+                    pipe = self.client.pipeline(transaction=False)
+                    for group in groups:
+                        pipe.xack(key, group, *doomed)
+                    pipe.xdel(key, *doomed)
+                    removed += pipe.execute()[-1]
+            if len(rows) < batch:
+                return removed
+            start = f"({_text(rows[-1][0])}"
+
     def groups(self):
         """A ``GroupInfo`` per consumer group (empty when nobody consumes yet)."""
         with translate_errors("read the consumer groups"):
@@ -346,6 +381,9 @@ class Consumer:
         """Attach each entry's stored message; a vanished or unreadable record sets ``error``."""
         if not entries:
             return []
+        if any(entry.event == "expired" for entry in entries):  # nothing left to load for these
+            loaded = iter(self._load([entry for entry in entries if entry.event != "expired"]))
+            return [entry if entry.event == "expired" else next(loaded) for entry in entries]
         ids = [entry.message_id for entry in entries]
         try:
             messages = self.store.get_many(ids)

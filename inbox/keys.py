@@ -68,12 +68,21 @@ class Keys:
         return self._key("reconcile", "runs")
 
     @property
+    def readiness(self):
+        """A short-lived key that ``/readyz`` writes: a Redis at maxmemory refuses the write."""
+        return self._key("ready")
+
+    @property
     def audit(self):
         return self._key("audit")
 
     @property
     def rekey_cursor(self):
         return self._key("rekey", "cursor")
+
+    @property
+    def expire_cursor(self):
+        return self._key("expire", "cursor")
 
     def pattern(self):
         """A SCAN pattern matching every key of this namespace (braces escaped for glob)."""

@@ -1,9 +1,11 @@
-"""Will Redis keep what it acknowledged? The persistence and memory check of the store's server.
+"""Will Redis keep what it acknowledged? The persistence check of the store's server.
 
 A ``2xx`` to Metriport is only as durable as Redis makes it (docs/operations.md): with AOF off,
 ``appendfsync no`` or an evicting ``maxmemory-policy``, a restart or a full memory loses
 acknowledged messages that Metriport will not send again. ``check`` reads ``INFO`` (allowed on
-managed Redis) and ``CONFIG GET appendfsync`` (often refused there: then reported unknown).
+managed Redis) and ``CONFIG GET appendfsync`` (often refused there: then reported unknown). On
+a Redis Cluster it asks the master of the namespace's slot, where every key of it lives. Memory
+used against ``maxmemory`` is ``inbox.figures.Memory``.
 """
 
 import dataclasses
@@ -11,6 +13,7 @@ import dataclasses
 import redis
 
 from inbox.connection import translate_errors
+from inbox.keys import Keys
 
 #: policies under which Redis deletes keys by itself when full
 EVICTING = frozenset({
@@ -21,13 +24,11 @@ EVICTING = frozenset({
 
 @dataclasses.dataclass(frozen=True)
 class Persistence:
-    """What the server says about durability and memory (None where it would not say)."""
+    """What the server says about durability (None where it would not say)."""
 
     aof: bool | None
     appendfsync: str | None
     policy: str | None
-    used_memory: int
-    maxmemory: int
 
     @property
     def warnings(self):
@@ -45,19 +46,17 @@ class Persistence:
     def ok(self):
         return not self.warnings
 
-    @property
-    def memory_ratio(self):
-        """Used memory over maxmemory, or None when no limit is set."""
-        return self.used_memory / self.maxmemory if self.maxmemory else None
 
-
-def check(client):
-    """The ``Persistence`` of the server behind ``client`` (StoreUnavailable when it is down)."""
+def check(client, settings):
+    """The ``Persistence`` of the server holding ``settings``' namespace (StoreUnavailable if down)."""
+    target = {}
+    if isinstance(client, redis.RedisCluster):
+        target = {"target_nodes": client.get_node_from_key(Keys(settings.namespace).stats)}
     with translate_errors("check persistence"):
-        info = client.info("persistence")
-        memory = client.info("memory")
+        info = _one(client.info("persistence", **target))
+        memory = _one(client.info("memory", **target))
         try:
-            appendfsync = client.config_get("appendfsync").get("appendfsync")
+            appendfsync = _one(client.config_get("appendfsync", **target)).get("appendfsync")
         except redis.ResponseError:  # CONFIG is disabled (managed Redis): unknown, not a failure
             appendfsync = None
     aof = info.get("aof_enabled")
@@ -65,6 +64,11 @@ def check(client):
         aof=None if aof is None else bool(int(aof)),
         appendfsync=appendfsync,
         policy=memory.get("maxmemory_policy"),
-        used_memory=int(memory.get("used_memory", 0)),
-        maxmemory=int(memory.get("maxmemory", 0)),
     )
+
+
+def _one(reply):
+    """A cluster client answers per node when given a node: the one node's answer."""
+    if isinstance(reply, dict) and reply and all(isinstance(v, dict) for v in reply.values()):
+        return next(iter(reply.values()))
+    return reply

@@ -2,11 +2,15 @@
 
 The embedded Redis, the demo, the benchmarks and the tests all stop what they start the same
 way: SIGTERM, a grace period for a clean shutdown, then SIGKILL, and always a wait so no zombie
-is left. They wait for an HTTP server the same way too: poll until it answers 200, failing fast
+is left. A process started in a session of its own (``start_new_session=True``) is stopped with
+everything it spawned (gunicorn's workers, an RQ work horse) by ``stop_session``. They wait for an HTTP server the same way too: poll until it answers 200, failing fast
 if the process died.
 """
 
+import contextlib
 import http.client
+import os
+import signal
 import subprocess
 import time
 
@@ -20,6 +24,17 @@ def stop(process, grace=10.0):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def stop_session(process, grace=10.0):
+    """``stop`` a session leader, then SIGKILL whatever of its process group is left.
+
+    gunicorn's master and an RQ worker stop their children on SIGTERM, but a SIGKILL after the
+    grace period would orphan them: the group (same id as the leader) goes with it.
+    """
+    stop(process, grace)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def wait_http_ok(port, process, path="/healthz", timeout=30.0):

@@ -51,6 +51,8 @@ class Settings:
     webhook_auto_retry: bool = False
     webhook_max_bytes: int = 1024 * 1024
     feed_maxlen: int = 1_000_000
+    retention_days: int | None = None
+    memory_warn_percent: int = 80
 
     @classmethod
     def from_env(cls, environ=None):
@@ -178,6 +180,13 @@ def _positive_int(variable, raw):
     return value
 
 
+def _percent(variable, raw):
+    value = _positive_int(variable, raw)
+    if value >= 100:
+        raise ConfigError(f"{variable} must be a percentage from 1 to 99; got {raw!r}.")
+    return value
+
+
 def _page_size(variable, raw):
     value = _positive_int(variable, raw)
     if value > 500:
@@ -232,4 +241,6 @@ _VARIABLES = (
     ("METRIPORT_WEBHOOK_AUTO_RETRY", "webhook_auto_retry", _flag),
     ("WEBHOOK_MAX_BYTES", "webhook_max_bytes", _positive_int),
     ("FEED_MAXLEN", "feed_maxlen", _positive_int),
+    ("INBOX_RETENTION_DAYS", "retention_days", _positive_int),
+    ("INBOX_MEMORY_WARN_PERCENT", "memory_warn_percent", _percent),
 )

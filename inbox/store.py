@@ -53,6 +53,7 @@ class Outcome(str, enum.Enum):
     UPDATED = "updated"
     DUPLICATE = "duplicate"
     STALE = "stale"
+    FORGOTTEN = "forgotten"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +82,17 @@ class Result:
         }
 
 
+@dataclasses.dataclass
+class Expiry:
+    """What one ``Store.expire`` batch did: ids turned into tombstones and the rest, by reason."""
+
+    expired: list = dataclasses.field(default_factory=list)
+    kept: int = 0
+    changed: int = 0
+    gone: int = 0
+    bytes: int = 0
+
+
 @dataclasses.dataclass(frozen=True)
 class StoredMessage(Meta):
     """A record as the store holds it: its packed fields, and the resource opened and parsed."""
@@ -95,6 +107,18 @@ class Unreadable:
 
     id: str
     code: str
+
+
+def _age(meta):
+    """The time retention measures for a record: the later of its message time (else when it
+    was first seen) and its as-of, so a status change inside the window keeps a message."""
+    return max(meta.first_seen if meta.message_time is None else meta.message_time, meta.as_of)
+
+
+def _live(row):
+    """True for a record that holds its resource: not unknown, expired (a tombstone, unknown to
+    readers as it would be to Metriport) or forgotten."""
+    return bool(row) and b"r" in row
 
 
 def load_script(name):
@@ -125,6 +149,8 @@ class Store:
             self._upsert_call = GroupCommit(self.client, self._upsert)
         self._status = self.client.register_script(load_record_script("message_status"))
         self._unindex = self.client.register_script(load_record_script("patient_unindex"))
+        self._expire = self.client.register_script(load_record_script("messages_expire"))
+        self._forget = self.client.register_script(load_record_script("messages_forget"))
         self._reseal = self.client.register_script(load_script("record_reseal"))
         self._lock_renew = self.client.register_script(load_script("lock_renew"))
         self._lock_release = self.client.register_script(load_script("lock_release"))
@@ -230,6 +256,9 @@ class Store:
                 markers.append([])
                 continue
             stored_h = stored_h.decode()
+            if blob is None:  # a tombstone (expired): nothing to open, status and as-of decide
+                markers.append([f"=0{stored_h}"])
+                continue
             tagged = Digest.unpack(stored_h)
             try:
                 direction = Meta.unpack(meta.decode()).direction
@@ -278,6 +307,104 @@ class Store:
             keys = [self.keys.msg(message_id), self.keys.idx_patient(old_patient.decode())]
             self._unindex(keys=keys, args=[message_id, old_patient])
 
+    def expire(self, message_ids, cutoff_ms):
+        """Turn the records of ``message_ids`` whose newest time is before ``cutoff_ms`` into
+        tombstones (``messages_expire.lua``), in two round trips; an ``Expiry``.
+
+        The caller bounds the batch: both calls hold ``len(message_ids)`` records.
+        """
+        result = Expiry()
+        with translate_errors("read records to expire"):
+            pipe = self.client.pipeline(transaction=False)
+            for message_id in message_ids:
+                pipe.hmget(self.keys.msg(message_id), "m", "e")
+            rows = pipe.execute()
+        keys = [self.keys.feed, self.keys.stats, self.keys.idx_all]
+        args = [int(time.time() * 1000), self.settings.feed_maxlen, cutoff_ms]
+        candidates = []
+        for message_id, (meta, gone) in zip(message_ids, rows):
+            if meta is None or gone is not None:
+                result.gone += 1
+                continue
+            meta = Meta.unpack(meta.decode())
+            if _age(meta) >= cutoff_ms:
+                result.kept += 1
+                continue
+            candidates.append(message_id)
+            keys.extend(self._record_keys(message_id, meta.direction, meta.patient))
+            args.extend((message_id, meta.direction or "", meta.patient or ""))
+        if not candidates:
+            return result
+        with translate_errors("expire records"):
+            outcomes, freed = self._expire(keys=keys, args=args)
+        result.bytes = int(freed)
+        for message_id, outcome in zip(candidates, outcomes):
+            outcome = outcome.decode()
+            if outcome == "expired":
+                result.expired.append(message_id)
+            else:
+                setattr(result, outcome, getattr(result, outcome) + 1)
+        return result
+
+    def forget(self, message_ids, patient):
+        """Remove the records of ``message_ids`` that belong to ``patient``, leaving a marker
+        without content or patient so no channel stores them again; the ids removed.
+
+        Two round trips over ``len(message_ids)`` records (the caller bounds the batch).
+        """
+        with translate_errors("read records to forget"):
+            pipe = self.client.pipeline(transaction=False)
+            for message_id in message_ids:
+                pipe.hget(self.keys.msg(message_id), "m")
+            rows = pipe.execute()
+        keys, args, candidates = [self.keys.stats, self.keys.idx_all], [patient], []
+        for message_id, meta in zip(message_ids, rows):
+            if meta is None:  # unknown, or forgotten; a tombstone names no patient
+                continue
+            meta = Meta.unpack(meta.decode())
+            if meta.patient != patient:
+                continue
+            candidates.append(message_id)
+            keys.extend(self._record_keys(message_id, meta.direction, meta.patient))
+            args.extend((message_id, meta.direction or ""))
+        if not candidates:
+            return []
+        with translate_errors("forget records"):
+            removed = self._forget(keys=keys, args=args)
+        return [message_id for message_id, done in zip(candidates, removed) if done]
+
+    def reindex(self, message_ids):
+        """Add the live records of ``message_ids`` to their indexes (after a restore: indexes
+        are derived from the records, so a backup does not carry them); how many were indexed."""
+        with translate_errors("read records to index"):
+            pipe = self.client.pipeline(transaction=False)
+            for message_id in message_ids:
+                pipe.hmget(self.keys.msg(message_id), "m", "e")
+            rows = pipe.execute()
+        indexed = 0
+        with translate_errors("index records"):
+            pipe = self.client.pipeline(transaction=False)
+            for message_id, (meta, gone) in zip(message_ids, rows):
+                if meta is None or gone is not None:
+                    continue
+                meta = Meta.unpack(meta.decode())
+                pipe.zadd(self.keys.idx_all, {message_id: 0})
+                if meta.direction:
+                    pipe.zadd(self.keys.idx_direction(meta.direction), {message_id: 0})
+                if meta.patient:
+                    pipe.zadd(self.keys.idx_patient(meta.patient), {message_id: 0})
+                indexed += 1
+            pipe.execute()
+        return indexed
+
+    def _record_keys(self, message_id, direction, patient):
+        """The record key and its index keys (``idx:all`` standing in for a missing one)."""
+        return (
+            self.keys.msg(message_id),
+            self.keys.idx_direction(direction) if direction else self.keys.idx_all,
+            self.keys.idx_patient(patient) if patient else self.keys.idx_all,
+        )
+
     def get(self, message_id):
         """The stored message ``message_id``, or None if unknown."""
         return self.get_many([message_id])[0]
@@ -290,7 +417,7 @@ class Store:
         stored = []
         for message_id, row in zip(message_ids, self._rows(message_ids)):
             try:
-                stored.append(self._stored(message_id, row) if row else None)
+                stored.append(self._stored(message_id, row) if _live(row) else None)
             except DecryptionError:
                 self._note_unreadable(message_id)
                 raise
@@ -304,7 +431,7 @@ class Store:
         opened = []
         for message_id, row in zip(message_ids, self._rows(message_ids)):
             try:
-                opened.append(self._stored(message_id, row) if row else None)
+                opened.append(self._stored(message_id, row) if _live(row) else None)
             except DecryptionError as exc:
                 self._note_unreadable(message_id)
                 opened.append(Unreadable(message_id, exc.code))
@@ -435,6 +562,12 @@ class Store:
         with translate_errors("reach the store"):
             self.client.ping()
 
+    def probe_write(self, ttl_ms):
+        """Write the short-lived readiness key: ``StoreFull`` when Redis is at maxmemory, which
+        still answers PING but refuses every webhook; ``StoreUnavailable`` when it is down."""
+        with translate_errors("check readiness"):
+            self.client.set(self.keys.readiness, "1", px=ttl_ms)
+
     # -- re-encryption (``inbox.rekey``) --------------------------------------------------------
 
     @property
@@ -495,6 +628,37 @@ class Store:
     def clear_rekey_cursor(self):
         with translate_errors("clear the rekey cursor"):
             self.client.delete(self.keys.rekey_cursor)
+
+    def record_batches(self, batch):
+        """Every stored message id (live, expired or forgotten), in lists of about ``batch``
+        (SCAN: each call is bounded; a record written during the walk may or may not be seen)."""
+        pattern = self.keys.pattern().replace("*", "msg:*")
+        prefix = len(self.keys.msg(""))
+        ids = []
+        with translate_errors("list stored records"):
+            for key in self.client.scan_iter(match=pattern, count=batch):
+                ids.append(key.decode()[prefix:])
+                if len(ids) >= batch:
+                    yield ids
+                    ids = []
+        if ids:
+            yield ids
+
+    # -- retention (``inbox.retention``) ---------------------------------------------------------
+
+    def expiry_cursor(self):
+        """The last id an interrupted expiry run finished, or None."""
+        with translate_errors("read the expiry cursor"):
+            saved = self.client.get(self.keys.expire_cursor)
+        return saved.decode() if saved else None
+
+    def save_expiry_cursor(self, after):
+        """Remember ``after`` as done; None clears the cursor (the walk is complete)."""
+        with translate_errors("save the expiry cursor"):
+            if after is None:
+                self.client.delete(self.keys.expire_cursor)
+            else:
+                self.client.set(self.keys.expire_cursor, after)
 
     # -- reconciliation: lock, checkpoints, walks and runs (``worker.reconcile``) -------------
 

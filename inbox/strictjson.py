@@ -15,12 +15,14 @@ or a body that is simply malformed (then the error comes from the same parser as
 
 import json
 import math
-import re
 
 import orjson
 
-# 19 digits in a row may be an integer orjson would read as a float (beyond 64 bits)
-_LONG_DIGITS = re.compile(rb"\d{19}")
+# 19 digits in a row may be an integer orjson would read as a float (beyond 64 bits). Found by
+# mapping every digit to "0" and everything else to " " and looking for the run: two C loops, a
+# few times faster than a regular expression over a 500 KB page.
+_DIGIT_MAP = bytes(0x30 if 0x30 <= c <= 0x39 else 0x20 for c in range(256))
+_LONG_RUN = b"0" * 19
 
 
 def _refuse_constant(name):
@@ -44,7 +46,7 @@ def loads(data):
     Bytes must be UTF-8 (a BOM or another encoding is refused as invalid).
     """
     if isinstance(data, (bytes, bytearray)):
-        if _LONG_DIGITS.search(data) is None:
+        if data.translate(_DIGIT_MAP).find(_LONG_RUN) < 0:
             try:
                 return orjson.loads(data)
             except orjson.JSONDecodeError:

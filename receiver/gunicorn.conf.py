@@ -21,7 +21,10 @@ Each value can be overridden from the environment or the command line (``--bind`
 
 import os
 import shutil
+import sys
 import tempfile
+
+from inbox.errors import InboxError
 
 # prometheus_client picks its multiprocess mode when it is first imported, which preload_app
 # does in this master before any worker forks: the directory must be known by then. Each
@@ -87,3 +90,17 @@ def on_exit(server):
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     if os.path.basename(directory).startswith("metriport-inbox-metrics-"):
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _one_line(exc_type, exc, tb):
+    """A deliberate error while the master builds the app (a missing webhook key, a malformed
+    setting, a cluster that does not answer) ends the start with one sentence, like every
+    ``metriport-inbox`` command, instead of gunicorn's traceback; anything else is a bug and keeps
+    its traceback. Either way the exit status is 1."""
+    if isinstance(exc, InboxError):
+        print(f"error: {exc.code}: {exc.detail}", file=sys.stderr)
+    else:
+        sys.__excepthook__(exc_type, exc, tb)
+
+
+sys.excepthook = _one_line

@@ -94,6 +94,7 @@ class InboxCollector:
         yield from self._reconcile(counters)
         yield from self._feed()
         yield from self._jobs()
+        yield from self._memory()
         yield from self._persistence()
         unreadable = GaugeMetricFamily(
             f"{PREFIX}_unreadable_records", "Stored records that failed to open (wrong key, tampered)."
@@ -176,17 +177,30 @@ class InboxCollector:
         yield from (depth, failed)
 
     def _persistence(self):
-        check = persistence.check(self.client)
+        check = persistence.check(self.client, self.settings)
         ok = GaugeMetricFamily(
             f"{PREFIX}_redis_persistence_ok",
             "1 when AOF is on, appendfsync is not no and maxmemory-policy does not evict.",
         )
         ok.add_metric([], 1 if check.ok else 0)
-        used = GaugeMetricFamily(f"{PREFIX}_redis_memory_used_bytes", "Redis used_memory.")
-        used.add_metric([], check.used_memory)
-        limit = GaugeMetricFamily(f"{PREFIX}_redis_maxmemory_bytes", "Redis maxmemory (0: no limit).")
-        limit.add_metric([], check.maxmemory)
-        yield from (ok, used, limit)
+        yield ok
+
+    def _memory(self):
+        memory = self.figures.memory()
+        used = GaugeMetricFamily(f"{PREFIX}_redis_memory_used_bytes",
+                                 "Memory Redis uses (used_memory) on the namespace's server.")
+        used.add_metric([], memory.used)
+        limit = GaugeMetricFamily(f"{PREFIX}_redis_memory_max_bytes",
+                                  "Redis maxmemory (0: no limit set).")
+        limit.add_metric([], memory.maximum)
+        threshold = GaugeMetricFamily(
+            f"{PREFIX}_redis_memory_warn_ratio", "INBOX_MEMORY_WARN_PERCENT as a ratio.")
+        threshold.add_metric([], memory.warn_percent / 100)
+        warning = GaugeMetricFamily(
+            f"{PREFIX}_redis_memory_warning",
+            "1 when used memory is at or above the warning share of maxmemory.")
+        warning.add_metric([], 1 if memory.warning else 0)
+        yield from (used, limit, threshold, warning)
 
 
 def _by_prefix(counters, prefix, name, documentation, label):
@@ -214,6 +228,24 @@ def _observe(response):
     if route == "/webhook" and "metrics_started" in g:
         WEBHOOK_SECONDS.labels(status).observe(time.perf_counter() - g.metrics_started)
     return response
+
+
+    def _memory(self):
+        memory = self.figures.memory()
+        used = GaugeMetricFamily(f"{PREFIX}_redis_memory_used_bytes",
+                                 "Memory Redis uses (used_memory) on the namespace's server.")
+        used.add_metric([], memory.used)
+        limit = GaugeMetricFamily(f"{PREFIX}_redis_memory_max_bytes",
+                                  "Redis maxmemory (0: no limit set).")
+        limit.add_metric([], memory.maximum)
+        threshold = GaugeMetricFamily(
+            f"{PREFIX}_redis_memory_warn_ratio", "INBOX_MEMORY_WARN_PERCENT as a ratio.")
+        threshold.add_metric([], memory.warn_percent / 100)
+        warning = GaugeMetricFamily(
+            f"{PREFIX}_redis_memory_warning",
+            "1 when used memory is at or above the warning share of maxmemory.")
+        warning.add_metric([], 1 if memory.warning else 0)
+        yield from (used, limit, threshold, warning)
 
 
 def metrics():

@@ -175,8 +175,11 @@ class WebhookSender:
                 time.sleep(pause)
             return self.send(delivery)
 
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, concurrency))
+        try:
             results = list(pool.map(run, zip(plan, pauses)))
+        finally:  # interrupted (the demo stopped by a signal): drop what has not started yet
+            pool.shutdown(wait=True, cancel_futures=True)
         report.posts = len(results)
         report.succeeded = sum(results)
         report.failed = report.posts - report.succeeded

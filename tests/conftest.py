@@ -68,28 +68,9 @@ def settings(redis_url):
 
 
 def _delete_queue(settings):
-    """Delete the namespace's RQ queue, registries, jobs and clock history (RQ keeps some a year).
+    from worker.queue import purge
 
-    Results and worker records that RQ expires by itself within minutes are left to expire.
-    """
-    from rq import Queue
-
-    queue = Queue(settings.queue_name, connection=Connections(settings).queue)
-    job_ids = set(queue.job_ids)
-    for registry in (queue.failed_job_registry, queue.finished_job_registry,
-                     queue.started_job_registry, queue.scheduled_job_registry,
-                     queue.deferred_job_registry, queue.canceled_job_registry):
-        for job_id in registry.get_job_ids():
-            job_ids.add(job_id)
-            registry.remove(job_id, delete_job=True)
-        queue.connection.delete(registry.key)
-    queue.delete(delete_jobs=True)
-    for job_id in job_ids:
-        queue.connection.delete(f"rq:results:{job_id}")
-    for mode in ("full", "incremental"):  # the clock's history (worker/schedule.py names)
-        name = f"{settings.queue_name}-reconcile-{mode}"
-        queue.connection.delete(f"rq:cron_job:{name}:jobs")
-        queue.connection.zrem("rq:cron_jobs", name)
+    purge(settings.queue_name, Connections(settings).queue)
 
 
 @pytest.fixture

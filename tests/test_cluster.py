@@ -276,3 +276,36 @@ def test_whole_cluster_down_is_store_unavailable_then_recovers(cluster, cluster_
         cluster.wait_ok()
     assert cluster_store.count(cluster_store.index_key()) == 10
     assert cluster_store.upsert(batch("e", 10), "webhook").counts()["created"] == 10
+
+
+def test_backup_on_a_cluster_restores_into_another_namespace(cluster_store, client, tmp_path,
+                                                              cluster_settings):
+    """backup and restore take a redis+cluster:// client: the snapshot of one namespace (one
+    slot) comes back in another namespace (possibly on another master) the same."""
+    from inbox.backup import backup
+    from inbox.backup import restore
+    from inbox.feed import Consumer
+
+    cluster_store.upsert(batch("bk", 120, patient="p-1"), via="reconcile")
+    cluster_store.upsert([message("bk-00001", status="completed",
+                                  updated="2026-02-01T00:00:00Z", patient="p-1")], via="reconcile")
+    consumer = Consumer(cluster_settings, "g", "c", connections=Connections(cluster_settings))
+    consumer.ack(*consumer.read(count=50)[:30])
+    taken = backup(client, cluster_settings.namespace, tmp_path / "b")
+    assert (taken.records, taken.feed_entries) == (120, 121)
+    other = cluster_settings.replace(namespace=f"test-{uuid.uuid4().hex[:12]}")
+    try:
+        put = restore(client, other.namespace, tmp_path / "b", Store(other, client=client).reindex)
+        assert (put.records, put.indexed, put.feed_entries) == (120, 120, 121)
+        copy_store = Store(other, client=client)
+        for index in (cluster_store.index_key(), cluster_store.index_key(patient="p-1")):
+            assert copy_store.ids(index.replace(cluster_settings.namespace, other.namespace),
+                                  count=500) == cluster_store.ids(index, count=500)
+        assert copy_store.get("bk-00001").status == "completed"
+        groups = [(g["name"], g["pending"], g["last-delivered-id"])
+                  for g in client.xinfo_groups(Keys(other.namespace).feed)]
+        assert groups == [(b"g", 20, client.xinfo_groups(Keys(cluster_settings.namespace).feed)[0][
+            "last-delivered-id"])]
+    finally:
+        for key in client.scan_iter(match=Keys(other.namespace).pattern(), count=1000):
+            client.delete(key)

@@ -86,16 +86,16 @@ def test_plain_json_blob_opens_as_itself():
 
 def test_digest_is_keyed():
     """The same content under two different rings has different digests, and neither is a plain hash."""
-    first, second = Vault([OLD]).digests(BODY), Vault([NEW]).digests(BODY)
+    first, second = Vault([OLD]).digests(BODY, "m1"), Vault([NEW]).digests(BODY, "m1")
     assert first != second
-    assert Vault().digests(BODY) not in (first, second)
+    assert Vault().digests(BODY, "m1")[0] not in first + second
 
 
 def test_rotated_ring_lists_the_new_digest_first_and_keeps_the_old():
     """Ring [new, old] yields the new digest first and the old one second, for dedupe across rotation."""
-    assert Vault([NEW, OLD]).digests(BODY).split(",") == [
-        Vault([NEW]).digests(BODY), Vault([OLD]).digests(BODY)
-    ]
+    assert Vault([NEW, OLD]).digests(BODY, "m1") == (
+        Vault([NEW]).digests(BODY, "m1") + Vault([OLD]).digests(BODY, "m1")
+    )
 
 
 def test_keygen_output_is_a_valid_ring_entry():
@@ -130,8 +130,8 @@ def test_encryption_warning_only_without_keys():
 
 
 def test_single_digest_is_the_current_one():
-    """digest() is the first of digests(): what a record stores and what the delivery ledger holds."""
+    """digest() is the first of digests() without its tag: what the delivery ledger holds."""
     ring = Vault([NEW, OLD])
-    assert ring.digest(BODY) == ring.digests(BODY).split(",")[0]
-    assert Vault().digest(BODY) == Vault().digests(BODY)
+    assert ring.digests(BODY, "m1")[0] == f"m1.{NEW[0]}:{ring.digest(BODY)}"
+    assert Vault().digests(BODY, "m1") == [f"m1:{Vault().digest(BODY)}"]
     assert ring.digest(BODY) != Vault().digest(BODY)

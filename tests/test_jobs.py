@@ -131,13 +131,41 @@ def test_fetch_job_for_an_unknown_id_fails_in_rq(settings, sim, queue):
 def test_schedule_enqueues_full_then_incremental_within_their_intervals(settings, queue):
     """The clock enqueues a full and an incremental run on the namespace's queue, timeouts below the intervals."""
     configured = settings.replace(reconcile_interval=300, reconcile_full_interval=86400)
-    scheduler = schedule.scheduler(configured, queue.connection)
+    scheduler = schedule.scheduler(configured, Connections(configured))
+    scheduler.place_full_run()
     scheduler.enqueue_jobs()
     jobs = queue.get_jobs()
     assert [job.func_name for job in jobs] == ["worker.jobs.reconcile"] * 2
     assert [job.kwargs for job in jobs] == [{"mode": "full"}, {"mode": "incremental"}]
     assert [job.timeout for job in jobs] == [77760, 270]
     assert [job.ttl for job in jobs] == [86400, 300]
+
+
+def test_clock_restart_waits_for_the_full_run_that_is_not_due(settings, queue, redis_client):
+    """A full walk that ended an hour ago (full interval: a day): a restarted clock enqueues only
+    the incremental run, and schedules the full one a day after the last one, not now."""
+    configured = settings.replace(reconcile_interval=300, reconcile_full_interval=86400)
+    ended = time.time() - 3600
+    redis_client.hset(Keys(settings.namespace).reconcile_state, mapping={
+        "full:inbound": int(ended * 1000), "full:outbound": int((ended + 60) * 1000)})
+    scheduler = schedule.scheduler(configured, Connections(configured))
+    scheduler.place_full_run()
+    scheduler.enqueue_jobs()
+    assert [job.kwargs for job in queue.get_jobs()] == [{"mode": "incremental"}]
+    full = next(job for job in scheduler.get_jobs() if job.kwargs == {"mode": "full"})
+    assert abs(full.next_enqueue_time.timestamp() - (ended + 86400)) < 1
+
+
+def test_clock_restart_runs_a_full_walk_when_the_last_one_is_too_old(settings, queue, redis_client):
+    """One direction's last full walk is older than the full interval: full run at once."""
+    configured = settings.replace(reconcile_interval=300, reconcile_full_interval=86400)
+    now_ms = int(time.time() * 1000)
+    redis_client.hset(Keys(settings.namespace).reconcile_state, mapping={
+        "full:inbound": now_ms - 90_000_000, "full:outbound": now_ms})
+    scheduler = schedule.scheduler(configured, Connections(configured))
+    scheduler.place_full_run()
+    scheduler.enqueue_jobs()
+    assert [job.kwargs for job in queue.get_jobs()] == [{"mode": "full"}, {"mode": "incremental"}]
 
 
 def test_killed_run_is_resumed_from_its_checkpoint(settings, redis_client, store):

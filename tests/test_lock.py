@@ -1,4 +1,5 @@
-"""The locks (requirements-dev.txt, requirements.txt) agree with pyproject.toml's ranges.
+"""The locks (requirements-dev.txt, requirements.txt, requirements-oldest.txt) agree with
+pyproject.toml's ranges.
 
 A dependency added to pyproject.toml without ``make lock``, a range moved past its pin, or a
 venv installed outside the lock each fail here with the command that fixes it.
@@ -16,6 +17,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+LOCKS = ("requirements-dev.txt", "requirements.txt", "requirements-oldest.txt")
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
@@ -46,13 +48,15 @@ def declared(extras=True):
 
 
 def test_every_declared_dependency_is_pinned_inside_its_range():
-    dev, runtime = pins(ROOT / "requirements-dev.txt"), pins(ROOT / "requirements.txt")
-    for requirement in declared():
-        name = canonicalize_name(requirement.name)
-        assert name in dev, f"{requirement} is not in requirements-dev.txt: run make lock"
-        version = pinned_version(dev[name])
-        assert requirement.specifier.contains(version, prereleases=True), (
-            f"requirements-dev.txt pins {name}=={version} outside {requirement}: run make lock")
+    runtime = pins(ROOT / "requirements.txt")
+    for lock in ("requirements-dev.txt", "requirements-oldest.txt"):
+        pinned = pins(ROOT / lock)
+        for requirement in declared():
+            name = canonicalize_name(requirement.name)
+            assert name in pinned, f"{requirement} is not in {lock}: run make lock"
+            version = pinned_version(pinned[name])
+            assert requirement.specifier.contains(version, prereleases=True), (
+                f"{lock} pins {name}=={version} outside {requirement}: run make lock")
     for requirement in declared(extras=False):
         name = canonicalize_name(requirement.name)
         assert name in runtime, f"{requirement} is not in requirements.txt: run make lock"
@@ -69,9 +73,12 @@ def test_requirements_txt_is_the_runtime_subset_of_the_dev_lock_plus_the_package
 
 
 def test_this_environment_runs_the_locked_releases():
-    """The suite is evidence for the lock only if it ran on the lock's releases."""
+    """The suite is evidence for a lock only if it ran on the lock's releases (.venv-oldest
+    runs requirements-oldest.txt, every other venv requirements-dev.txt)."""
+    oldest = pathlib.Path(sys.prefix).name == ".venv-oldest"
+    lock = "requirements-oldest.txt" if oldest else "requirements-dev.txt"
     differing = []
-    for name, requirement in pins(ROOT / "requirements-dev.txt").items():
+    for name, requirement in pins(ROOT / lock).items():
         if requirement.marker is not None and not requirement.marker.evaluate():
             continue
         try:
@@ -80,7 +87,7 @@ def test_this_environment_runs_the_locked_releases():
             installed = None
         if installed != pinned_version(requirement):
             differing.append(f"{name} {installed} (lock {pinned_version(requirement)})")
-    assert not differing, "installed outside the lock, run make install: " + ", ".join(differing)
+    assert not differing, f"installed outside {lock}, run make install: " + ", ".join(differing)
 
 
 @pytest.mark.timeout(180)
@@ -92,7 +99,7 @@ def test_make_lock_would_change_nothing(tmp_path):
     make = shutil.which("make")
     if make is None:
         pytest.fail("make is not installed; the project's commands need it")
-    for name in ("requirements-dev.txt", "requirements.txt"):
+    for name in LOCKS:
         shutil.copy(ROOT / name, tmp_path / name)
     result = subprocess.run(
         [make, "--no-print-directory", "lock", f"LOCK_DIR={tmp_path}",
@@ -100,5 +107,5 @@ def test_make_lock_would_change_nothing(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=170,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    for name in ("requirements-dev.txt", "requirements.txt"):
+    for name in LOCKS:
         assert pins(tmp_path / name) == pins(ROOT / name), f"{name} is stale: run make lock"

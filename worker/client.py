@@ -73,20 +73,24 @@ class Page:
     next_url: str | None
     items_in_total: int | None = None
     refused: MetriportError | None = None
+    _normalized: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def normalized(self, direction=None):
         """``(records, invalid)``: storable records, and skipped items counted by reason code.
 
         Kept apart from the fetch so a caller can do this CPU work in another thread than the
-        one waiting on the network.
+        one waiting on Redis (the reconcile read-ahead does it in its reader thread); worked out
+        once per direction, later calls answer from memory.
         """
-        records, invalid = [], collections.Counter()
-        for item in self.items:
-            try:
-                records.append(normalize(item, direction))
-            except InvalidMessage as exc:
-                invalid[exc.code] += 1
-        return records, invalid
+        if direction not in self._normalized:
+            records, invalid = [], collections.Counter()
+            for item in self.items:
+                try:
+                    records.append(normalize(item, direction))
+                except InvalidMessage as exc:
+                    invalid[exc.code] += 1
+            self._normalized[direction] = (records, invalid)
+        return self._normalized[direction]
 
 
 def require_api_key(settings):

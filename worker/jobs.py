@@ -48,6 +48,16 @@ def reconcile(mode="incremental", directions=None):
     return result.as_dict()
 
 
+def expire():
+    """One retention run (``inbox.retention``): old messages lose their content; the report."""
+    from inbox.retention import expire as run_expiry
+    from inbox.store import Store
+
+    report = run_expiry(Store(Settings.from_env()))
+    log.info("expire: %s", report.line())
+    return report.summary()
+
+
 def fetch_message(message_id):
     """Fetch one message by id (a webhook that carried only the id) and store it ``via=fetch``.
 

@@ -151,7 +151,7 @@ class Reconciliation:
         stop_after = self.settings.reconcile_stop_after
         streak = 0
         seen_urls, seen_pages = {_canonical(url)}, set()
-        pending = reader.submit(self.client.list_page, url)
+        pending = reader.submit(self._read, url, direction)
         while pending is not None:
             page = pending.result()
             looped = self._check_page(direction, page, tally.pages + 1, seen_urls, seen_pages)
@@ -161,7 +161,7 @@ class Reconciliation:
             may_stop = mode is Mode.INCREMENTAL and streak + 1 >= stop_after
             pending = None
             if page.next_url and not may_stop and not looped:
-                pending = reader.submit(self.client.list_page, page.next_url)
+                pending = reader.submit(self._read, page.next_url, direction)
             counts, invalid = self._take(direction, page, tally)
             streak = 0 if counts["created"] or counts["updated"] else streak + 1
             end = page.next_url is None
@@ -180,11 +180,21 @@ class Reconciliation:
             if stop:
                 break
             if pending is None:
-                pending = reader.submit(self.client.list_page, page.next_url)
+                pending = reader.submit(self._read, page.next_url, direction)
         walk.complete = True
         if mode is Mode.FULL and end:
             self.store.save_full_walk(direction, int(time.time() * 1000))
             self.round_trips += 1
+
+    def _read(self, url, direction):
+        """Fetch a page and normalize it, in the reader thread.
+
+        While the reader parses and normalizes the next page, the walk's thread waits on Redis
+        storing the current one: the Python work overlaps the script's run.
+        """
+        page = self.client.list_page(url)
+        page.normalized(direction)
+        return page
 
     def _check_page(self, direction, page, number, seen_urls, seen_pages):
         """True when the page's cursor goes round in circles; fail the run on a page too large.
@@ -328,6 +338,18 @@ def run(settings, mode=Mode.INCREMENTAL, directions=None, client_options=None, d
     ``deadline`` (seconds) shortens ``RECONCILE_DEADLINE`` for this run (an RQ job's timeout).
     """
     return Reconciliation(settings, mode, directions, client_options, deadline).run()
+
+
+def last_full_walk(store, directions):
+    """When the oldest of the last complete full walks of ``directions`` ended.
+
+    Epoch seconds, or None when some direction never had one (the clock then walks in full at
+    once). Raises ``StoreUnavailable`` when Redis does not answer: the clock waits it out.
+    """
+    ended = [store.last_full_walk(direction) for direction in directions]
+    if any(value is None for value in ended):
+        return None
+    return min(ended) / 1000
 
 
 def _canonical(url):

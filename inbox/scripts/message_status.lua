@@ -15,18 +15,27 @@ ARGV
   1  id   2 via   3 now ms   4 feed length cap   5 status   6 as-of ms (the status time)
 
 The record's packed field m, its history x and the rule for "newer" come from the prelude
-record.lua; every status delivery adds a history event (status, status-duplicate, status-stale).
+record.lua; every status delivery to a stored record adds a history event (status,
+status-duplicate, status-stale).
 
-Returns "unknown" when no record exists (nothing written), else "updated", "duplicate" (same
-status) or "stale" (older, or a terminal status going back).
+Returns "unknown" when no record exists (nothing written), and also for an expired record
+(a tombstone, see messages_upsert.lua) whose status changes: its content is gone, so the caller
+fetches the new version, which the upsert stores with its resource. "forgotten" for a forgotten
+record; else "updated", "duplicate" (same status) or "stale" (older, or a terminal status going
+back).
 ]]
 
 local msg, feed, stats = KEYS[1], KEYS[2], KEYS[3]
 local id, via, now, maxlen, status, as_of = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
-local m, x, h = unpack(redis.call('HMGET', msg, 'm', 'x', 'h'))
+local m, gone, x, h = unpack(redis.call('HMGET', msg, 'm', 'e', 'x', 'h'))
+if gone == 'forgotten' then
+  redis.call('HINCRBY', stats, 'forgotten', 1)
+  return 'forgotten'
+end
 if not m then return 'unknown' end
 local record = unpack_record(m)
+if gone and record.status ~= status then return 'unknown' end
 
 local outcome
 if same_status(record.status, status) then

@@ -40,15 +40,21 @@ ARGV
   b+5 direction or ""   b+6 patient id or ""   b+7 status or ""
   b+8 message time ms or ""   b+9 as-of ms
 
+Expired and forgotten records (see messages_expire.lua, messages_forget.lua) carry a field e.
+An expired record (e = expiry time) is a tombstone: h and a slim m without the blob r, in no
+index. The same version again is a duplicate (its blob is never written back); a newer one is
+stored with its blob and indexed again, first seen anew. A forgotten record (e = "forgotten")
+holds nothing else and takes no version again: outcome "forgotten".
+
 Record fields: r blob, h "<shape><tag>:<hex>", m the rest packed (layouts in inbox/record.py,
 read and written through the prelude record.lua, which also holds the rule for "newer"), x the
 capped history (record.lua): every created, updated and stale version, and the deliveries,
 replays and fetches that brought nothing new (reconcile duplicates are not written: every walk
-sees them again).
+sees them again; a forgotten record gets no history).
 
 Errors (nothing written) when KEYS and ARGV disagree or an as-of is not a number.
 Returns "replay" when the ledger already holds this delivery, else { outcomes, moved } where
-outcomes[i] is the outcome of message i (or "recheck") and moved lists id, old patient pairs of
+outcomes[i] is the outcome of message i (or "recheck", or "forgotten") and moved lists id, old patient pairs of
 records whose patient changed (the caller removes them from the old patient index). With any
 "recheck" the delivery ledger is not written: the call that settles them writes it.
 ]]
@@ -56,6 +62,33 @@ records whose patient changed (the caller removes them from the old patient inde
 local feed, stats, idx_all, ledger = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local via, now, maxlen = ARGV[1], ARGV[2], ARGV[3]
 local body_hash, ledger_ttl = ARGV[4], ARGV[5]
+
+-- Index entries are gathered per sorted set and written with one ZADD each after the loop
+-- (same script, so still atomic): a page of 500 makes a handful of ZADDs instead of 1,500.
+local to_index, index_keys = {}, {}
+local function index(key, id)
+  local ids = to_index[key]
+  if not ids then
+    ids = {}
+    to_index[key] = ids
+    index_keys[#index_keys + 1] = key
+  end
+  ids[#ids + 1] = id
+end
+
+local function write_indexes()
+  for _, key in ipairs(index_keys) do
+    local ids, args = to_index[key], {}
+    for i, id in ipairs(ids) do
+      args[#args + 1] = 0
+      args[#args + 1] = id
+      if #args >= 1000 or i == #ids then  -- bounded arguments per call
+        redis.call('ZADD', key, unpack(args))
+        args = {}
+      end
+    end
+  end
+end
 
 -- the delivery id, for the history (the ledger key is {ns}:delivery:<id>, built in Python)
 local delivery = body_hash ~= '' and string.match(ledger, '^{[^}]*}:delivery:(.+)$') or ''
@@ -99,8 +132,8 @@ if body_hash ~= '' then
     redis.call('HINCRBY', stats, 'replay', 1)
     for i = 1, n do
       local msg = KEYS[4 + 3 * (i - 1) + 1]
-      local old_digest, old_meta, x = unpack(redis.call('HMGET', msg, 'h', 'm', 'x'))
-      if old_meta then
+      local old_digest, old_meta, x, gone = unpack(redis.call('HMGET', msg, 'h', 'm', 'x', 'e'))
+      if old_meta and gone ~= 'forgotten' then
         local old = unpack_record(old_meta)
         redis.call('HSET', msg, 'x', with_history(x, history_entry(now, 'replay', via,
           old.version, old.status, old_digest, '', delivery)))
@@ -110,7 +143,7 @@ if body_hash ~= '' then
   end
 end
 
-local counts = { created = 0, updated = 0, duplicate = 0, stale = 0, recheck = 0 }
+local counts = { created = 0, updated = 0, duplicate = 0, stale = 0, recheck = 0, forgotten = 0 }
 local outcomes, moved = {}, {}
 
 for i = 1, n do
@@ -123,10 +156,12 @@ for i = 1, n do
   local current = string.match(digests, '^[^,]+')
   local digest = shape .. current
 
-  local old_digest, old_meta, x = unpack(redis.call('HMGET', msg, 'h', 'm', 'x'))
+  local old_digest, old_meta, gone, x = unpack(redis.call('HMGET', msg, 'h', 'm', 'e', 'x'))
   local outcome, same, old_shape
   if old_digest then same, old_shape = compare(old_digest, digests) end
-  if not old_digest then
+  if gone == 'forgotten' then
+    outcome = 'forgotten'
+  elseif not old_digest then
     outcome = 'created'
     local feed_id = announce('created', id, 1, direction, patient, status)
     redis.call('HSET', msg, 'r', blob, 'h', digest, 'm', pack_record({
@@ -134,9 +169,9 @@ for i = 1, n do
       as_of = as_of_text, first_via = via, via = via, first_seen = now, updated = now,
       status = status }),
       'x', history_entry(now, 'created', via, 1, status, digest, feed_id, delivery))
-    redis.call('ZADD', idx_all, 0, id)
-    if direction ~= '' then redis.call('ZADD', idx_dir, 0, id) end
-    if patient ~= '' then redis.call('ZADD', idx_patient, 0, id) end
+    index(idx_all, id)
+    if direction ~= '' then index(idx_dir, id) end
+    if patient ~= '' then index(idx_patient, id) end
   elseif same == 'unknown' then
     outcome = 'recheck'
   else
@@ -145,7 +180,7 @@ for i = 1, n do
       outcome = 'duplicate'
       local _, old_tag = unpack_digest(old_digest)
       local retagged = old_tag ~= string.match(current, '^[^:]*')
-      if shape > old_shape or (shape == old_shape and retagged) then
+      if not gone and (shape > old_shape or (shape == old_shape and retagged)) then
         redis.call('HSET', msg, 'r', blob, 'h', digest)
       elseif retagged then
         redis.call('HSET', msg, 'h', old_shape .. current)
@@ -158,16 +193,25 @@ for i = 1, n do
       outcome = 'updated'
       local version = tonumber(old.version) + 1
       if direction == '' then direction = old.direction end
+      local first_via, first_seen = old.first_via, old.first_seen
+      if gone then first_via, first_seen = via, now end  -- a tombstone keeps neither
       local feed_id = announce('updated', id, version, direction, patient, status)
       redis.call('HSET', msg, 'r', blob, 'h', digest, 'm', pack_record({
         version = version, direction = direction, patient = patient,
-        message_time = message_time, as_of = as_of_text, first_via = old.first_via, via = via,
-        first_seen = old.first_seen, updated = now, status = status }),
+        message_time = message_time, as_of = as_of_text, first_via = first_via, via = via,
+        first_seen = first_seen, updated = now, status = status }),
         'x', with_history(x, history_entry(now, 'updated', via, version, status, digest, feed_id,
           delivery)))
-      if direction ~= '' and direction ~= old.direction then redis.call('ZADD', idx_dir, 0, id) end
-      if patient ~= old.patient then
-        if patient ~= '' then redis.call('ZADD', idx_patient, 0, id) end
+      if gone then  -- an expired record is back with a newer version: index it again
+        redis.call('HDEL', msg, 'e')
+        index(idx_all, id)
+        if direction ~= '' then index(idx_dir, id) end
+        if patient ~= '' then index(idx_patient, id) end
+      elseif direction ~= '' and direction ~= old.direction then
+        index(idx_dir, id)
+      end
+      if patient ~= old.patient and not gone then
+        if patient ~= '' then index(idx_patient, id) end
         if old.patient ~= '' then
           moved[#moved + 1] = id
           moved[#moved + 1] = old.patient
@@ -183,6 +227,7 @@ for i = 1, n do
   counts[outcome] = counts[outcome] + 1
 end
 
+write_indexes()
 for outcome, count in pairs(counts) do
   if count > 0 and outcome ~= 'recheck' then
     redis.call('HINCRBY', stats, outcome, count)

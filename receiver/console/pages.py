@@ -79,10 +79,11 @@ def overview():
     settings, store = inbox["settings"], inbox["store"]
     with translate_errors("ping"):
         inbox["readiness_client"].ping()
-    check = persistence.check(inbox["connections"].store)
+    check = persistence.check(inbox["connections"].store, settings)
     figures = Figures(settings, client=inbox["connections"].store)
     return {
         "check": check,
+        "memory": figures.memory(),
         "stored": store.count(store.index_key()),
         "counters": figures.counters(),
         "unreadable": len(store.unreadable()),
