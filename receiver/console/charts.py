@@ -11,6 +11,8 @@ import dataclasses
 PALETTE = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#f0e442", "#000000")
 WIDTH, HEIGHT = 720, 180
 LEFT, BOTTOM, TOP = 40, 24, 10
+#: widest bar: a chart of one or two runs still reads as bars
+MAX_BAR = 40
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +61,8 @@ def stacked_bars(title, columns, series=None, label_every=1):
                 continue
             h = plot_h * value / top
             base -= h
-            rects.append(Rect(round(x + step * 0.1, 1), round(base, 1), round(step * 0.8, 1),
+            width = min(step * 0.8, MAX_BAR)
+            rects.append(Rect(round(x + (step - width) / 2, 1), round(base, 1), round(width, 1),
                               round(h, 1), colours[name], f"{label}: {name} {value}"))
         if i % label_every == 0:
             labels.append((round(x + step / 2, 1), label))
