@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from inbox.connection import Connections  # noqa: E402
 from inbox.embedded import EmbeddedRedis  # noqa: E402
 from inbox.feed import Consumer  # noqa: E402
-from inbox.keys import Keys  # noqa: E402
+from inbox.rediskeys import RedisKeys  # noqa: E402
 from inbox.normalize import normalize  # noqa: E402
 from inbox.settings import Settings  # noqa: E402
 from inbox.store import Store  # noqa: E402
@@ -59,7 +59,7 @@ def seed(store, count, page=500):
 
 
 def read_xrange(store, client, batch):
-    feed = Keys(store.settings.namespace).feed
+    feed = RedisKeys(store.settings.namespace).feed
     last, seen = "-", 0
     while True:
         entries = client.xrange(feed, min=last, max="+", count=batch)
@@ -70,7 +70,7 @@ def read_xrange(store, client, batch):
 
 
 def read_group(store, client, batch, load):
-    feed = Keys(store.settings.namespace).feed
+    feed = RedisKeys(store.settings.namespace).feed
     group = f"{GROUP}-{uuid.uuid4().hex[:6]}"
     client.xgroup_create(feed, group, id="0")
     seen = 0
@@ -102,7 +102,7 @@ def read_consumer(store, client, batch):
             consumer.ack(*entries)
             seen += len(entries)
     finally:
-        client.xgroup_destroy(Keys(store.settings.namespace).feed, consumer.group)
+        client.xgroup_destroy(RedisKeys(store.settings.namespace).feed, consumer.group)
 
 
 VARIANTS = {
@@ -152,7 +152,7 @@ def main():
         try:
             rows = measure(store, client, options.messages, batches, options.rounds)
         finally:
-            for key in client.scan_iter(match=Keys(settings.namespace).pattern(), count=1000):
+            for key in client.scan_iter(match=RedisKeys(settings.namespace).pattern(), count=1000):
                 client.delete(key)
     finally:
         if server is not None:

@@ -17,7 +17,7 @@ import uuid
 from inbox.connection import Connections
 from inbox.embedded import EmbeddedRedis
 from inbox.feed import Consumer
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.normalize import normalize
 from inbox.settings import Settings
 from inbox.store import Store
@@ -78,7 +78,7 @@ def run(url):
 
     consumer = Consumer(settings, "bench", "c1")
     raw = Connections(settings).store
-    keys = Keys(settings.namespace)
+    keys = RedisKeys(settings.namespace)
     raw.xgroup_create(keys.feed, "raw", id="0")
 
     def consume():

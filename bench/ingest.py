@@ -42,7 +42,7 @@ from inbox.connection import connect  # noqa: E402
 from inbox.crypto import keygen  # noqa: E402
 from inbox.embedded import EmbeddedRedis  # noqa: E402
 from inbox.embedded import free_port  # noqa: E402
-from inbox.keys import Keys  # noqa: E402
+from inbox.rediskeys import RedisKeys  # noqa: E402
 from inbox.signing import sign  # noqa: E402
 
 KEY = "bench-webhook-key"
@@ -140,7 +140,7 @@ def wrk(wrk_path, port, bodies, args, seconds):
 
 
 def store_counters(client, namespace):
-    raw = client.hgetall(Keys(namespace).stats)
+    raw = client.hgetall(RedisKeys(namespace).stats)
     return {name.decode(): int(value) for name, value in raw.items()}
 
 
@@ -220,7 +220,7 @@ def run(args, wrk_path, redis_url, redis_pid):
         for server in servers.values():
             processes.stop(server["process"], grace=25)
         for namespace in namespaces.values():
-            for key in client.scan_iter(match=Keys(namespace).pattern(), count=1000):
+            for key in client.scan_iter(match=RedisKeys(namespace).pattern(), count=1000):
                 client.delete(key)
     load_after = os.getloadavg()
     report(args, results, body_bytes, load_before, load_after)

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from inbox.connection import connect  # noqa: E402
 from inbox.embedded import EmbeddedRedis  # noqa: E402
 from inbox.embedded import free_port  # noqa: E402
-from inbox.keys import Keys  # noqa: E402
+from inbox.rediskeys import RedisKeys  # noqa: E402
 
 SIM_KEY = "bench-api-key"
 DIRECTIONS = ("inbound", "outbound")
@@ -119,7 +119,7 @@ def command_calls(client):
 
 
 def drop(client, namespace):
-    for key in client.scan_iter(match=Keys(namespace).pattern(), count=1000):
+    for key in client.scan_iter(match=RedisKeys(namespace).pattern(), count=1000):
         client.delete(key)
 
 

@@ -28,7 +28,7 @@ import uuid
 from inbox.connection import connect
 from inbox.crypto import Vault
 from inbox.embedded import EmbeddedRedis
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.normalize import normalize
 from inbox.settings import Settings
 from inbox.store import Store
@@ -91,7 +91,7 @@ def server_seconds(client):
 
 def clear(client, namespace):
     """Delete every key of ``namespace`` (only ours, also on a shared server)."""
-    keys = list(client.scan_iter(match=Keys(namespace).pattern(), count=5000))
+    keys = list(client.scan_iter(match=RedisKeys(namespace).pattern(), count=5000))
     for start in range(0, len(keys), 1000):
         client.delete(*keys[start:start + 1000])
 
@@ -115,7 +115,7 @@ def store_singly(store, messages):
 
 def breakdown(client, store, count):
     """Bytes per message of each structure, from ``MEMORY USAGE`` (samples records)."""
-    keys = Keys(store.settings.namespace)
+    keys = RedisKeys(store.settings.namespace)
     sample = store.ids(store.index_key(), count=200)
     record = statistics.mean(client.memory_usage(keys.msg(i), samples=0) for i in sample)
     indexes = sum(client.memory_usage(k, samples=0) or 0 for k in (

@@ -30,7 +30,7 @@ import redis
 from inbox.connection import connect
 from inbox.embedded import EmbeddedCluster
 from inbox.embedded import EmbeddedRedis
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.normalize import normalize
 from inbox.settings import Settings
 from inbox.store import Store
@@ -84,7 +84,7 @@ def spread_namespaces(client, count, run_id):
     placed, chosen = collections.Counter(), []
     for i in range(100_000):
         namespace = f"bench-{run_id}-{i}"
-        slot = client.keyslot(Keys(namespace).feed)
+        slot = client.keyslot(RedisKeys(namespace).feed)
         port = next(p for (low, high), p in owners.items() if low <= slot <= high)
         if placed[port] < per_master:
             placed[port] += 1

@@ -11,7 +11,7 @@ from cli.environment import redis_for
 from cli.printable import escape
 from inbox import audit as trail
 from inbox.connection import Connections
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 
 
 @click.command()
@@ -22,7 +22,7 @@ def audit(limit, as_json):
     """Show the newest audit entries: time, API key fingerprint, action, ids or query."""
     settings = load_settings()
     with redis_for(settings) as settings:
-        entries = trail.read(Connections(settings).store, Keys(settings.namespace), limit=limit)
+        entries = trail.read(Connections(settings).store, RedisKeys(settings.namespace), limit=limit)
     for entry in entries:
         if as_json:
             click.echo(escape(json.dumps(entry.as_dict(), sort_keys=True, ensure_ascii=False)))

@@ -26,10 +26,11 @@ from inbox import processes
 from inbox.connection import Connections
 from inbox.connection import translate_errors
 from inbox.embedded import free_port
+from inbox.errors import DemoFailed
 from inbox.errors import InboxError
 from inbox.errors import StoreUnavailable
 from inbox.feed import Feed
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.store import Store
 from simulator.server import Simulator
 
@@ -134,7 +135,7 @@ def _wait_ready(port, web):
     try:
         processes.wait_http_ok(port, web, path="/readyz", timeout=PHASE_TIMEOUT)
     except RuntimeError as exc:
-        raise InboxError(f"The receiver did not become ready: {exc}.", "demo_timeout") from None
+        raise DemoFailed(f"The receiver did not become ready: {exc}.", "demo_timeout") from None
 
 
 def _queue(settings):
@@ -151,7 +152,7 @@ def _drain(queue):
     deadline = time.monotonic() + PHASE_TIMEOUT
     while queue.count or started.count:
         if time.monotonic() > deadline:
-            raise InboxError("The worker did not finish its queued jobs in time.", "demo_timeout")
+            raise DemoFailed("The worker did not finish its queued jobs in time.", "demo_timeout")
         time.sleep(0.1)
 
 
@@ -160,11 +161,11 @@ def _reconcile(queue):
     deadline = time.monotonic() + PHASE_TIMEOUT
     while not (job.is_finished or job.is_failed):
         if time.monotonic() > deadline:
-            raise InboxError("Reconciliation did not finish in time.", "demo_timeout")
+            raise DemoFailed("Reconciliation did not finish in time.", "demo_timeout")
         time.sleep(0.2)
         job.refresh()
     if job.is_failed:
-        raise InboxError("The reconciliation job failed; see the worker's log.", "demo_reconcile_failed")
+        raise DemoFailed("The reconciliation job failed; see the worker's log.", "demo_reconcile_failed")
     _drain(queue)
     summary = job.return_value()
     click.echo(
@@ -283,6 +284,6 @@ def _delete_namespace(settings):
     connections = Connections(settings)
     with contextlib.suppress(StoreUnavailable), translate_errors("delete the demo's keys"):
         client = connections.store
-        for key in client.scan_iter(match=Keys(settings.namespace).pattern(), count=1000):
+        for key in client.scan_iter(match=RedisKeys(settings.namespace).pattern(), count=1000):
             client.delete(key)
         purge(settings.queue_name, connections.queue)

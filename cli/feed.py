@@ -19,6 +19,7 @@ from inbox.connection import Connections
 from inbox.feed import Consumer
 from inbox.feed import Feed
 from inbox.figures import REJECTED_PREFIX
+from inbox.figures import UNREADABLE_PREFIX
 from inbox.figures import Figures
 from inbox.store import Outcome
 from inbox.store import Store
@@ -156,6 +157,10 @@ def _table(counters, recent, groups, feed, memory, encryption):
     yield "rejected webhooks: " + (
         ", ".join(f"{reason} {n}" for reason, n in sorted(rejected.items())) or "none"
     )
+    unreadable = {k[len(UNREADABLE_PREFIX):]: v for k, v in counters.items() if k.startswith(UNREADABLE_PREFIX)}
+    if unreadable:
+        yield "unreadable records met by reads: " + ", ".join(
+            f"{reason} {n}" for reason, n in sorted(unreadable.items()))
     yield f"feed: {feed['length']} entries, {feed['deadLetters']} dead letters"
     if groups:
         yield f"{'group':<20}{'consumers':>10}{'pending':>10}{'lag':>10}  last delivered"

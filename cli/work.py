@@ -10,9 +10,12 @@ import sys
 import click
 
 from cli.environment import load_settings
+from inbox.runs import RunOutcome
+from inbox.settings import DIRECTIONS
 
 #: exit status of ``reconcile --once`` per outcome (2 stays configuration errors, as everywhere)
-EXIT_STATUS = {"completed": 0, "failed": 1, "budget_exhausted": 3, "skipped": 4}
+EXIT_STATUS = {RunOutcome.COMPLETED: 0, RunOutcome.FAILED: 1, RunOutcome.BUDGET_EXHAUSTED: 3,
+               RunOutcome.SKIPPED: 4}
 
 
 def _log_to_stderr():
@@ -70,7 +73,7 @@ def worker(burst, clock):
               help="Accepted for scripts: one run in the foreground is what this command does "
                    "(scheduled runs go through the worker and the clock).")
 @click.option("--full", is_flag=True, help="Walk every page, not only until nothing changes.")
-@click.option("--direction", type=click.Choice(["inbound", "outbound"]),
+@click.option("--direction", type=click.Choice([d.value for d in DIRECTIONS]),
               help="Walk one direction only (default: RECONCILE_DIRECTIONS).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON, as the last line.")
 def reconcile(once, full, direction, as_json):
@@ -98,4 +101,4 @@ def reconcile(once, full, direction, as_json):
         )
     if "error" in summary:
         click.echo(f"error: {summary['error']['code']}: {summary['error']['detail']}", err=True)
-    sys.exit(EXIT_STATUS[summary["outcome"]])
+    sys.exit(EXIT_STATUS[RunOutcome(summary["outcome"])])

@@ -58,7 +58,7 @@ _QUERY_RULES = {
 
 
 @dataclasses.dataclass(frozen=True)
-class Entry:
+class AuditEntry:
     """One audited read, as ``read`` returns it."""
 
     entry_id: str
@@ -78,7 +78,7 @@ class Entry:
         }
 
 
-def record(client, keys, who, action, ids=(), query=None, invalid=0, maxlen=MAXLEN):
+def record(client, redis_keys, who, action, ids=(), query=None, invalid=0, maxlen=MAXLEN):
     """Append one audit entry; ``who`` must be a fingerprint, so a raw API key is refused.
 
     ``query`` may be Flask's ``request.args`` as is: only ``QUERY_FIELDS`` are kept, and only
@@ -104,13 +104,13 @@ def record(client, keys, who, action, ids=(), query=None, invalid=0, maxlen=MAXL
     if invalid:
         fields["invalid"] = invalid
     with translate_errors("write the audit trail"):
-        return client.xadd(keys.audit, fields, maxlen=maxlen, approximate=True).decode()
+        return client.xadd(redis_keys.audit, fields, maxlen=maxlen, approximate=True).decode()
 
 
-def read(client, keys, limit=50):
+def read(client, redis_keys, limit=50):
     """The newest ``limit`` audit entries, newest first."""
     with translate_errors("read the audit trail"):
-        rows = client.xrevrange(keys.audit, count=limit)
+        rows = client.xrevrange(redis_keys.audit, count=limit)
     return [_entry(entry_id.decode(), fields) for entry_id, fields in rows]
 
 
@@ -133,7 +133,7 @@ def _query(query):
 
 def _entry(entry_id, fields):
     text = {name.decode(): value.decode() for name, value in fields.items()}
-    return Entry(
+    return AuditEntry(
         entry_id=entry_id,
         at_ms=int(entry_id.split("-", 1)[0]),
         who=text.get("who", ""),

@@ -30,7 +30,7 @@ import time
 
 from inbox.connection import translate_errors
 from inbox.errors import BackupError
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.store import load_script
 
 FORMAT = "metriport-inbox-backup"
@@ -62,7 +62,7 @@ def backup(client, namespace, path):
 
     The file appears under ``path`` only once complete (written to ``path.partial`` first).
     """
-    keys = Keys(namespace)
+    keys = RedisKeys(namespace)
     summary = Summary(namespace=namespace, created=_iso(time.time()))
     partial = f"{path}.partial"
     digest = hashlib.sha256()
@@ -174,7 +174,7 @@ def restore(client, namespace, path, reindex):
     The whole file is verified first (format, key count, checksum), so a bad file writes nothing.
     """
     header = verify(path)
-    keys = Keys(namespace)
+    keys = RedisKeys(namespace)
     summary = Summary(namespace=namespace, created=header["created"])
     with translate_errors("check that the namespace is empty"):
         occupied = next(iter(client.scan_iter(match=keys.pattern(), count=1000)), None)

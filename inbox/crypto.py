@@ -2,7 +2,14 @@
 
 A sealed blob is ``0x01 ‖ len(kid) ‖ kid ‖ nonce(12) ‖ ciphertext+tag``, with the message id as
 associated data, so a ciphertext copied to another record fails to open. The first key of the
-ring seals; any key of the ring opens (rotation). Without keys the blob is the JSON itself.
+ring seals; any key of the ring opens (rotation). Without keys the blob is ``0x00 ‖ JSON``: the
+record says it was written unencrypted.
+
+With keys, a blob carrying neither mark (plain JSON put there by anything but this store: a
+hand edit, another tool, a restore of a clear dump) is refused (``decrypt_unsealed``), never served
+as authentic; a marked unencrypted blob is served until ``rekey`` seals it, which ends the
+exception. The mark is not a MAC: it tells an unencrypted write of this service from a stray
+blob, it does not stop someone who can write to Redis and knows the format.
 
 Digests decide "same message?" for deduplication. With keys they are HMACs under a key derived
 from a ring key, so a digest cannot confirm a guessed message; ``digests()`` returns one per ring
@@ -21,7 +28,9 @@ import os
 from inbox.errors import DecryptionError
 from inbox.settings import KEY_ID
 
+#: first byte of a sealed blob, and of a blob written unencrypted (no keys in the ring)
 FORMAT_VERSION = 1
+FORMAT_PLAIN = 0
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
 _DIGEST_CONTEXT = b"metriport-inbox digest v1"
@@ -71,26 +80,27 @@ def encryption_warning(settings):
 class Vault:
     """Seals and opens resources and computes their digests for one key ring."""
 
-    def __init__(self, keys=()):
-        self.keys = tuple(keys)
+    def __init__(self, ring=()):
+        #: ``(kid, 32-byte key)`` pairs, the current encryption key first
+        self.ring = tuple(ring)
         self._aead = {}
-        if self.keys:
+        if self.ring:
             # cryptography is imported only for a ring with keys: a command that stores nothing
             # encrypted (``reconcile --once`` without keys) starts ~30 ms sooner
             from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-            self._aead = {kid: AESGCM(key) for kid, key in self.keys}
+            self._aead = {kid: AESGCM(key) for kid, key in self.ring}
         self._digest_keys = tuple(
-            hmac.new(key, _DIGEST_CONTEXT, hashlib.sha256).digest() for _, key in self.keys
+            hmac.new(key, _DIGEST_CONTEXT, hashlib.sha256).digest() for _, key in self.ring
         )
 
     @property
     def enabled(self):
-        return bool(self.keys)
+        return bool(self.ring)
 
     @property
     def current_kid(self):
-        return self.keys[0][0] if self.keys else None
+        return self.ring[0][0] if self.ring else None
 
     def digests(self, data, version):
         """Tagged digests ``<version>[.<kid>]:<hex>`` of ``data``, one per ring key, current first.
@@ -103,7 +113,7 @@ class Vault:
             return [f"{version}:{hashlib.sha256(data).hexdigest()[:32]}"]
         return [
             f"{version}.{kid}:{hmac.new(key, data, hashlib.sha256).hexdigest()[:32]}"
-            for (kid, _), key in zip(self.keys, self._digest_keys)
+            for (kid, _), key in zip(self.ring, self._digest_keys)
         ]
 
     def digest(self, data):
@@ -117,9 +127,12 @@ class Vault:
         return hmac.new(self._digest_keys[0], data, hashlib.sha256).hexdigest()[:32]
 
     def seal(self, message_id, plaintext):
-        """The stored form of ``plaintext`` for ``message_id``: encrypted when the ring has keys."""
-        if not self.keys:
-            return plaintext
+        """The stored form of ``plaintext`` for ``message_id``: encrypted when the ring has keys.
+
+        Without keys, the plaintext marked as written unencrypted (``FORMAT_PLAIN``).
+        """
+        if not self.ring:
+            return bytes((FORMAT_PLAIN,)) + plaintext
         kid = self.current_kid.encode("ascii")
         nonce = os.urandom(_NONCE_BYTES)
         sealed = self._aead[self.current_kid].encrypt(nonce, plaintext, message_id.encode("utf-8"))
@@ -128,9 +141,18 @@ class Vault:
     def open(self, message_id, blob):
         """The plaintext of a stored ``blob``; raises DecryptionError when it cannot be opened.
 
-        A blob stored before encryption was switched on (plain JSON) opens as itself.
+        A blob written unencrypted (before encryption was switched on) opens as its JSON until
+        ``rekey`` seals it. An unmarked blob opens as itself only while the ring is empty.
         """
+        if blob and blob[0] == FORMAT_PLAIN:
+            return blob[1:]
         if not blob or blob[0] != FORMAT_VERSION:
+            if self.ring:
+                raise DecryptionError(
+                    f"Message {message_id} is stored unsealed without the mark of an unencrypted "
+                    "write; it is not served while encryption is on.",
+                    "decrypt_unsealed",
+                )
             return blob
         kid = self.kid_of(blob)
         start = 2 + len(kid)

@@ -8,7 +8,13 @@
     ├── SignatureError              a webhook signature is missing or wrong (HTTP 401), code per reason
     ├── DecryptionError             a stored record cannot be decrypted (wrong key, tampered)
     ├── MetriportError              the Metriport API answered badly or not at all
+    │   └── BudgetExhausted         a run used its request budget (resumable, not a failure)
     ├── InvalidPosition             a feed position is not a stream entry id (HTTP 400)
+    ├── InvalidQuery                a mirror listing parameter Metriport would refuse (HTTP 400)
+    ├── InvalidMode                 a reconcile mode that is neither incremental nor full
+    ├── LockLost                    the reconciliation lock expired or was taken mid-run
+    ├── RunFailed                   a reconcile run failed (the RQ job's error), code of its cause
+    ├── DemoFailed                  ``metriport-inbox demo`` could not finish, code per reason
     └── BackupError                 a backup file is unusable, or a restore target is not empty
 
 The ``code`` becomes ``{"error": code}`` in HTTP answers, a metric label and the CLI's message.
@@ -80,10 +86,46 @@ class MetriportError(InboxError):
     code = "metriport_error"
 
 
+class BudgetExhausted(MetriportError):
+    """Raised when a run has used its request budget (``RECONCILE_REQUEST_BUDGET``); the next resumes."""
+
+    code = "budget_exhausted"
+
+
 class InvalidPosition(InboxError):
     """Raised when a feed position is not a stream entry id (``<ms>-<seq>`` or ``<ms>``)."""
 
     code = "invalid_position"
+
+
+class InvalidQuery(InboxError):
+    """Raised when a mirror listing parameter is one Metriport would refuse; detail says which."""
+
+    code = "invalid_query"
+
+
+class InvalidMode(InboxError):
+    """Raised when a reconcile run is asked for a mode other than ``incremental`` or ``full``."""
+
+    code = "invalid_mode"
+
+
+class LockLost(InboxError):
+    """Raised when the reconciliation lock expired or was taken over while a run held it."""
+
+    code = "lock_lost"
+
+
+class RunFailed(InboxError):
+    """Raised by the reconcile job when its run failed, so RQ files it; code is the run's cause."""
+
+    code = "run_failed"
+
+
+class DemoFailed(InboxError):
+    """Raised when ``metriport-inbox demo`` cannot finish (a part not ready or done in time)."""
+
+    code = "demo_failed"
 
 
 class BackupError(InboxError):

@@ -4,7 +4,7 @@ Delivery is **at least once**. An entry is pending until its consumer acks it; a
 pending longer than ``claim_idle`` (its consumer died, or failed on it) is claimed again by any
 consumer of the group with ``XAUTOCLAIM``, and after ``max_deliveries`` deliveries it moves to the
 dead-letter stream instead, with the reason. A consumer can therefore see an entry twice: the
-feed entry id (``Entry.id``) is the idempotency key to remember.
+feed entry id (``FeedEntry.id``) is the idempotency key to remember.
 
 Entries carry ids and routing fields only; ``Consumer.read`` loads each message from the store
 (decrypted) and reports a record that is gone or cannot be opened on the entry (``error``)
@@ -24,7 +24,7 @@ from inbox.connection import Connections
 from inbox.connection import translate_errors
 from inbox.errors import DecryptionError
 from inbox.errors import InvalidPosition
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.store import Store
 
 #: deliveries of one entry before it moves to the dead-letter stream
@@ -40,7 +40,7 @@ _ID_PART_MAX = 2**64 - 1
 
 
 @dataclasses.dataclass(frozen=True)
-class Entry:
+class FeedEntry:
     """One feed entry: ``id`` is its stream id (the idempotency key), the rest routes it.
 
     ``message`` is the stored message (``inbox.store.StoredMessage``) when read by a consumer;
@@ -124,17 +124,17 @@ class Feed:
 
     def __init__(self, settings, client=None):
         self.settings = settings
-        self.keys = Keys(settings.namespace)
+        self.redis_keys = RedisKeys(settings.namespace)
         self.client = client if client is not None else Connections(settings).store
 
     def length(self):
         """Entries in the feed (after trimming to ``FEED_MAXLEN``)."""
         with translate_errors("read the feed length"):
-            return self.client.xlen(self.keys.feed)
+            return self.client.xlen(self.redis_keys.feed)
 
     def deadletter_length(self):
         with translate_errors("read the dead-letter length"):
-            return self.client.xlen(self.keys.deadletter)
+            return self.client.xlen(self.redis_keys.deadletter)
 
     def after(self, position=None, limit=100):
         """Up to ``limit`` entries strictly after ``position`` (None: from the first entry)."""
@@ -142,8 +142,8 @@ class Feed:
             return []  # nothing can follow the largest id (Redis refuses an exclusive start there)
         start = f"({position}" if position else "-"
         with translate_errors("read the feed"):
-            rows = self.client.xrange(self.keys.feed, min=start, max="+", count=limit)
-        return [Entry.from_fields(entry_id, fields) for entry_id, fields in rows]
+            rows = self.client.xrange(self.redis_keys.feed, min=start, max="+", count=limit)
+        return [FeedEntry.from_fields(entry_id, fields) for entry_id, fields in rows]
 
     def wait_after(self, position, limit, block, client):
         """Like ``after`` but waits up to ``block`` seconds for entries (XREAD on ``client``).
@@ -154,20 +154,20 @@ class Feed:
         if position != "$":
             check_position(position)
         with translate_errors("wait for feed entries"):
-            reply = client.xread({self.keys.feed: position}, count=limit, block=int(block * 1000))
+            reply = client.xread({self.redis_keys.feed: position}, count=limit, block=int(block * 1000))
         rows = reply[0][1] if reply else []
-        return [Entry.from_fields(entry_id, fields) for entry_id, fields in rows]
+        return [FeedEntry.from_fields(entry_id, fields) for entry_id, fields in rows]
 
     def last_position(self):
         """The id of the newest entry, or "0-0" for an empty feed."""
         with translate_errors("read the feed"):
-            rows = self.client.xrevrange(self.keys.feed, count=1)
+            rows = self.client.xrevrange(self.redis_keys.feed, count=1)
         return _text(rows[0][0]) if rows else "0-0"
 
     def deadletters(self, limit=100):
         """The dead-letter entries, oldest first, as dicts of text."""
         with translate_errors("read the dead-letter stream"):
-            rows = self.client.xrange(self.keys.deadletter, count=limit)
+            rows = self.client.xrange(self.redis_keys.deadletter, count=limit)
         return [
             {"id": _text(i), **{_text(k): _text(v) for k, v in fields.items()}} for i, fields in rows
         ]
@@ -186,8 +186,8 @@ class Feed:
                     or fields.get(b"patient", b"").decode() == patient)
 
         groups = [group.name for group in self.groups()]
-        removed = self._purge(self.keys.feed, named, groups, batch)
-        dead = self._purge(self.keys.deadletter, named, [], batch)
+        removed = self._purge(self.redis_keys.feed, named, groups, batch)
+        dead = self._purge(self.redis_keys.deadletter, named, [], batch)
         return removed, dead
 
     def _purge(self, key, named, groups, batch):
@@ -211,7 +211,7 @@ class Feed:
         """A ``GroupInfo`` per consumer group (empty when nobody consumes yet)."""
         with translate_errors("read the consumer groups"):
             try:
-                rows = self.client.xinfo_groups(self.keys.feed)
+                rows = self.client.xinfo_groups(self.redis_keys.feed)
             except redis.ResponseError:  # no stream yet
                 return []
             return [self._group(row) for row in rows]
@@ -233,7 +233,7 @@ class Feed:
         """Entries after ``position``, counted by walking the stream (capped by LAG_COUNT_LIMIT)."""
         total, start = 0, f"({position}"
         while total < LAG_COUNT_LIMIT:
-            rows = self.client.xrange(self.keys.feed, min=start, max="+", count=chunk)
+            rows = self.client.xrange(self.redis_keys.feed, min=start, max="+", count=chunk)
             total += len(rows)
             if len(rows) < chunk:
                 break
@@ -268,7 +268,7 @@ class Consumer:
         self.from_start = from_start
         self.max_deliveries = max_deliveries
         self.claim_idle_ms = int(claim_idle * 1000)
-        self.keys = Keys(settings.namespace)
+        self.redis_keys = RedisKeys(settings.namespace)
         self.connections = connections or Connections(settings)
         self.client = self.connections.store
         self.store = store or Store(settings, client=self.client)
@@ -281,7 +281,7 @@ class Consumer:
         with translate_errors("create a consumer group"):
             try:
                 self.client.xgroup_create(
-                    self.keys.feed, self.group, id="0" if self.from_start else "$", mkstream=True
+                    self.redis_keys.feed, self.group, id="0" if self.from_start else "$", mkstream=True
                 )
             except redis.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
@@ -306,7 +306,7 @@ class Consumer:
         with translate_errors("read the feed"):
             try:
                 reply = client.xreadgroup(
-                    self.group, self.name, {self.keys.feed: ">"}, count=count,
+                    self.group, self.name, {self.redis_keys.feed: ">"}, count=count,
                     block=int(block * 1000) if block else None,
                 )
             except redis.ResponseError as exc:
@@ -315,7 +315,7 @@ class Consumer:
                 self.ensure_group()  # the stream was deleted and recreated
                 return []
         rows = reply[0][1] if reply else []
-        return [Entry.from_fields(entry_id, fields) for entry_id, fields in rows]
+        return [FeedEntry.from_fields(entry_id, fields) for entry_id, fields in rows]
 
     def _blocking_client(self, block):
         """A client whose read timeout outlasts ``block``; one per whole number of seconds."""
@@ -332,7 +332,7 @@ class Consumer:
         """
         with translate_errors("reclaim idle feed entries"):
             reply = self.client.xautoclaim(
-                self.keys.feed, self.group, self.name, self.claim_idle_ms,
+                self.redis_keys.feed, self.group, self.name, self.claim_idle_ms,
                 start_id=self._claim_cursor, count=count,
             )
             self._claim_cursor = _text(reply[0])
@@ -348,7 +348,7 @@ class Consumer:
         entries = []
         for entry_id, fields in claimed:
             entry = dataclasses.replace(
-                Entry.from_fields(entry_id, fields), deliveries=deliveries.get(_text(entry_id), 1)
+                FeedEntry.from_fields(entry_id, fields), deliveries=deliveries.get(_text(entry_id), 1)
             )
             if entry.deliveries > self.max_deliveries:
                 self.dead_letter(entry, "max_deliveries")
@@ -359,7 +359,7 @@ class Consumer:
     def _deliveries(self, entry_ids):
         pipe = self.client.pipeline(transaction=False)
         for entry_id in entry_ids:
-            pipe.xpending_range(self.keys.feed, self.group, entry_id, entry_id, 1)
+            pipe.xpending_range(self.redis_keys.feed, self.group, entry_id, entry_id, 1)
         counts = {}
         for rows in pipe.execute():
             for row in rows:
@@ -369,12 +369,12 @@ class Consumer:
     def _pending_trimmed(self):
         """Ids this consumer holds pending whose entries are no longer in the feed."""
         rows = self.client.xpending_range(
-            self.keys.feed, self.group, "-", "+", 1000, consumername=self.name
+            self.redis_keys.feed, self.group, "-", "+", 1000, consumername=self.name
         )
         pipe = self.client.pipeline(transaction=False)
         ids = [_text(row["message_id"]) for row in rows]
         for entry_id in ids:
-            pipe.xrange(self.keys.feed, min=entry_id, max=entry_id, count=1)
+            pipe.xrange(self.redis_keys.feed, min=entry_id, max=entry_id, count=1)
         return [entry_id for entry_id, found in zip(ids, pipe.execute()) if not found]
 
     def _load(self, entries):
@@ -407,12 +407,12 @@ class Consumer:
         ]
 
     def ack(self, *entries):
-        """Mark entries (``Entry`` objects or entry ids) as processed by this group."""
-        ids = [e.id if isinstance(e, Entry) else e for e in entries]
+        """Mark entries (``FeedEntry`` objects or entry ids) as processed by this group."""
+        ids = [e.id if isinstance(e, FeedEntry) else e for e in entries]
         if not ids:
             return 0
         with translate_errors("acknowledge feed entries"):
-            return self.client.xack(self.keys.feed, self.group, *ids)
+            return self.client.xack(self.redis_keys.feed, self.group, *ids)
 
     def dead_letter(self, entry, reason):
         """Move ``entry`` to the dead-letter stream with ``reason`` (a code) and ack it."""
@@ -427,11 +427,11 @@ class Consumer:
         if deliveries is not None:
             fields["deliveries"] = deliveries
         pipe = self.client.pipeline(transaction=True)
-        pipe.xadd(self.keys.deadletter, fields, maxlen=self.settings.feed_maxlen, approximate=True)
-        pipe.xack(self.keys.feed, self.group, entry_id)
+        pipe.xadd(self.redis_keys.deadletter, fields, maxlen=self.settings.feed_maxlen, approximate=True)
+        pipe.xack(self.redis_keys.feed, self.group, entry_id)
         pipe.execute()
 
     def pending(self):
         """How many entries this group has handed out and not had acked yet."""
         with translate_errors("read pending feed entries"):
-            return int(self.client.xpending(self.keys.feed, self.group)["pending"])
+            return int(self.client.xpending(self.redis_keys.feed, self.group)["pending"])

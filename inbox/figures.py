@@ -12,13 +12,15 @@ import redis
 from inbox.connection import Connections
 from inbox.connection import translate_errors
 from inbox.feed import Feed
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.normalize import valid_code
 from inbox.runs import RunLog
 from inbox.store import Store
 
 #: counters named ``rejected:<reason>`` count refused webhooks by reason code
 REJECTED_PREFIX = "rejected:"
+#: counters named ``unreadable:<reason>`` count records a read met but could not open
+UNREADABLE_PREFIX = "unreadable:"
 #: counters named ``runs:<outcome>`` count reconcile runs by outcome
 RUNS_PREFIX = "runs:"
 
@@ -73,7 +75,7 @@ def read_memory(client, settings):
     of its slot: every key of a namespace lives there)."""
     with translate_errors("read memory figures"):
         if isinstance(client, redis.RedisCluster):
-            node = client.get_node_from_key(Keys(settings.namespace).stats)
+            node = client.get_node_from_key(RedisKeys(settings.namespace).stats)
             info = client.info("memory", target_nodes=node)
             if "used_memory" not in info:
                 info = next(iter(info.values()))

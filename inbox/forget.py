@@ -17,7 +17,7 @@ import socket
 from inbox import audit
 from inbox.crypto import fingerprint
 from inbox.feed import Feed
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.store import Store
 
 #: records read and removed per Redis call, and feed entries read per call
@@ -60,7 +60,7 @@ def forget_patient(settings, client, patient, batch=DEFAULT_BATCH, on_batch=None
         if on_batch is not None:
             on_batch(done)
     done.feed_entries, done.dead_letters = feed.purge(done.message_ids, patient, batch)
-    audit.record(client, Keys(settings.namespace), who or operator(), ACTION,
+    audit.record(client, RedisKeys(settings.namespace), who or operator(), ACTION,
                  ids=done.message_ids, query={"patientId": patient})
     store.count_event("forgotten_patients")
     return done

@@ -12,7 +12,7 @@ import dataclasses
 
 from inbox import audit
 from inbox.connection import translate_errors
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.normalize import valid_id
 from inbox.store import Store
 
@@ -89,7 +89,7 @@ def trace(settings, client, message_id, audit_scan=AUDIT_SCAN):
     """The ``History`` of ``message_id`` (ValueError for a string that is not an id)."""
     if not valid_id(message_id):
         raise ValueError("not a message id")
-    keys = Keys(settings.namespace)
+    keys = RedisKeys(settings.namespace)
     exists, text = Store(settings, client=client).history(message_id)
     events = parse(text)
     with translate_errors("read a message's feed entries"):

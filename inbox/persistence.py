@@ -13,7 +13,7 @@ import dataclasses
 import redis
 
 from inbox.connection import translate_errors
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 
 #: policies under which Redis deletes keys by itself when full
 EVICTING = frozenset({
@@ -51,7 +51,7 @@ def check(client, settings):
     """The ``Persistence`` of the server holding ``settings``' namespace (StoreUnavailable if down)."""
     target = {}
     if isinstance(client, redis.RedisCluster):
-        target = {"target_nodes": client.get_node_from_key(Keys(settings.namespace).stats)}
+        target = {"target_nodes": client.get_node_from_key(RedisKeys(settings.namespace).stats)}
     with translate_errors("check persistence"):
         info = _one(client.info("persistence", **target))
         memory = _one(client.info("memory", **target))

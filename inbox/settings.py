@@ -8,6 +8,7 @@ A malformed value raises ``ConfigError`` with one sentence naming the variable.
 import base64
 import binascii
 import dataclasses
+import enum
 import os
 import re
 from urllib.parse import urlsplit
@@ -21,7 +22,17 @@ from inbox.errors import ConfigError
 #: ``redis+sentinel://[[user]:password@]host:port[,host:port...]/<master-name>[/db]``.
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "redis+sentinel")
 CLUSTER_SCHEME = "redis+cluster"
-DIRECTIONS = ("inbound", "outbound")
+
+
+class Direction(enum.StrEnum):
+    """Which way a message went, as Metriport names it (its List Messages filter)."""
+
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+#: every direction, inbound first; its members compare equal to their plain strings
+DIRECTIONS = tuple(Direction)
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 #: a key id of the encryption key ring
 KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,16}")  # matched with fullmatch
@@ -156,10 +167,7 @@ def _key_ring(variable, raw):
                 f"{variable} entry {position} must be kid:key with a kid of 1-16 A-Za-z0-9_- "
                 "characters (metriport-inbox keygen prints one)."
             )
-        try:
-            key = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        except (binascii.Error, ValueError):
-            key = b""
+        key = _strict_key(encoded)
         if len(key) != 32:
             raise ConfigError(
                 f"{variable} entry {position} ({kid}) must carry URL-safe base64 of 32 bytes."
@@ -168,6 +176,21 @@ def _key_ring(variable, raw):
             raise ConfigError(f"{variable} names key id {kid!r} twice.")
         ring.append((kid, key))
     return tuple(ring)
+
+
+#: URL-safe base64 of 32 bytes: 43 characters, the last one carrying only 2 bits, and optional
+#: ``=`` padding; nothing else (``base64`` would skip junk characters and ignore text after ``=``)
+_KEY_B64 = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048](=)?")
+
+
+def _strict_key(encoded):
+    """The 32 bytes of ``encoded``, or b"" when it is not exactly URL-safe base64 of 32 bytes."""
+    if not _KEY_B64.fullmatch(encoded):
+        return b""
+    try:
+        return base64.b64decode(encoded.rstrip("=") + "=", altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        return b""
 
 
 def _positive_int(variable, raw):

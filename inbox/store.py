@@ -21,7 +21,7 @@ from inbox.errors import DecryptionError
 from inbox.errors import InvalidMessage
 from inbox.errors import StoreUnavailable
 from inbox.groupcommit import GroupCommit
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.normalize import MEANING_VERSION
 from inbox.normalize import normalize
 from inbox.normalize import status_code
@@ -140,7 +140,7 @@ class Store:
         cannot pipeline scripts.
         """
         self.settings = settings
-        self.keys = Keys(settings.namespace)
+        self.redis_keys = RedisKeys(settings.namespace)
         self.vault = Vault(settings.encryption_keys)
         self.client = client if client is not None else Connections(settings).store
         self._upsert = self.client.register_script(load_record_script("messages_upsert"))
@@ -208,8 +208,8 @@ class Store:
 
     def _call_upsert(self, records, digests, via, delivery):
         """One script call: the outcome words in order, or None for a replayed delivery."""
-        keys = [self.keys.feed, self.keys.stats, self.keys.idx_all]
-        keys.append(self.keys.delivery(delivery.id) if delivery else self.keys.stats)
+        keys = [self.redis_keys.feed, self.redis_keys.stats, self.redis_keys.idx_all]
+        keys.append(self.redis_keys.delivery(delivery.id) if delivery else self.redis_keys.stats)
         args = [
             via.value,
             int(time.time() * 1000),
@@ -218,9 +218,9 @@ class Store:
             LEDGER_TTL_SECONDS,
         ]
         for record, record_digests in zip(records, digests):
-            keys.append(self.keys.msg(record.id))
-            keys.append(self.keys.idx_direction(record.direction) if record.direction else self.keys.idx_all)
-            keys.append(self.keys.idx_patient(record.patient) if record.patient else self.keys.idx_all)
+            keys.append(self.redis_keys.msg(record.id))
+            keys.append(self.redis_keys.idx_direction(record.direction) if record.direction else self.redis_keys.idx_all)
+            keys.append(self.redis_keys.idx_patient(record.patient) if record.patient else self.redis_keys.idx_all)
             args.extend((
                 record.id,
                 self.vault.seal(record.id, record.body),
@@ -249,7 +249,7 @@ class Store:
         """
         pipe = self.client.pipeline(transaction=False)
         for record in records:
-            pipe.hmget(self.keys.msg(record.id), "r", "h", "m")
+            pipe.hmget(self.redis_keys.msg(record.id), "r", "h", "m")
         markers = []
         for record, digest, (blob, stored_h, meta) in zip(records, current, pipe.execute()):
             if stored_h is None:
@@ -280,7 +280,7 @@ class Store:
         before the upsert (queueing fetches of id-only messages), so that a replay queues none.
         """
         with translate_errors("check the delivery ledger"):
-            held = self.client.get(self.keys.delivery(delivery.id))
+            held = self.client.get(self.redis_keys.delivery(delivery.id))
         return held is not None and held.decode() == delivery.body_hash
 
     def apply_status(self, message_id, status, as_of, via=Via.WEBHOOK):
@@ -293,7 +293,7 @@ class Store:
         if status_code(status) is None:
             raise InvalidMessage("The status must be a code such as completed or failed.",
                                  "invalid_status")
-        keys = [self.keys.msg(message_id), self.keys.feed, self.keys.stats]
+        keys = [self.redis_keys.msg(message_id), self.redis_keys.feed, self.redis_keys.stats]
         args = [message_id, Via(via).value, int(time.time() * 1000), self.settings.feed_maxlen,
                 status, as_of or 0]
         with translate_errors("apply a message status"):
@@ -304,7 +304,7 @@ class Store:
         """Drop ids from the patient index they left (a message re-linked to another patient)."""
         for message_id, old_patient in zip(moved[::2], moved[1::2]):
             message_id = message_id.decode()
-            keys = [self.keys.msg(message_id), self.keys.idx_patient(old_patient.decode())]
+            keys = [self.redis_keys.msg(message_id), self.redis_keys.idx_patient(old_patient.decode())]
             self._unindex(keys=keys, args=[message_id, old_patient])
 
     def expire(self, message_ids, cutoff_ms):
@@ -317,9 +317,9 @@ class Store:
         with translate_errors("read records to expire"):
             pipe = self.client.pipeline(transaction=False)
             for message_id in message_ids:
-                pipe.hmget(self.keys.msg(message_id), "m", "e")
+                pipe.hmget(self.redis_keys.msg(message_id), "m", "e")
             rows = pipe.execute()
-        keys = [self.keys.feed, self.keys.stats, self.keys.idx_all]
+        keys = [self.redis_keys.feed, self.redis_keys.stats, self.redis_keys.idx_all]
         args = [int(time.time() * 1000), self.settings.feed_maxlen, cutoff_ms]
         candidates = []
         for message_id, (meta, gone) in zip(message_ids, rows):
@@ -355,9 +355,9 @@ class Store:
         with translate_errors("read records to forget"):
             pipe = self.client.pipeline(transaction=False)
             for message_id in message_ids:
-                pipe.hget(self.keys.msg(message_id), "m")
+                pipe.hget(self.redis_keys.msg(message_id), "m")
             rows = pipe.execute()
-        keys, args, candidates = [self.keys.stats, self.keys.idx_all], [patient], []
+        keys, args, candidates = [self.redis_keys.stats, self.redis_keys.idx_all], [patient], []
         for message_id, meta in zip(message_ids, rows):
             if meta is None:  # unknown, or forgotten; a tombstone names no patient
                 continue
@@ -379,7 +379,7 @@ class Store:
         with translate_errors("read records to index"):
             pipe = self.client.pipeline(transaction=False)
             for message_id in message_ids:
-                pipe.hmget(self.keys.msg(message_id), "m", "e")
+                pipe.hmget(self.redis_keys.msg(message_id), "m", "e")
             rows = pipe.execute()
         indexed = 0
         with translate_errors("index records"):
@@ -388,11 +388,11 @@ class Store:
                 if meta is None or gone is not None:
                     continue
                 meta = Meta.unpack(meta.decode())
-                pipe.zadd(self.keys.idx_all, {message_id: 0})
+                pipe.zadd(self.redis_keys.idx_all, {message_id: 0})
                 if meta.direction:
-                    pipe.zadd(self.keys.idx_direction(meta.direction), {message_id: 0})
+                    pipe.zadd(self.redis_keys.idx_direction(meta.direction), {message_id: 0})
                 if meta.patient:
-                    pipe.zadd(self.keys.idx_patient(meta.patient), {message_id: 0})
+                    pipe.zadd(self.redis_keys.idx_patient(meta.patient), {message_id: 0})
                 indexed += 1
             pipe.execute()
         return indexed
@@ -400,9 +400,9 @@ class Store:
     def _record_keys(self, message_id, direction, patient):
         """The record key and its index keys (``idx:all`` standing in for a missing one)."""
         return (
-            self.keys.msg(message_id),
-            self.keys.idx_direction(direction) if direction else self.keys.idx_all,
-            self.keys.idx_patient(patient) if patient else self.keys.idx_all,
+            self.redis_keys.msg(message_id),
+            self.redis_keys.idx_direction(direction) if direction else self.redis_keys.idx_all,
+            self.redis_keys.idx_patient(patient) if patient else self.redis_keys.idx_all,
         )
 
     def get(self, message_id):
@@ -443,14 +443,14 @@ class Store:
         with translate_errors("read messages"):
             pipe = self.client.pipeline(transaction=False)
             for message_id in message_ids:
-                pipe.hgetall(self.keys.msg(message_id))
+                pipe.hgetall(self.redis_keys.msg(message_id))
             return pipe.execute()
 
     def _note_unreadable(self, message_id):
         """Remember a record that failed to open, for the console and metrics (best effort)."""
         try:
             with translate_errors("note an unreadable record"):
-                self.client.sadd(self.keys.unreadable, message_id)
+                self.client.sadd(self.redis_keys.unreadable, message_id)
         except StoreUnavailable:
             pass
 
@@ -461,11 +461,11 @@ class Store:
         or deleted is dropped from the set here, so the count heals by itself.
         """
         with translate_errors("read unreadable records"):
-            _, members = self.client.sscan(self.keys.unreadable, 0, count=limit)
+            _, members = self.client.sscan(self.redis_keys.unreadable, 0, count=limit)
             ids = sorted(m.decode() for m in members)[:limit]
             pipe = self.client.pipeline(transaction=False)
             for message_id in ids:
-                pipe.hget(self.keys.msg(message_id), "r")
+                pipe.hget(self.redis_keys.msg(message_id), "r")
             blobs = pipe.execute()
         still, healed = [], []
         for message_id, blob in zip(ids, blobs):
@@ -480,13 +480,13 @@ class Store:
                 healed.append(message_id)
         if healed:
             with translate_errors("update unreadable records"):
-                self.client.srem(self.keys.unreadable, *healed)
+                self.client.srem(self.redis_keys.unreadable, *healed)
         return still
 
     def history(self, message_id):
         """``(exists, history text)`` of a record: its field ``x`` (``inbox.history`` parses it)."""
         with translate_errors("read a message's history"):
-            meta, text = self.client.hmget(self.keys.msg(message_id), "m", "x")
+            meta, text = self.client.hmget(self.redis_keys.msg(message_id), "m", "x")
         return meta is not None, text.decode() if text else ""
 
     def routing_many(self, message_ids):
@@ -497,7 +497,7 @@ class Store:
         with translate_errors("read message routing"):
             pipe = self.client.pipeline(transaction=False)
             for message_id in message_ids:
-                pipe.hget(self.keys.msg(message_id), "m")
+                pipe.hget(self.redis_keys.msg(message_id), "m")
             rows = pipe.execute()
         routing = []
         for meta in rows:
@@ -518,10 +518,10 @@ class Store:
     def index_key(self, direction=None, patient=None):
         """The sorted set listing ids for a filter (the patient index when a patient is given)."""
         if patient:
-            return self.keys.idx_patient(patient)
+            return self.redis_keys.idx_patient(patient)
         if direction:
-            return self.keys.idx_direction(direction)
-        return self.keys.idx_all
+            return self.redis_keys.idx_direction(direction)
+        return self.redis_keys.idx_all
 
     def ids(self, index_key, start=None, count=50, descending=True, inclusive=True):
         """Up to ``count`` ids of ``index_key`` from ``start`` (inclusive unless told), by id.
@@ -546,16 +546,16 @@ class Store:
     def stats(self):
         """The shared counters, as ``{name: int}``."""
         with translate_errors("read counters"):
-            raw = self.client.hgetall(self.keys.stats)
+            raw = self.client.hgetall(self.redis_keys.stats)
         return {name.decode(): int(value) for name, value in raw.items()}
 
     def count_event(self, name, by=1, pipeline=None):
         """Add ``by`` to the shared counter ``name`` (e.g. ``rejected:signature_mismatch``)."""
         if pipeline is not None:
-            pipeline.hincrby(self.keys.stats, name, by)
+            pipeline.hincrby(self.redis_keys.stats, name, by)
             return
         with translate_errors("count an event"):
-            self.client.hincrby(self.keys.stats, name, by)
+            self.client.hincrby(self.redis_keys.stats, name, by)
 
     def ping(self):
         """Raise ``StoreUnavailable`` unless Redis answers."""
@@ -566,7 +566,7 @@ class Store:
         """Write the short-lived readiness key: ``StoreFull`` when Redis is at maxmemory, which
         still answers PING but refuses every webhook; ``StoreUnavailable`` when it is down."""
         with translate_errors("check readiness"):
-            self.client.set(self.keys.readiness, "1", px=ttl_ms)
+            self.client.set(self.redis_keys.readiness, "1", px=ttl_ms)
 
     # -- re-encryption (``inbox.rekey``) --------------------------------------------------------
 
@@ -580,7 +580,7 @@ class Store:
         with translate_errors("read sealed records"):
             pipe = self.client.pipeline(transaction=False)
             for message_id in message_ids:
-                pipe.hmget(self.keys.msg(message_id), "r", "h", "m")
+                pipe.hmget(self.redis_keys.msg(message_id), "r", "h", "m")
             return [tuple(row) for row in pipe.execute()]
 
     def is_current(self, blob):
@@ -611,29 +611,29 @@ class Store:
         if not writes:
             return []
         with translate_errors("write resealed records"):
-            replies = self._reseal(keys=[self.keys.msg(w[0]) for w in writes],
+            replies = self._reseal(keys=[self.redis_keys.msg(w[0]) for w in writes],
                                    args=[arg for w in writes for arg in w[1:]])
         return [bool(reply) for reply in replies]
 
     def rekey_cursor(self):
         """``(kid, after)`` saved by an interrupted rekey run, or ``(None, None)``."""
         with translate_errors("read the rekey cursor"):
-            saved = self.client.hgetall(self.keys.rekey_cursor)
+            saved = self.client.hgetall(self.redis_keys.rekey_cursor)
         return (saved.get(b"kid", b"").decode() or None, saved.get(b"after", b"").decode() or None)
 
     def save_rekey_cursor(self, kid, after):
         with translate_errors("save the rekey cursor"):
-            self.client.hset(self.keys.rekey_cursor, mapping={"kid": kid, "after": after})
+            self.client.hset(self.redis_keys.rekey_cursor, mapping={"kid": kid, "after": after})
 
     def clear_rekey_cursor(self):
         with translate_errors("clear the rekey cursor"):
-            self.client.delete(self.keys.rekey_cursor)
+            self.client.delete(self.redis_keys.rekey_cursor)
 
     def record_batches(self, batch):
         """Every stored message id (live, expired or forgotten), in lists of about ``batch``
         (SCAN: each call is bounded; a record written during the walk may or may not be seen)."""
-        pattern = self.keys.pattern().replace("*", "msg:*")
-        prefix = len(self.keys.msg(""))
+        pattern = self.redis_keys.pattern().replace("*", "msg:*")
+        prefix = len(self.redis_keys.msg(""))
         ids = []
         with translate_errors("list stored records"):
             for key in self.client.scan_iter(match=pattern, count=batch):
@@ -649,68 +649,68 @@ class Store:
     def expiry_cursor(self):
         """The last id an interrupted expiry run finished, or None."""
         with translate_errors("read the expiry cursor"):
-            saved = self.client.get(self.keys.expire_cursor)
+            saved = self.client.get(self.redis_keys.expire_cursor)
         return saved.decode() if saved else None
 
     def save_expiry_cursor(self, after):
         """Remember ``after`` as done; None clears the cursor (the walk is complete)."""
         with translate_errors("save the expiry cursor"):
             if after is None:
-                self.client.delete(self.keys.expire_cursor)
+                self.client.delete(self.redis_keys.expire_cursor)
             else:
-                self.client.set(self.keys.expire_cursor, after)
+                self.client.set(self.redis_keys.expire_cursor, after)
 
     # -- reconciliation: lock, checkpoints, walks and runs (``worker.reconcile``) -------------
 
     def lock_take(self, token, ttl_ms):
         """Take the reconciliation lock for ``token`` if nobody holds it; True when taken."""
         with translate_errors("take the reconciliation lock"):
-            return bool(self.client.set(self.keys.reconcile_lock, token, nx=True, px=ttl_ms))
+            return bool(self.client.set(self.redis_keys.reconcile_lock, token, nx=True, px=ttl_ms))
 
     def lock_renew(self, token, ttl_ms, pipeline=None):
         """Extend the lock if ``token`` still holds it; True when it does (queued with a pipeline)."""
         if pipeline is not None:
-            return self._lock_renew(keys=[self.keys.reconcile_lock], args=[token, ttl_ms],
+            return self._lock_renew(keys=[self.redis_keys.reconcile_lock], args=[token, ttl_ms],
                                     client=pipeline)
         with translate_errors("renew the reconciliation lock"):
-            return bool(self._lock_renew(keys=[self.keys.reconcile_lock], args=[token, ttl_ms]))
+            return bool(self._lock_renew(keys=[self.redis_keys.reconcile_lock], args=[token, ttl_ms]))
 
     def lock_release(self, token):
         """Delete the lock if ``token`` still holds it; True when it did."""
         with translate_errors("release the reconciliation lock"):
-            return bool(self._lock_release(keys=[self.keys.reconcile_lock], args=[token]))
+            return bool(self._lock_release(keys=[self.redis_keys.reconcile_lock], args=[token]))
 
     def checkpoint(self, direction):
         """The text a walk of ``direction`` saved to resume from, or None."""
         with translate_errors("read the reconcile checkpoint"):
-            return self.client.get(self.keys.reconcile_cursor(direction))
+            return self.client.get(self.redis_keys.reconcile_cursor(direction))
 
     def save_checkpoint(self, direction, text, ttl_ms, pipeline=None):
         """Save ``text`` as the checkpoint of ``direction`` for ``ttl_ms``; None clears it."""
         client = pipeline if pipeline is not None else self.client
         with translate_errors("save the reconcile checkpoint"):
             if text is None:
-                client.delete(self.keys.reconcile_cursor(direction))
+                client.delete(self.redis_keys.reconcile_cursor(direction))
             else:
-                client.set(self.keys.reconcile_cursor(direction), text, px=ttl_ms)
+                client.set(self.redis_keys.reconcile_cursor(direction), text, px=ttl_ms)
 
     def last_full_walk(self, direction):
         """When the last complete full walk of ``direction`` ended (ms), or None."""
         with translate_errors("read the reconcile state"):
-            value = self.client.hget(self.keys.reconcile_state, f"full:{direction}")
+            value = self.client.hget(self.redis_keys.reconcile_state, f"full:{direction}")
         return None if value is None else int(value)
 
     def save_full_walk(self, direction, ended_ms, pipeline=None):
         client = pipeline if pipeline is not None else self.client
         with translate_errors("save the reconcile state"):
-            client.hset(self.keys.reconcile_state, f"full:{direction}", ended_ms)
+            client.hset(self.redis_keys.reconcile_state, f"full:{direction}", ended_ms)
 
     def append_run(self, text, keep, state, pipeline=None):
         """Push a run record on the run list (capped at ``keep``) and ``state`` on the state hash."""
         pipe = pipeline if pipeline is not None else self.client.pipeline(transaction=False)
-        pipe.lpush(self.keys.reconcile_runs, text)
-        pipe.ltrim(self.keys.reconcile_runs, 0, keep - 1)
-        pipe.hset(self.keys.reconcile_state, mapping=state)
+        pipe.lpush(self.redis_keys.reconcile_runs, text)
+        pipe.ltrim(self.redis_keys.reconcile_runs, 0, keep - 1)
+        pipe.hset(self.redis_keys.reconcile_state, mapping=state)
         if pipeline is None:
             with translate_errors("record the run"):
                 pipe.execute()
@@ -718,6 +718,6 @@ class Store:
     def runs(self, limit):
         """The newest ``limit`` run records as stored (text), newest first."""
         with translate_errors("read reconcile runs"):
-            if self.client.type(self.keys.reconcile_runs) != b"list":
+            if self.client.type(self.redis_keys.reconcile_runs) != b"list":
                 return []
-            return [row.decode() for row in self.client.lrange(self.keys.reconcile_runs, 0, limit - 1)]
+            return [row.decode() for row in self.client.lrange(self.redis_keys.reconcile_runs, 0, limit - 1)]

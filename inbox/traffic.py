@@ -9,7 +9,7 @@ a day after the hour ends, so at most 26 of them exist. Fields are codes, never 
 import time
 
 from inbox.connection import translate_errors
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 
 HOUR = 3600
 #: how long an hour's counters are kept after the hour began
@@ -24,18 +24,18 @@ class Traffic:
     """The hourly webhook counters of one namespace."""
 
     def __init__(self, settings, client):
-        self.keys = Keys(settings.namespace)
+        self.redis_keys = RedisKeys(settings.namespace)
         self.client = client
 
     def count(self, field, stats_field=None):
         """Add one to ``field`` of this hour (and to ``stats_field`` of the totals), one round trip."""
-        key = self.keys.webhooks_hour(current_hour())
+        key = self.redis_keys.webhooks_hour(current_hour())
         with translate_errors("count a webhook"):
             pipe = self.client.pipeline(transaction=False)
             pipe.hincrby(key, field, 1)
             pipe.expire(key, KEEP_SECONDS)
             if stats_field:
-                pipe.hincrby(self.keys.stats, stats_field, 1)
+                pipe.hincrby(self.redis_keys.stats, stats_field, 1)
             pipe.execute()
 
     def hours(self, count=24, now=None):
@@ -45,7 +45,7 @@ class Traffic:
         with translate_errors("read webhook counters"):
             pipe = self.client.pipeline(transaction=False)
             for hour in hours:
-                pipe.hgetall(self.keys.webhooks_hour(hour))
+                pipe.hgetall(self.redis_keys.webhooks_hour(hour))
             rows = pipe.execute()
         return [
             (hour * HOUR, {name.decode(): int(value) for name, value in row.items()})

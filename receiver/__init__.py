@@ -1,15 +1,14 @@
 """The receiver: a Flask app that takes Metriport's webhooks and serves downstream apps.
 
-``create_app()`` builds the app from the settings; each module of this package that serves
-routes exposes ``init_app(app)`` and is wired here, in order. gunicorn calls
+``create_app()`` builds the app from the settings and its shared ``Resources``
+(``receiver.resources``); each module of this package that serves routes has one blueprint,
+registered by its ``init_app(app)``, wired here in order. gunicorn calls
 ``receiver:create_app()`` (see ``receiver/gunicorn.conf.py``).
 """
 
 from flask import Flask
 
-from inbox.connection import Connections
 from inbox.settings import Settings
-from inbox.store import Store
 from receiver import console
 from receiver import errors
 from receiver import feed_api
@@ -19,6 +18,8 @@ from receiver import mirror
 from receiver import openapi
 from receiver import requestlog
 from receiver import webhook
+from receiver.resources import EXTENSION
+from receiver.resources import Resources
 
 
 def create_app(settings=None):
@@ -27,13 +28,7 @@ def create_app(settings=None):
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_bytes
     # One set of lazily-connected clients per process; redis-py reconnects after gunicorn forks.
-    connections = Connections(settings)
-    app.extensions["inbox"] = {
-        "settings": settings,
-        "connections": connections,
-        # concurrent webhooks of a worker share Redis round trips (inbox/groupcommit.py)
-        "store": Store(settings, client=connections.store, group_commit=True),
-    }
+    app.extensions[EXTENSION] = Resources.build(settings)
     errors.init_app(app)
     requestlog.init_app(app)
     webhook.init_app(app)

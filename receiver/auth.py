@@ -7,22 +7,21 @@ is refused, and a missing or wrong key gets the same 401 as Metriport's own API 
 import functools
 import hmac
 
-from flask import current_app
 from flask import request
 
 from inbox import audit
 from inbox.crypto import fingerprint
-from inbox.keys import Keys
 from receiver.errors import error_response
+from receiver.resources import resources
 
 HEADER = "x-api-key"
 
 
-def key_accepted(presented, keys):
-    """True when ``presented`` equals one of ``keys``; every key is compared, in constant time."""
+def key_accepted(presented, api_keys):
+    """True when ``presented`` equals one of ``api_keys``; every key is compared, in constant time."""
     presented = presented.encode()
     accepted = False
-    for key in keys:
+    for key in api_keys:
         accepted |= hmac.compare_digest(presented, key.encode())
     return accepted
 
@@ -32,16 +31,16 @@ def api_key_required(view):
 
     @functools.wraps(view)
     def guarded(*args, **kwargs):
-        keys = current_app.extensions["inbox"]["settings"].inbox_api_keys
+        api_keys = resources().settings.inbox_api_keys
         presented = request.headers.get(HEADER)
-        if not keys:
+        if not api_keys:
             return error_response(
                 401, "api_keys_not_configured",
                 "This service has no INBOX_API_KEYS configured, so it serves nobody.",
             )
         if not presented:
             return error_response(401, "api_key_missing", "Send your API key in the x-api-key header.")
-        if not key_accepted(presented, keys):
+        if not key_accepted(presented, api_keys):
             return error_response(401, "api_key_invalid", "The x-api-key is not accepted.")
         return view(*args, **kwargs)
 
@@ -54,7 +53,7 @@ def audit_read(action, ids=(), invalid=0):
     ``invalid`` counts requested ids the view refused (recorded as a number, never as text).
     Fails closed: when the audit entry cannot be written the read is not served (503).
     """
-    extension = current_app.extensions["inbox"]
+    shared = resources()
     who = fingerprint(request.headers[HEADER])
-    audit.record(extension["connections"].store, Keys(extension["settings"].namespace), who, action,
+    audit.record(shared.connections.store, shared.redis_keys, who, action,
                  ids=ids, query=request.args, invalid=invalid)

@@ -5,20 +5,23 @@ hold ids and routing fields only; the message itself is one ``GET /medical/v1/me
 away. Like the stream, this is at-least-once: the entry id is the idempotency key.
 """
 
-from flask import current_app
+from flask import Blueprint
 from flask import jsonify
 from flask import request
 
 from inbox.errors import InvalidPosition
-from inbox.feed import Feed
 from receiver.auth import api_key_required
 from receiver.auth import audit_read
 from receiver.errors import error_response
+from receiver.resources import resources
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
+bp = Blueprint("feed", __name__)
 
+
+@bp.get("/feed")
 @api_key_required
 def poll():
     """Up to ``limit`` entries strictly after ``after`` (from the oldest without it)."""
@@ -29,9 +32,8 @@ def poll():
         limit = 0
     if not 1 <= limit <= MAX_LIMIT:
         return error_response(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_LIMIT}.")
-    extension = current_app.extensions["inbox"]
     try:
-        entries = Feed(extension["settings"], client=extension["connections"].store).after(after, limit)
+        entries = resources().feed.after(after, limit)
     except InvalidPosition as exc:
         return error_response(400, exc.code, exc.detail)
     position = entries[-1].id if entries else (after or "0-0")
@@ -40,4 +42,4 @@ def poll():
 
 
 def init_app(app):
-    app.add_url_rule("/feed", "feed.poll", poll, methods=["GET"])
+    app.register_blueprint(bp)

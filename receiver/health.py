@@ -9,7 +9,6 @@ stays ready until Redis actually refuses writes: restarting it frees nothing).
 """
 
 from flask import Blueprint
-from flask import current_app
 
 from inbox.connection import connect
 from inbox.errors import StoreFull
@@ -17,6 +16,7 @@ from inbox.errors import StoreUnavailable
 from inbox.figures import read_memory
 from inbox.store import Store
 from receiver import requestlog
+from receiver.resources import resources
 
 #: read timeout of the readiness probe; with the client's retries the probe stays near 1 s
 PING_TIMEOUT = 0.25
@@ -35,10 +35,10 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     """200 when Redis answers and a webhook key is configured, else 503 with the failing check."""
-    inbox = current_app.extensions["inbox"]
-    settings = inbox["settings"]
+    shared = resources()
+    settings = shared.settings
     checks = {
-        "redis": _probe(inbox["readiness_store"]),
+        "redis": _probe(shared.readiness_store),
         "webhook_keys": len(settings.webhook_keys),
         "api_keys": len(settings.inbox_api_keys),
         "encryption": "on" if settings.encryption_on else "off",
@@ -51,7 +51,7 @@ def readyz():
     if not checks["webhook_keys"]:
         return _not_ready("No webhook key is configured.", checks)
     body = {"status": "ready", "checks": checks}
-    memory = _memory(inbox["readiness_client"], settings)
+    memory = _memory(shared.readiness_client, settings)
     if memory is not None:
         checks["memory"] = memory.as_dict()
         if memory.warning:  # still ready: a restart frees nothing, but operators must act
@@ -87,8 +87,7 @@ def _memory(client, settings):
 
 
 def init_app(app):
-    inbox = app.extensions["inbox"]
-    settings = inbox["settings"]
-    inbox["readiness_client"] = connect(settings.redis_url, socket_timeout=PING_TIMEOUT)
-    inbox["readiness_store"] = Store(settings, client=inbox["readiness_client"])
+    shared = resources(app)
+    shared.readiness_client = connect(shared.settings.redis_url, socket_timeout=PING_TIMEOUT)
+    shared.readiness_store = Store(shared.settings, client=shared.readiness_client)
     app.register_blueprint(bp)

@@ -7,9 +7,9 @@ Two kinds of figures:
   multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by ``receiver/gunicorn.conf.py``), so any
   worker answering the scrape reports the sum over all workers;
 - shared ones read from Redis at scrape time (the ``{ns}:stats`` counters every process
-  increments, the reconcile runs, the feed, the job queue, the persistence check), the same
-  whichever process answers. Redis is pinged first on a short timeout: when it does not answer,
-  only ``redis_up 0`` and the Redis-free figures are reported, so alerts can fire on it.
+  increments, the reconcile runs, the feed, memory, the job queue, the persistence check), the
+  same whichever process answers. Redis is pinged first on a short timeout: when it does not
+  answer, only ``redis_up 0`` and the Redis-free figures are reported, so alerts can fire on it.
 
 Labels are codes, routes and group names only, never ids or message content. ``process_*``
 describes the process that answered.
@@ -18,8 +18,8 @@ describes the process that answered.
 import os
 import time
 
+from flask import Blueprint
 from flask import Response
-from flask import current_app
 from flask import g
 from flask import request
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -37,14 +37,18 @@ from inbox.connection import translate_errors
 from inbox.errors import StoreUnavailable
 from inbox.figures import REJECTED_PREFIX
 from inbox.figures import RUNS_PREFIX
+from inbox.figures import UNREADABLE_PREFIX
 from inbox.figures import Figures
 from inbox.figures import safe_code
 from inbox.jobs import Jobs
 from inbox.store import Outcome
 from inbox.store import Store
 from inbox.store import Via
+from receiver.resources import resources
 
 PREFIX = "metriport_inbox"
+
+bp = Blueprint("metrics", __name__)
 
 #: not registered globally: each app's scrape registry adds them (or reads the multiprocess files)
 REQUESTS = Counter(
@@ -93,11 +97,12 @@ class InboxCollector:
         yield from self._rejections(counters)
         yield from self._reconcile(counters)
         yield from self._feed()
-        yield from self._jobs()
         yield from self._memory()
+        yield from self._jobs()
         yield from self._persistence()
         unreadable = GaugeMetricFamily(
-            f"{PREFIX}_unreadable_records", "Stored records that failed to open (wrong key, tampered)."
+            f"{PREFIX}_unreadable_records",
+            "Stored records that failed to open when read and still do (wrong key, tampered).",
         )
         unreadable.add_metric([], len(self.store.unreadable()))
         yield unreadable
@@ -124,15 +129,21 @@ class InboxCollector:
         yield replays
 
     def _rejections(self, counters):
-        yield _by_prefix(
-            counters, REJECTED_PREFIX, f"{PREFIX}_webhooks_rejected",
-            "Webhook requests refused, by reason code.", "reason",
-        )
+        yield _by_reason(counters, REJECTED_PREFIX, CounterMetricFamily(
+            f"{PREFIX}_webhooks_rejected", "Webhook requests refused, by reason code.",
+            labels=["reason"],
+        ))
+        yield _by_reason(counters, UNREADABLE_PREFIX, CounterMetricFamily(
+            f"{PREFIX}_records_unreadable",
+            "Stored records a mirror read could not open (key not in the ring, tampered, unsealed), "
+            "by reason code.",
+            labels=["reason"],
+        ))
 
     def _reconcile(self, counters):
-        yield _by_prefix(
-            counters, RUNS_PREFIX, f"{PREFIX}_reconcile_runs", "Reconcile runs, by outcome.", "outcome"
-        )
+        yield _by_reason(counters, RUNS_PREFIX, CounterMetricFamily(
+            f"{PREFIX}_reconcile_runs", "Reconcile runs, by outcome.", labels=["outcome"],
+        ))
         runs = self.figures.runs(limit=1)
         last = runs[0] if runs else None
         success = GaugeMetricFamily(
@@ -169,22 +180,6 @@ class InboxCollector:
             pending.add_metric([safe_code(group.name)], group.pending)
         yield from (length, dead, lag, pending)
 
-    def _jobs(self):
-        depth = GaugeMetricFamily(f"{PREFIX}_queue_depth", "Jobs waiting in the RQ queue.")
-        depth.add_metric([], self.jobs.depth())
-        failed = GaugeMetricFamily(f"{PREFIX}_jobs_failed", "Jobs in the RQ failed registry.")
-        failed.add_metric([], self.jobs.failed_count())
-        yield from (depth, failed)
-
-    def _persistence(self):
-        check = persistence.check(self.client, self.settings)
-        ok = GaugeMetricFamily(
-            f"{PREFIX}_redis_persistence_ok",
-            "1 when AOF is on, appendfsync is not no and maxmemory-policy does not evict.",
-        )
-        ok.add_metric([], 1 if check.ok else 0)
-        yield ok
-
     def _memory(self):
         memory = self.figures.memory()
         used = GaugeMetricFamily(f"{PREFIX}_redis_memory_used_bytes",
@@ -202,17 +197,32 @@ class InboxCollector:
         warning.add_metric([], 1 if memory.warning else 0)
         yield from (used, limit, threshold, warning)
 
+    def _jobs(self):
+        depth = GaugeMetricFamily(f"{PREFIX}_queue_depth", "Jobs waiting in the RQ queue.")
+        depth.add_metric([], self.jobs.depth())
+        failed = GaugeMetricFamily(f"{PREFIX}_jobs_failed", "Jobs in the RQ failed registry.")
+        failed.add_metric([], self.jobs.failed_count())
+        yield from (depth, failed)
 
-def _by_prefix(counters, prefix, name, documentation, label):
-    """A counter family from the ``<prefix><code>`` counters, one sample per safe code."""
-    family = CounterMetricFamily(name, documentation, labels=[label])
+    def _persistence(self):
+        check = persistence.check(self.client, self.settings)
+        ok = GaugeMetricFamily(
+            f"{PREFIX}_redis_persistence_ok",
+            "1 when AOF is on, appendfsync is not no and maxmemory-policy does not evict.",
+        )
+        ok.add_metric([], 1 if check.ok else 0)
+        yield ok
+
+
+def _by_reason(counters, prefix, family):
+    """``family`` filled from the counters named ``<prefix><reason>``."""
     totals = {}
-    for counter, value in counters.items():
-        if counter.startswith(prefix):
-            code = safe_code(counter[len(prefix):])
-            totals[code] = totals.get(code, 0) + value
-    for code, value in sorted(totals.items()):
-        family.add_metric([code], value)
+    for name, value in counters.items():
+        if name.startswith(prefix):
+            reason = safe_code(name[len(prefix):])
+            totals[reason] = totals.get(reason, 0) + value
+    for reason, value in sorted(totals.items()):
+        family.add_metric([reason], value)
     return family
 
 
@@ -230,32 +240,15 @@ def _observe(response):
     return response
 
 
-    def _memory(self):
-        memory = self.figures.memory()
-        used = GaugeMetricFamily(f"{PREFIX}_redis_memory_used_bytes",
-                                 "Memory Redis uses (used_memory) on the namespace's server.")
-        used.add_metric([], memory.used)
-        limit = GaugeMetricFamily(f"{PREFIX}_redis_memory_max_bytes",
-                                  "Redis maxmemory (0: no limit set).")
-        limit.add_metric([], memory.maximum)
-        threshold = GaugeMetricFamily(
-            f"{PREFIX}_redis_memory_warn_ratio", "INBOX_MEMORY_WARN_PERCENT as a ratio.")
-        threshold.add_metric([], memory.warn_percent / 100)
-        warning = GaugeMetricFamily(
-            f"{PREFIX}_redis_memory_warning",
-            "1 when used memory is at or above the warning share of maxmemory.")
-        warning.add_metric([], 1 if memory.warning else 0)
-        yield from (used, limit, threshold, warning)
-
-
+@bp.get("/metrics")
 def metrics():
     """The scrape answer (unauthenticated, like most exporters: it holds no PHI)."""
-    registry = current_app.extensions["inbox"]["metrics_registry"]
+    registry = resources().metrics_registry
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
 def init_app(app):
-    extension = app.extensions["inbox"]
+    shared = resources(app)
     registry = CollectorRegistry(auto_describe=False)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
@@ -263,10 +256,8 @@ def init_app(app):
         registry.register(REQUESTS)
         registry.register(WEBHOOK_SECONDS)
     ProcessCollector(registry=registry)
-    registry.register(InboxCollector(
-        extension["settings"], extension["connections"], extension["readiness_client"]
-    ))
-    extension["metrics_registry"] = registry
+    registry.register(InboxCollector(shared.settings, shared.connections, shared.readiness_client))
+    shared.metrics_registry = registry
     app.before_request(_start)
     app.after_request(_observe)
-    app.add_url_rule("/metrics", "metrics.metrics", metrics, methods=["GET"])
+    app.register_blueprint(bp)

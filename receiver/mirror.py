@@ -19,18 +19,22 @@ out, and the shared counter ``unreadable:<reason>`` counts them.
 import json
 from urllib.parse import urlencode
 
+from flask import Blueprint
 from flask import Response
-from flask import current_app
 from flask import request
 
+from inbox.errors import InvalidQuery
 from inbox.normalize import valid_id
 from inbox.settings import DIRECTIONS
 from inbox.store import Unreadable
 from receiver.auth import api_key_required
 from receiver.auth import audit_read
 from receiver.errors import error_response
+from receiver.resources import resources
 
 ROUTE = "/medical/v1/message"
+
+bp = Blueprint("mirror", __name__)
 DEFAULT_COUNT = 50
 MAX_COUNT = 500
 #: the SDK's list filter ``status`` (``messageStatusSchema``) and the stored codes each one selects:
@@ -54,10 +58,6 @@ _ERRORS = {
 }
 
 
-class _BadRequest(Exception):
-    """A query parameter Metriport would refuse; the message is the detail sentence."""
-
-
 def _json(payload, status=200):
     """A JSON answer keeping the stored key order (Flask's provider would sort the keys)."""
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
@@ -71,17 +71,18 @@ def metriport_error(status, detail):
 
 
 def _store():
-    return current_app.extensions["inbox"]["store"]
+    return resources().store
 
 
+@bp.get(ROUTE)
 @api_key_required
 def list_messages():
     """``GET /medical/v1/message``: one page of messages, newest id first."""
     try:
         filters = _filters(request.args)
         count, from_item, to_item = _pagination(request.args)
-    except _BadRequest as exc:
-        return metriport_error(400, str(exc))
+    except InvalidQuery as exc:
+        return metriport_error(400, exc.detail)
     store = _store()
     skipped = []
     page, prev_item, next_item, first = _paginate(store, filters, count, from_item, to_item, skipped)
@@ -98,6 +99,7 @@ def list_messages():
     return _unreadable(store, response, skipped)
 
 
+@bp.get(f"{ROUTE}/<message_id>")
 @api_key_required
 def get_message(message_id):
     """``GET /medical/v1/message/<id>``: ``{"communication": <resource as stored>}``.
@@ -135,22 +137,22 @@ def _filters(args):
     direction = args.get("direction")
     if direction:
         if direction not in DIRECTIONS:
-            raise _BadRequest("direction must be one of inbound, outbound.")
+            raise InvalidQuery("direction must be one of inbound, outbound.")
         filters["direction"] = direction
     patient = args.get("patientId")
     if patient:
         if not valid_id(patient):
-            raise _BadRequest("patientId must be 1-128 characters of A-Z a-z 0-9 . _ : -.")
+            raise InvalidQuery("patientId must be 1-128 characters of A-Z a-z 0-9 . _ : -.")
         filters["patientId"] = patient
     status = args.get("status")
     if status:
         if status not in STATUS_FILTER:
-            raise _BadRequest(f"status must be one of {', '.join(STATUS_FILTER)}.")
+            raise InvalidQuery(f"status must be one of {', '.join(STATUS_FILTER)}.")
         filters["status"] = status
     destination = args.get("destination")
     if destination:
         if len(destination) > MAX_DESTINATION or not destination.isprintable():
-            raise _BadRequest(f"destination must be 1-{MAX_DESTINATION} printable characters.")
+            raise InvalidQuery(f"destination must be 1-{MAX_DESTINATION} printable characters.")
         filters["destination"] = destination
     return filters
 
@@ -160,17 +162,17 @@ def _pagination(args):
     try:
         count = int(raw) if raw != "" else 0
     except ValueError:
-        raise _BadRequest("Count has to be a number.") from None
+        raise InvalidQuery("Count has to be a number.") from None
     if count < 0:
-        raise _BadRequest("Count has to be greater than or equal to 0")
+        raise InvalidQuery("Count has to be greater than or equal to 0")
     if count > MAX_COUNT:
-        raise _BadRequest(f"Count has to be less than or equal to {MAX_COUNT}")
+        raise InvalidQuery(f"Count has to be less than or equal to {MAX_COUNT}")
     from_item, to_item = args.get("fromItem") or None, args.get("toItem") or None
     if from_item and to_item:
-        raise _BadRequest("Either fromItem or toItem can be provided, but not both")
+        raise InvalidQuery("Either fromItem or toItem can be provided, but not both")
     for name, cursor in (("fromItem", from_item), ("toItem", to_item)):
         if cursor is not None and not valid_id(cursor):
-            raise _BadRequest(f"{name} must be a message id.")
+            raise InvalidQuery(f"{name} must be a message id.")
     return count or DEFAULT_COUNT, from_item, to_item
 
 
@@ -302,5 +304,4 @@ def _count_opened(store, filters, batch=1000):
 
 
 def init_app(app):
-    app.add_url_rule(ROUTE, "mirror.list_messages", list_messages, methods=["GET"])
-    app.add_url_rule(f"{ROUTE}/<message_id>", "mirror.get_message", get_message, methods=["GET"])
+    app.register_blueprint(bp)

@@ -7,8 +7,12 @@ The document is a static file (``receiver/openapi.json``) so that it can be revi
 import importlib.resources
 import json
 
-from flask import current_app
+from flask import Blueprint
 from flask import jsonify
+
+from receiver.resources import resources
+
+bp = Blueprint("openapi", __name__)
 
 
 def load():
@@ -16,10 +20,11 @@ def load():
     return json.loads(importlib.resources.files("receiver").joinpath("openapi.json").read_text())
 
 
+@bp.get("/openapi.json")
 def openapi():
-    return jsonify(current_app.extensions["inbox"]["openapi"])
+    return jsonify(resources().openapi)
 
 
 def init_app(app):
-    app.extensions["inbox"]["openapi"] = load()
-    app.add_url_rule("/openapi.json", "openapi.openapi", openapi, methods=["GET"])
+    resources(app).openapi = load()
+    app.register_blueprint(bp)

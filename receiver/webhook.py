@@ -11,7 +11,6 @@ is written after the answer is sent.
 import functools
 
 from flask import Blueprint
-from flask import current_app
 from flask import request
 from rq import Queue
 from werkzeug.exceptions import LengthRequired
@@ -28,6 +27,7 @@ from inbox.store import Via
 from inbox.traffic import Traffic
 from receiver import events
 from receiver import requestlog
+from receiver.resources import resources
 
 #: the worker's job that reads one message from Metriport's API and stores it
 FETCH_JOB = "worker.jobs.fetch_message"
@@ -38,8 +38,8 @@ bp = Blueprint("webhook", __name__)
 @bp.post("/webhook")
 def receive():
     """Take one Metriport delivery; 2xx only once it is stored (or its fetch is queued)."""
-    inbox = current_app.extensions["inbox"]
-    settings, store = inbox["settings"], inbox["store"]
+    shared = resources()
+    settings = shared.settings
     body = _read_body(settings.webhook_max_bytes)
     verify(settings.webhook_keys, body, request.headers.get(HEADER))
     event = events.parse(body)
@@ -49,12 +49,12 @@ def receive():
     if kind == "ping":
         return {"pong": event.get("ping")}
     if kind == "message.received":
-        return _received(inbox, event, body, delivery_id)
+        return _received(shared, event, body, delivery_id)
     if kind == "message.status":
-        return _status(inbox, event)
+        return _status(shared, event)
     # medical.*, patient.* ... share the account's single URL: acknowledge, count, nothing else.
     label = events.type_label(kind)
-    store.count_event(f"event:{label}")
+    shared.store.count_event(f"event:{label}")
     return {"ignored": label}
 
 
@@ -78,10 +78,10 @@ def _read_body(limit):
     return body
 
 
-def _received(inbox, event, body, delivery_id):
+def _received(shared, event, body, delivery_id):
     records, fetch_ids = events.received_messages(event)
     requestlog.note(messages=[record.id for record in records] + fetch_ids)
-    store = inbox["store"]
+    store = shared.store
     delivery = store.delivery(delivery_id, body) if delivery_id else None
     if fetch_ids and delivery and store.replayed(delivery):
         # A replay does no work: its fetches were queued when the delivery was first taken.
@@ -89,29 +89,29 @@ def _received(inbox, event, body, delivery_id):
         return {**Result().counts(), "fetching": 0, "replay": True}, 200
     # Queue fetches before the ledger records the delivery: a lost enqueue is then retried
     # with the delivery instead of being hidden as a replay.
-    _enqueue_fetches(inbox, fetch_ids)
+    _enqueue_fetches(shared, fetch_ids)
     result = Result()
     if records or delivery:
-        result = inbox["store"].upsert(records, Via.WEBHOOK, delivery=delivery)
+        result = shared.store.upsert(records, Via.WEBHOOK, delivery=delivery)
     summary = {**result.counts(), "fetching": len(fetch_ids), "replay": result.replay}
     return summary, 202 if fetch_ids and not records else 200
 
 
-def _status(inbox, event):
+def _status(shared, event):
     message_id, status, as_of = events.status_update(event)
     requestlog.note(messages=[message_id])
-    outcome = inbox["store"].apply_status(message_id, status, as_of, via=Via.WEBHOOK)
+    outcome = shared.store.apply_status(message_id, status, as_of, via=Via.WEBHOOK)
     if outcome is None:
-        _enqueue_fetches(inbox, [message_id])
+        _enqueue_fetches(shared, [message_id])
         return {**Result().counts(), "fetching": 1, "replay": False}, 202
     return {**Result(outcomes=(outcome,)).counts(), "fetching": 0, "replay": False}
 
 
-def _enqueue_fetches(inbox, message_ids):
+def _enqueue_fetches(shared, message_ids):
     """Queue the worker's fetch job for each id (ids only, never content), in one pipeline."""
     if not message_ids:
         return
-    queue = inbox["fetch_queue"]
+    queue = shared.fetch_queue
     jobs = [Queue.prepare_data(FETCH_JOB, (message_id,)) for message_id in message_ids]
     with translate_errors("queue a message fetch"):
         queue.enqueue_many(jobs)
@@ -136,7 +136,7 @@ def _count_answer(response):
         total = field if reason else None
     else:
         field, total = f"failed:{safe_code(reason or 'error')}", None
-    count = functools.partial(_count, current_app.extensions["inbox"]["traffic"], field, total)
+    count = functools.partial(_count, resources().traffic, field, total)
     if 400 <= status < 500:
         count()  # a refusal is counted before it is answered, as it always was (one round trip)
     else:
@@ -153,12 +153,12 @@ def _count(traffic, field, total):
 
 def init_app(app):
     """Mount POST /webhook; refuse to build an app that could verify nothing."""
-    inbox = app.extensions["inbox"]
-    if not inbox["settings"].webhook_keys:
+    shared = resources(app)
+    if not shared.settings.webhook_keys:
         raise ConfigError(
             "METRIPORT_WEBHOOK_KEY is not set: the webhook cannot verify Metriport's signature "
             "(copy the key from the Metriport dashboard, Developers page)."
         )
-    inbox["traffic"] = Traffic(inbox["settings"], inbox["connections"].store)
-    inbox["fetch_queue"] = Queue(inbox["settings"].queue_name, connection=inbox["connections"].queue)
+    shared.traffic = Traffic(shared.settings, shared.connections.store)
+    shared.fetch_queue = Queue(shared.settings.queue_name, connection=shared.connections.queue)
     app.register_blueprint(bp)

@@ -7,10 +7,10 @@ faulted; bound to 127.0.0.1 like the rest.
 """
 
 from flask import Blueprint
-from flask import current_app
 from flask import jsonify
 from flask import request
 
+from simulator.answers import current
 from simulator.faults import Faults
 from simulator.sender import SHAPES
 
@@ -35,13 +35,9 @@ def init_app(app):
     app.register_blueprint(bp)
 
 
-def _simulator():
-    return current_app.extensions["simulator"]
-
-
 @bp.before_request
 def _authorize():
-    if request.headers.get("x-api-key") != _simulator().api_key:
+    if request.headers.get("x-api-key") != current().api_key:
         return jsonify(error="forbidden", detail="The x-api-key header is missing or wrong."), 403
     return None
 
@@ -76,7 +72,7 @@ def _options(body, schema):
 @bp.get("/state")
 def state():
     """Counts of what the simulator holds, requests received and webhook outcomes."""
-    sim = _simulator()
+    sim = current()
     mailbox = sim.mailbox
     return jsonify(
         messages=len(mailbox),
@@ -93,7 +89,7 @@ def state():
 def ids():
     """Every message id (optionally one direction), newest first."""
     direction = request.args.get("direction") or None
-    return jsonify(ids=sorted(_simulator().mailbox.ids(direction), reverse=True))
+    return jsonify(ids=sorted(current().mailbox.ids(direction), reverse=True))
 
 
 @bp.post("/messages")
@@ -110,7 +106,7 @@ def add_messages():
         raise _BadRequest("direction must be inbound or outbound.")
     if pending not in (None, True, False):
         raise _BadRequest("pending must be true or false.")
-    return jsonify(ids=_simulator().mailbox.add(count, direction, pending))
+    return jsonify(ids=current().mailbox.add(count, direction, pending))
 
 
 @bp.post("/updates")
@@ -119,14 +115,14 @@ def settle_statuses():
     count = _body().get("count")
     if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
         raise _BadRequest("count must be a whole number (omit it for all pending messages).")
-    return jsonify(ids=_simulator().mailbox.update(count))
+    return jsonify(ids=current().mailbox.update(count))
 
 
 @bp.post("/webhooks")
 def deliver():
     """Send the webhooks of ``ids`` (default: all messages) to ``url`` with chaos options."""
     body = _body()
-    sim = _simulator()
+    sim = current()
     if "url" in body:
         sim.sender.url = body["url"]
     if "key" in body:
@@ -148,7 +144,7 @@ def deliver():
 @bp.post("/webhooks/retry")
 def retry():
     """Re-send every failed delivery now (synchronously, unlike Metriport's endpoint)."""
-    sim = _simulator()
+    sim = current()
     return jsonify(succeeded=sim.sender.retry_failed(), webhook=sim.sender.status())
 
 
@@ -166,7 +162,7 @@ def deliveries():
             "attempts": d.attempts,
             "dropped": d.dropped,
         }
-        for d in _simulator().sender.deliveries
+        for d in current().sender.deliveries
     ]
     return jsonify(deliveries=rows)
 
@@ -183,7 +179,7 @@ def set_faults():
     except (AttributeError, TypeError, ValueError) as exc:
         raise _BadRequest('script must map request numbers to statuses, e.g. {"3": 503}.') from exc
     try:
-        _simulator().faults = Faults(**options)
+        current().faults = Faults(**options)
     except ValueError as exc:
         raise _BadRequest(str(exc)) from exc
     return jsonify(ok=True)

@@ -14,7 +14,7 @@ import pytest
 
 from inbox.connection import Connections
 from inbox.embedded import EmbeddedRedis
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.runs import Mode
 from inbox.runs import Run
 from inbox.runs import RunOutcome
@@ -22,7 +22,10 @@ from inbox.runs import Tally
 from inbox.runs import Walk
 from inbox.runs import iso
 from inbox.settings import Settings
+from inbox.signing import HEADER
+from inbox.signing import sign
 from inbox.store import Store
+from receiver import create_app
 from worker.reconcile import run as reconcile
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -62,7 +65,7 @@ def settings(redis_url):
     )
     yield settings
     client = Connections(settings).store
-    for key in client.scan_iter(match=Keys(namespace).pattern(), count=1000):
+    for key in client.scan_iter(match=RedisKeys(namespace).pattern(), count=1000):
         client.delete(key)
     _delete_queue(settings)
 
@@ -71,6 +74,29 @@ def _delete_queue(settings):
     from worker.queue import purge
 
     purge(settings.queue_name, Connections(settings).queue)
+
+
+@pytest.fixture
+def app(settings):
+    """The receiver app on the test's settings (its namespace, webhook key and reader key)."""
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    """A Flask test client of ``app``."""
+    return app.test_client()
+
+
+@pytest.fixture
+def signed_post(client):
+    """``signed_post(body, key=TEST_WEBHOOK_KEY, headers=None)``: POST /webhook signed with ``key``."""
+
+    def post(body, key=TEST_WEBHOOK_KEY, headers=None):
+        signed = {HEADER: sign(key, body), "Content-Type": "application/json", **(headers or {})}
+        return client.post("/webhook", data=body, headers=signed)
+
+    return post
 
 
 @pytest.fixture

@@ -5,14 +5,14 @@ from werkzeug.datastructures import MultiDict
 
 from inbox import audit
 from inbox.crypto import fingerprint
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 
 READER_KEY = "test-reader-key-0123456789"
 
 
 def test_entry_records_who_what_and_when(redis_client, settings):
     """A get is recorded with the key's fingerprint, the action, the id and a time; newest first."""
-    keys = Keys(settings.namespace)
+    keys = RedisKeys(settings.namespace)
     who = fingerprint(READER_KEY)
     audit.record(redis_client, keys, who, "message.get", ids=["m-1"])
     audit.record(redis_client, keys, who, "message.list", ids=["m-3", "m-2"],
@@ -25,7 +25,7 @@ def test_entry_records_who_what_and_when(redis_client, settings):
 
 def test_entries_never_hold_the_api_key(redis_client, settings):
     """Neither the raw stream nor read() contains the API key; only its fingerprint."""
-    keys = Keys(settings.namespace)
+    keys = RedisKeys(settings.namespace)
     audit.record(redis_client, keys, fingerprint(READER_KEY), "feed.read",
                  query={"fromItem": "m-1", "x-api-key": READER_KEY})
     raw = redis_client.xrange(keys.audit)
@@ -39,13 +39,13 @@ def test_entries_never_hold_the_api_key(redis_client, settings):
 def test_a_raw_key_in_place_of_a_fingerprint_is_refused(redis_client, settings, who):
     """record() refuses anything but a 12-hex fingerprint, so a key cannot be written by mistake."""
     with pytest.raises(ValueError):
-        audit.record(redis_client, Keys(settings.namespace), who, "message.get", ids=["m-1"])
-    assert redis_client.xlen(Keys(settings.namespace).audit) == 0
+        audit.record(redis_client, RedisKeys(settings.namespace), who, "message.get", ids=["m-1"])
+    assert redis_client.xlen(RedisKeys(settings.namespace).audit) == 0
 
 
 def test_long_pages_are_cut_and_overlong_values_counted_not_kept(redis_client, settings):
     """A page of 250 ids keeps the first 100 and the true count; a 1000-character cursor is no id."""
-    keys = Keys(settings.namespace)
+    keys = RedisKeys(settings.namespace)
     ids = [f"m-{n:04d}" for n in range(250)]
     audit.record(redis_client, keys, fingerprint(READER_KEY), "message.list", ids=ids,
                  query={"toItem": "x" * 1000})
@@ -55,7 +55,7 @@ def test_long_pages_are_cut_and_overlong_values_counted_not_kept(redis_client, s
 
 def test_stream_is_capped(redis_client, settings):
     """With a cap of 50, a thousand entries leave about 50 (approximate MAXLEN), never all of them."""
-    keys = Keys(settings.namespace)
+    keys = RedisKeys(settings.namespace)
     for n in range(1000):
         audit.record(redis_client, keys, fingerprint(READER_KEY), "message.get", ids=[f"m-{n}"], maxlen=50)
     assert 50 <= redis_client.xlen(keys.audit) < 200
@@ -64,7 +64,7 @@ def test_stream_is_capped(redis_client, settings):
 
 def test_request_args_can_be_passed_as_they_are(redis_client, settings):
     """A werkzeug MultiDict (Flask's request.args) is accepted; feed polling's after/limit are kept."""
-    keys = Keys(settings.namespace)
+    keys = RedisKeys(settings.namespace)
     args = MultiDict([("after", "1-0"), ("limit", "10"), ("limit", "20"), ("junk", "x")])
     audit.record(redis_client, keys, fingerprint(READER_KEY), "feed.read", ids=[], query=args)
     entry = audit.read(redis_client, keys)[0]

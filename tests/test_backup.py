@@ -15,7 +15,7 @@ from inbox.connection import Connections
 from inbox.crypto import keygen
 from inbox.embedded import EmbeddedRedis
 from inbox.feed import Consumer
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.normalize import normalize
 from inbox.settings import Settings
 from inbox.store import Delivery
@@ -103,7 +103,7 @@ def _mirror(settings):
 
 
 def _feed_state(settings):
-    client, keys = Connections(settings).store, Keys(settings.namespace)
+    client, keys = Connections(settings).store, RedisKeys(settings.namespace)
     groups = sorted((g["name"], g["consumers"], g["pending"], g["last-delivered-id"],
                      g.get("entries-read"), g.get("lag")) for g in client.xinfo_groups(keys.feed))
     pending = [(p["message_id"], p["consumer"], p["times_delivered"])
@@ -120,7 +120,7 @@ def _feed_state(settings):
 
 
 def _indexes(settings):
-    client, keys = Connections(settings).store, Keys(settings.namespace)
+    client, keys = Connections(settings).store, RedisKeys(settings.namespace)
     names = sorted(client.scan_iter(match=keys.pattern().replace("*", "idx:*"), count=1000))
     return {name[len(keys.prefix) + 1:]: client.zrange(name, 0, -1) for name in names}
 
@@ -151,7 +151,7 @@ def test_backup_restores_into_a_fresh_server_exactly(settings, sim, target, tmp_
     assert _mirror(restored) == _mirror(source)
     assert _indexes(restored) == _indexes(source)
     assert _feed_state(restored) == _feed_state(source)
-    keys = Keys(source.namespace)
+    keys = RedisKeys(source.namespace)
     one = keys.msg(sim.mailbox.ids()[0])
     sealed = Connections(source).store.hget(one, "r")
     assert Connections(restored).store.hget(one, "r") == sealed and not sealed.startswith(b"{")
@@ -252,7 +252,7 @@ def test_backup_taken_under_writes_is_one_instant(settings, sim, target, tmp_pat
     restore(Connections(restored).store, settings.namespace, tmp_path / "b",
             Store(restored).reindex)
     announced = {}
-    for entry in Connections(restored).store.xrange(Keys(settings.namespace).feed):
+    for entry in Connections(restored).store.xrange(RedisKeys(settings.namespace).feed):
         fields = {k.decode(): v.decode() for k, v in entry[1].items()}
         announced[fields["id"]] = int(fields["version"])
     versions = {m.id: m.version for m in Store(restored).get_many(ids)}

@@ -22,7 +22,7 @@ from inbox.connection import connect
 from inbox.embedded import EmbeddedCluster
 from inbox.errors import ConfigError
 from inbox.errors import StoreUnavailable
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.normalize import normalize
 from inbox.settings import Settings
 from inbox.store import Outcome
@@ -61,7 +61,7 @@ def cluster_settings(cluster, client, redis_url):
     namespace = f"test-{uuid.uuid4().hex[:12]}"
     yield Settings(redis_url=cluster.url, rq_redis_url=redis_url, namespace=namespace)
     cluster.wait_ok()
-    for key in client.scan_iter(match=Keys(namespace).pattern(), count=1000):
+    for key in client.scan_iter(match=RedisKeys(namespace).pattern(), count=1000):
         client.delete(key)
 
 
@@ -87,7 +87,7 @@ def batch(prefix, count, **fields):
 
 def master_of(client, namespace):
     """The port of the master that owns ``namespace``'s hash-tag slot."""
-    slot = client.keyslot(Keys(namespace).feed)
+    slot = client.keyslot(RedisKeys(namespace).feed)
     for (low, high), owners in client.cluster_slots().items():
         if low <= slot <= high:
             return owners["primary"][1]
@@ -117,7 +117,7 @@ def test_upsert_outcomes_and_feed(cluster_store, client):
     stored = cluster_store.get("m-1")
     assert (stored.status, stored.version, stored.first_via, stored.via) == (
         "completed", 2, "webhook", "reconcile")
-    events = [fields[b"event"] for _, fields in client.xrange(cluster_store.keys.feed)]
+    events = [fields[b"event"] for _, fields in client.xrange(cluster_store.redis_keys.feed)]
     assert events == [b"created", b"updated"]
 
 
@@ -126,11 +126,11 @@ def test_batch_of_500_lives_in_one_slot(cluster_store, client):
     records = batch("b", 500, patient="p-7")
     result = cluster_store.upsert(records, "reconcile")
     assert result.counts()["created"] == 500
-    assert client.xlen(cluster_store.keys.feed) == 500
+    assert client.xlen(cluster_store.redis_keys.feed) == 500
     stored = cluster_store.get_many([r.id for r in records[:50]] + ["missing"])
     assert [s.id for s in stored[:50]] == [r.id for r in records[:50]] and stored[50] is None
     assert stored[0].resource["id"] == "b-00000"
-    keys = list(client.scan_iter(match=cluster_store.keys.pattern(), count=1000))
+    keys = list(client.scan_iter(match=cluster_store.redis_keys.pattern(), count=1000))
     assert len(keys) == 500 + 5  # records, idx:all, idx:dir:inbound, idx:patient:p-7, feed, stats
     assert len({client.keyslot(k) for k in keys}) == 1
 
@@ -158,7 +158,7 @@ def test_ids_listing_and_status(cluster_store):
 
 def test_feed_consumer_group_read_and_ack(cluster_store, client):
     """A consumer group reads the feed on the cluster; acked entries leave the pending list."""
-    feed = cluster_store.keys.feed
+    feed = cluster_store.redis_keys.feed
     client.xgroup_create(feed, "downstream", id="0", mkstream=True)
     cluster_store.upsert(batch("f", 30), "webhook")
     [[stream, entries]] = client.xreadgroup("downstream", "c1", {feed: ">"}, count=20)
@@ -182,7 +182,7 @@ def test_reconcile_like_page_walk(cluster_store, client):
     assert sum(c["duplicates"] for c in first) == 9
     again = [cluster_store.upsert(page, "reconcile").counts() for page in pages]
     assert sum(c["duplicates"] for c in again) == 1009
-    assert client.xlen(cluster_store.keys.feed) == 1000
+    assert client.xlen(cluster_store.redis_keys.feed) == 1000
     assert cluster_store.count(cluster_store.index_key()) == 1000
 
 
@@ -217,13 +217,13 @@ def test_two_namespaces_on_different_masters_ingest_concurrently(cluster, client
         assert stores[ns_b].count(stores[ns_b].index_key()) == 300
     finally:
         for namespace in (ns_a, ns_b):
-            for key in client.scan_iter(match=Keys(namespace).pattern(), count=1000):
+            for key in client.scan_iter(match=RedisKeys(namespace).pattern(), count=1000):
                 client.delete(key)
 
 
 def test_master_restart_loses_no_acknowledged_message(cluster, cluster_store, client):
     """A master restarted on its port: writes fail meanwhile, then resume; nothing acked is lost."""
-    feed = cluster_store.keys.feed
+    feed = cluster_store.redis_keys.feed
     client.xgroup_create(feed, "downstream", id="0", mkstream=True)
     acked = cluster_store.upsert(batch("a", 200), "webhook")
     assert acked.counts()["created"] == 200
@@ -303,9 +303,9 @@ def test_backup_on_a_cluster_restores_into_another_namespace(cluster_store, clie
                                   count=500) == cluster_store.ids(index, count=500)
         assert copy_store.get("bk-00001").status == "completed"
         groups = [(g["name"], g["pending"], g["last-delivered-id"])
-                  for g in client.xinfo_groups(Keys(other.namespace).feed)]
-        assert groups == [(b"g", 20, client.xinfo_groups(Keys(cluster_settings.namespace).feed)[0][
+                  for g in client.xinfo_groups(RedisKeys(other.namespace).feed)]
+        assert groups == [(b"g", 20, client.xinfo_groups(RedisKeys(cluster_settings.namespace).feed)[0][
             "last-delivered-id"])]
     finally:
-        for key in client.scan_iter(match=Keys(other.namespace).pattern(), count=1000):
+        for key in client.scan_iter(match=RedisKeys(other.namespace).pattern(), count=1000):
             client.delete(key)

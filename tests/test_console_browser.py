@@ -28,7 +28,7 @@ from inbox.connection import Connections
 from inbox.embedded import free_port
 from inbox.feed import Consumer
 from inbox.figures import Figures
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.settings import Settings
 from inbox.store import Store
 from inbox.traffic import Traffic
@@ -156,7 +156,7 @@ def _fill(sim, settings, env, base):
 
 def _cleanup(settings):
     client = Connections(settings).store
-    for key in client.scan_iter(match=Keys(settings.namespace).pattern(), count=1000):
+    for key in client.scan_iter(match=RedisKeys(settings.namespace).pattern(), count=1000):
         client.delete(key)
     queue = Queue(settings.queue_name, connection=Connections(settings).queue)
     for job_id in queue.failed_job_registry.get_job_ids():

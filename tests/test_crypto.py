@@ -78,10 +78,22 @@ def test_malformed_header_is_a_decryption_error(blob):
     assert caught.value.code == "decrypt_malformed"
 
 
-def test_plain_json_blob_opens_as_itself():
-    """A record stored before encryption was switched on still reads (rekey seals it later)."""
-    assert Vault([OLD]).open("m-1", BODY) == BODY
-    assert not Vault([OLD]).is_current(BODY)
+def test_a_blob_written_unencrypted_says_so_and_opens_with_or_without_keys():
+    """Written with no keys (before encryption was switched on), it reads until rekey seals it."""
+    blob = Vault().seal("m-1", BODY)
+    assert blob == b"\x00" + BODY
+    assert Vault().open("m-1", blob) == BODY
+    assert Vault([OLD]).open("m-1", blob) == BODY
+    assert not Vault([OLD]).is_current(blob) and Vault().is_current(blob)
+
+
+def test_an_unmarked_plain_blob_is_refused_while_encryption_is_on():
+    """Plain JSON put into a record by anything but this store is not served as authentic."""
+    with pytest.raises(DecryptionError) as caught:
+        Vault([OLD]).open("m-1", BODY)
+    assert caught.value.code == "decrypt_unsealed"
+    assert "canary" not in caught.value.detail
+    assert Vault().open("m-1", BODY) == BODY  # no keys: nothing is authentic, nothing to refuse
 
 
 def test_digest_is_keyed():

@@ -3,7 +3,6 @@
 import pytest
 
 from inbox.normalize import normalize
-from receiver import create_app
 
 KEY = {"x-api-key": "test-reader-key"}
 
@@ -18,10 +17,9 @@ def communication(n):
     }
 
 
-def test_poll_returns_every_entry_once_across_calls(settings, store):
+def test_poll_returns_every_entry_once_across_calls(store, client):
     """Following ``next`` returns each entry exactly once, also with entries added mid-walk."""
     store.upsert([normalize(communication(n), "inbound") for n in range(150)], "webhook")
-    client = create_app(settings).test_client()
     seen, position, polls = [], None, 0
     while True:
         query = f"?limit=40&after={position}" if position else "?limit=40"
@@ -42,20 +40,20 @@ def test_poll_returns_every_entry_once_across_calls(settings, store):
     assert {e["messageId"] for e in seen} == {f"m-{n:05d}" for n in range(180)}
 
 
-def test_poll_holds_routing_fields_only(settings, store):
+def test_poll_holds_routing_fields_only(store, client):
     """An entry carries ids and routing fields, never the subject or body."""
     store.upsert([normalize(communication(4), "inbound")], "webhook")
-    body = create_app(settings).test_client().get("/feed", headers=KEY).get_json()
+    body = client.get("/feed", headers=KEY).get_json()
     (entry,) = body["entries"]
     assert set(entry) == {"id", "event", "messageId", "via", "version", "direction", "patientId", "status"}
     assert (entry["messageId"], entry["patientId"], entry["via"]) == ("m-00004", "p-1", "webhook")
     assert "subject line" not in str(body)
 
 
-def test_default_limit_is_100(settings, store):
+def test_default_limit_is_100(store, client):
     """Without ``limit`` a poll returns at most 100 entries."""
     store.upsert([normalize(communication(n), "inbound") for n in range(120)], "webhook")
-    body = create_app(settings).test_client().get("/feed", headers=KEY).get_json()
+    body = client.get("/feed", headers=KEY).get_json()
     assert len(body["entries"]) == 100
 
 
@@ -66,8 +64,8 @@ def test_default_limit_is_100(settings, store):
     ("after=yesterday", "invalid_position"),
     ("after=1-2-3", "invalid_position"),
 ])
-def test_bad_poll_parameters_are_400(settings, query, code):
+def test_bad_poll_parameters_are_400(query, code, client):
     """A bad position or limit is refused with a reason code, not a Redis error."""
-    response = create_app(settings).test_client().get(f"/feed?{query}", headers=KEY)
+    response = client.get(f"/feed?{query}", headers=KEY)
     assert response.status_code == 400
     assert response.get_json()["error"] == code

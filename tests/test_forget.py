@@ -11,7 +11,7 @@ import pytest
 
 from inbox import audit
 from inbox.feed import Consumer
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from receiver import create_app
 from simulator import Simulator
 from simulator.data import patient_of
@@ -45,7 +45,7 @@ def _entries(client, key):
 
 def test_forget_patient_removes_everything_of_theirs_and_stays_forgotten(
         settings, sim, store, redis_client):
-    keys = Keys(settings.namespace)
+    keys = RedisKeys(settings.namespace)
     reconcile = settings.replace(api_key=sim.api_key, api_url=sim.url, reconcile_page_size=50)
     assert reconcile_run(reconcile, mode="full")["created"] == 200
     by_patient = collections.defaultdict(list)

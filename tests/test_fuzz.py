@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from conftest import TEST_WEBHOOK_KEY
 from inbox.errors import InvalidMessage
 from inbox.errors import SignatureError
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.normalize import Record
 from inbox.normalize import normalize
 from inbox.settings import DIRECTIONS
@@ -130,13 +130,13 @@ def test_store_upsert_of_any_valid_records_never_raises(settings, redis_client, 
         stored = store.get_many(list(bodies))
         assert len(result.outcomes) == len(records)
         assert result.outcomes.count(Outcome.CREATED) == len(bodies)
-        assert redis_client.xlen(store.keys.feed) == len(records) - result.outcomes.count(
+        assert redis_client.xlen(store.redis_keys.feed) == len(records) - result.outcomes.count(
             Outcome.DUPLICATE) - result.outcomes.count(Outcome.STALE)
         for message in stored:
             assert message is not None and message.version >= 1
             assert message.resource in bodies[message.id]
     finally:
-        for key in redis_client.scan_iter(match=Keys(namespace).pattern(), count=1000):
+        for key in redis_client.scan_iter(match=RedisKeys(namespace).pattern(), count=1000):
             redis_client.delete(key)
 
 

@@ -63,14 +63,14 @@ def test_each_caller_gets_its_own_outcome_in_fewer_round_trips(grouped):
     commit = grouped._upsert_call
     assert commit.calls == CALLERS
     # every record, ledger entry and feed entry is there, once
-    assert grouped.count(grouped.keys.idx_all) == CALLERS
-    assert grouped.client.xlen(grouped.keys.feed) == CALLERS
+    assert grouped.count(grouped.redis_keys.idx_all) == CALLERS
+    assert grouped.client.xlen(grouped.redis_keys.feed) == CALLERS
     assert all(grouped.get(r.id) is not None for r in records)
     # the same deliveries again: each caller is told its own delivery is a replay
     again = race([lambda r=r, d=d: grouped.upsert([r], Via.WEBHOOK, delivery=d)
                   for r, d in zip(records, deliveries)])
     assert [r.replay for r in again] == [True] * CALLERS
-    assert grouped.client.xlen(grouped.keys.feed) == CALLERS
+    assert grouped.client.xlen(grouped.redis_keys.feed) == CALLERS
 
 
 def test_calls_that_overlap_are_batched(grouped):

@@ -13,9 +13,9 @@ def test_healthz_answers_without_redis(settings):
     assert (response.status_code, response.get_json()) == (200, {"status": "ok"})
 
 
-def test_readyz_reports_redis_keys_and_encryption(settings):
+def test_readyz_reports_redis_keys_and_encryption(settings, client):
     """Ready with Redis up and a webhook key; the details name no key, only counts and modes."""
-    response = create_app(settings).test_client().get("/readyz")
+    response = client.get("/readyz")
     assert response.status_code == 200
     checks = response.get_json()["checks"]
     assert checks["redis"] == "ok"

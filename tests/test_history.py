@@ -59,8 +59,8 @@ def test_audit_reads_and_unknown_ids(settings, store):
     """Reads naming the id are listed; an unknown id has an empty history; a bad id is refused."""
     store.upsert([normalize(communication(), "inbound")], "webhook")
     who = fingerprint("reader-key")
-    audit.record(store.client, store.keys, who, "mirror.get", ids=["m-hist-1"])
-    audit.record(store.client, store.keys, who, "mirror.get", ids=["other"])
+    audit.record(store.client, store.redis_keys, who, "mirror.get", ids=["m-hist-1"])
+    audit.record(store.client, store.redis_keys, who, "mirror.get", ids=["other"])
     trace = history.trace(settings, store.client, "m-hist-1")
     assert [(r.who, r.action) for r in trace.reads] == [(who, "mirror.get")]
     unknown = history.trace(settings, store.client, "nobody")

@@ -6,7 +6,11 @@ what matters: the answer, and that nothing with the hostile text reached a Redis
 counter or the feed.
 """
 
+import json
 import os
+import pathlib
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -18,7 +22,7 @@ from inbox.connection import Connections
 from inbox.embedded import free_port
 from inbox.feed import check_position
 from inbox.errors import InvalidPosition
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.normalize import valid_code
 from inbox.normalize import valid_id
 from inbox.normalize import valid_status
@@ -33,6 +37,7 @@ from webhook_helpers import headers_for
 from webhook_helpers import message
 
 READER = {"x-api-key": "hostile-reader-key"}
+COMMAND = str(pathlib.Path(sys.executable).parent / "metriport-inbox")
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +57,7 @@ def served(redis_url, tmp_path_factory):
             yield f"http://127.0.0.1:{port}", settings
     finally:
         client = Connections(settings).store
-        for key in client.scan_iter(match=Keys(settings.namespace).pattern(), count=1000):
+        for key in client.scan_iter(match=RedisKeys(settings.namespace).pattern(), count=1000):
             client.delete(key)
         queue = Queue(settings.queue_name, connection=Connections(settings).queue)
         queue.delete(delete_jobs=True)
@@ -65,7 +70,7 @@ def post(base, body):
 def namespace_text(settings):
     """Every key name, counter name and feed field of the namespace, as one list of strings."""
     client = Connections(settings).store
-    keys = Keys(settings.namespace)
+    keys = RedisKeys(settings.namespace)
     found = [k.decode() for k in client.scan_iter(match=keys.pattern(), count=1000)]
     found += [k.decode() for k in client.hkeys(keys.stats)]
     for _, fields in client.xrange(keys.feed):
@@ -174,3 +179,53 @@ def test_replayed_id_only_delivery_queues_nothing(served):
         assert again.json()["replay"] is True and again.json()["fetching"] == 0
     assert fetches() == ids
     assert Store(settings).stats()["replay"] == 3
+
+
+def cli(settings, *args):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INBOX_", "REDIS_", "METRIPORT_"))}
+    env.update(REDIS_URL=settings.redis_url, INBOX_NAMESPACE=settings.namespace)
+    result = subprocess.run([COMMAND, *args], env=env, capture_output=True, text=True, timeout=30,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_a_reader_cannot_forge_audit_lines_or_ids(served):
+    """A 404 whose id holds a newline and a fake entry; ids with commas; ESC sequences."""
+    base, settings = served
+    Connections(settings).store.delete(RedisKeys(settings.namespace).audit)
+    forged = "x%0A2026-11-29T12:00:00.000Z%20deadbeef0000%20message.get%20n=1%20dup-1"
+    for path in (forged, "dup-1,dup-2", "%1B%5B2J%1B%5D0;pwned%07"):
+        response = requests.get(f"{base}/medical/v1/message/{path}", headers=READER, timeout=10)
+        assert response.status_code == 404
+        assert "dup-1" not in response.text and "\x1b" not in response.text
+    listed = requests.get(f"{base}/medical/v1/message?direction=inbound&count=5", headers=READER, timeout=10)
+    assert listed.status_code == 200
+
+    lines = cli(settings, "audit", "--limit", "10").splitlines()
+    assert len(lines) == 4
+    assert [line.split(" ")[2:4] for line in lines[1:]] == [["message.get", "n=0"]] * 3
+    assert all("invalid=1" in line for line in lines[1:])
+    assert "dup-1" not in "\n".join(lines) and "deadbeef0000" not in "\n".join(lines)
+    entries = [json.loads(line) for line in cli(settings, "audit", "--json", "--limit", "10").splitlines()]
+    assert [(e["ids"], e["invalid"]) for e in entries[1:]] == [([], 1)] * 3
+
+
+def test_audit_and_tail_escape_control_characters_whatever_the_stream_holds(served):
+    """Entries written by anything (an older version, a hand edit) still cannot drive the terminal."""
+    _, settings = served
+    client = Connections(settings).store
+    keys = RedisKeys(settings.namespace)
+    client.xadd(keys.audit, {"who": "0123456789ab", "action": "message.get\x1b[2J",
+                             "ids": "m-1\x1b]0;title\x07", "n": 1,
+                             "query": json.dumps({"patientId": "p\x9b31m", "destination": "a b=c"})})
+    client.xadd(keys.feed, {"event": "created\x1b[31m", "id": "m-esc\x1b[2J", "via": "webhook",
+                            "version": 1, "direction": "inbound", "patient": "p\u202e1", "status": ""})
+    outputs = [cli(settings, "audit", "--limit", "1"), cli(settings, "audit", "--json", "--limit", "1"),
+               cli(settings, "tail", "--from-start", "--limit", "100", "--timeout", "5"),
+               cli(settings, "tail", "--from-start", "--json", "--limit", "100", "--timeout", "5")]
+    for output in outputs:
+        assert not [c for c in output if c in "\x1b\x07\x9b\u202e"], output
+    assert "\\u001b[2J" in outputs[0] and "destination=a%20b%3Dc" in outputs[0]
+    assert json.loads(outputs[1])["ids"] == ["m-1\x1b]0;title\x07"]  # escaped text is still JSON
+    assert "m-esc\\u001b[2J" in outputs[2]

@@ -15,7 +15,7 @@ from rq.job import JobStatus
 
 from inbox.connection import Connections
 from inbox.embedded import free_port
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.store import Store
 from simulator import Faults
 from simulator import Simulator
@@ -86,7 +86,7 @@ def test_reconcile_exit_codes(settings, sim, redis_client, case, code, outcome):
     elif case == "budget":
         env["RECONCILE_REQUEST_BUDGET"] = "2"
     else:
-        redis_client.set(Keys(settings.namespace).reconcile_lock, "another-run", px=60_000)
+        redis_client.set(RedisKeys(settings.namespace).reconcile_lock, "another-run", px=60_000)
     done = _cli(["reconcile", "--once", "--json"], env)
     assert done.returncode == code, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["outcome"] == outcome
@@ -146,7 +146,7 @@ def test_clock_restart_waits_for_the_full_run_that_is_not_due(settings, queue, r
     the incremental run, and schedules the full one a day after the last one, not now."""
     configured = settings.replace(reconcile_interval=300, reconcile_full_interval=86400)
     ended = time.time() - 3600
-    redis_client.hset(Keys(settings.namespace).reconcile_state, mapping={
+    redis_client.hset(RedisKeys(settings.namespace).reconcile_state, mapping={
         "full:inbound": int(ended * 1000), "full:outbound": int((ended + 60) * 1000)})
     scheduler = schedule.scheduler(configured, Connections(configured))
     scheduler.place_full_run()
@@ -160,7 +160,7 @@ def test_clock_restart_runs_a_full_walk_when_the_last_one_is_too_old(settings, q
     """One direction's last full walk is older than the full interval: full run at once."""
     configured = settings.replace(reconcile_interval=300, reconcile_full_interval=86400)
     now_ms = int(time.time() * 1000)
-    redis_client.hset(Keys(settings.namespace).reconcile_state, mapping={
+    redis_client.hset(RedisKeys(settings.namespace).reconcile_state, mapping={
         "full:inbound": now_ms - 90_000_000, "full:outbound": now_ms})
     scheduler = schedule.scheduler(configured, Connections(configured))
     scheduler.place_full_run()
@@ -170,7 +170,7 @@ def test_clock_restart_runs_a_full_walk_when_the_last_one_is_too_old(settings, q
 
 def test_killed_run_is_resumed_from_its_checkpoint(settings, redis_client, store):
     """A `reconcile --once` killed with SIGKILL mid-walk is finished by the next run from its cursor."""
-    keys = Keys(settings.namespace)
+    keys = RedisKeys(settings.namespace)
     with Simulator(seed=3, messages=0, faults=Faults(slow=1.0, delay_max=0.2, seed=3)) as sim:
         sim.mailbox.add(500, "inbound")
         env = _env(settings, sim, RECONCILE_DIRECTIONS="inbound")

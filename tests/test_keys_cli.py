@@ -12,6 +12,7 @@ from inbox.crypto import Vault
 from inbox.crypto import fingerprint
 from inbox.normalize import normalize
 from inbox.settings import Settings
+from inbox.rediskeys import RedisKeys
 from inbox.store import Store
 
 COMMAND = str(pathlib.Path(sys.executable).parent / "metriport-inbox")
@@ -67,8 +68,8 @@ def test_rekey_command_moves_every_record_and_reports(settings):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 5 and lines[-1].startswith("done: rekey to new: 35/35 scanned, 35 resealed")
-    ids = store.client.zrange(store.keys.idx_all, 0, -1)
-    assert {Vault.kid_of(store.client.hget(store.keys.msg(i.decode()), "r")) for i in ids} == {"new"}
+    ids = store.client.zrange(store.redis_keys.idx_all, 0, -1)
+    assert {Vault.kid_of(store.client.hget(store.redis_keys.msg(i.decode()), "r")) for i in ids} == {"new"}
     assert "subject" not in done.stdout + done.stderr
 
 
@@ -78,7 +79,7 @@ def test_rekey_command_exits_1_and_names_records_that_do_not_open(settings):
     done = run("rekey", env=environment(settings, (NEW,)))
     assert done.returncode == 1
     assert "error: decrypt_failed: 3 records could not be opened: m-00000 (decrypt_unknown_key)" in done.stderr
-    assert store.client.exists(store.keys.msg("m-00000"))
+    assert store.client.exists(store.redis_keys.msg("m-00000"))
 
 
 def test_rekey_without_keys_warns_and_exits_2(settings):
@@ -91,7 +92,7 @@ def test_rekey_without_keys_warns_and_exits_2(settings):
 
 def test_audit_command_lists_entries_as_text_and_json(settings, redis_client):
     """audit shows the newest entries first, with fingerprints; --json gives one object per line."""
-    keys = Store(settings).keys
+    keys = RedisKeys(settings.namespace)
     who = fingerprint("reader-key")
     trail.record(redis_client, keys, who, "message.get", ids=["m-1"])
     trail.record(redis_client, keys, who, "message.list", ids=["m-2"], query={"direction": "inbound"})

@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import finished_run
 from inbox.embedded import free_port
 from inbox.feed import Consumer
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.normalize import normalize
 from inbox.runs import RunLog
 from receiver import create_app
@@ -92,7 +92,7 @@ def test_missing_or_odd_run_records_are_tolerated(settings, store, redis_client)
     """Without runs there is no run sample; a run record that is not JSON is skipped."""
     _, samples = scrape(settings)
     assert not any(name.startswith("metriport_inbox_reconcile") for name, _ in samples)
-    redis_client.lpush(Keys(settings.namespace).reconcile_runs, "not json")
+    redis_client.lpush(RedisKeys(settings.namespace).reconcile_runs, "not json")
     _, samples = scrape(settings)
     assert not any(name.startswith("metriport_inbox_reconcile") for name, _ in samples)
 

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from inbox.connection import Connections
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.normalize import normalize
 from inbox.settings import Settings
 from inbox.store import Store
@@ -51,7 +51,7 @@ def big(redis_url):
     catalog = {r.id: (r.direction, r.patient) for r in records}
     yield create_app(settings).test_client(), catalog
     client = Connections(settings).store
-    for key in client.scan_iter(match=Keys(settings.namespace).pattern(), count=1000):
+    for key in client.scan_iter(match=RedisKeys(settings.namespace).pattern(), count=1000):
         client.delete(key)
 
 
@@ -160,12 +160,11 @@ def test_bad_parameters_answer_400_in_metriport_shape(big, query, detail):
     }
 
 
-def test_get_message_serves_the_stored_bytes(store, settings):
+def test_get_message_serves_the_stored_bytes(store, client):
     """``/<id>`` wraps the resource as received, byte for byte, in ``communication``."""
     raw = b'{"resourceType":"Communication","zeta":1,"id":"m-1","alpha":"\xc3\xa9"}'
     record = normalize(json.loads(raw), "inbound")
     store.upsert([record], "webhook")
-    client = create_app(settings).test_client()
     response = client.get("/medical/v1/message/m-1", headers=KEY)
     assert response.status_code == 200
     assert response.data == b'{"communication":' + raw + b"}"
@@ -173,21 +172,20 @@ def test_get_message_serves_the_stored_bytes(store, settings):
     assert raw in listed.data
 
 
-def test_unknown_message_is_404_in_metriport_shape(settings):
+def test_unknown_message_is_404_in_metriport_shape(client):
     """An unknown id answers Metriport's NotFoundError shape."""
-    response = create_app(settings).test_client().get("/medical/v1/message/nope", headers=KEY)
+    response = client.get("/medical/v1/message/nope", headers=KEY)
     assert response.status_code == 404
     body = response.get_json()
     assert (body["status"], body["name"], body["title"]) == (404, "NOT_FOUND", "NotFoundError")
 
 
-def test_patient_filter_checks_the_record(store, settings, redis_client):
+def test_patient_filter_checks_the_record(store, redis_client, client):
     """An id left in a patient's index after its record moved is not listed for that patient."""
     store.upsert([normalize(message(1, random.Random(1))[0], "inbound")], "webhook")
     moved = normalize(message(2, random.Random(2))[0], "inbound")
     store.upsert([moved], "webhook")
-    redis_client.zadd(store.keys.idx_patient(PATIENTS[1]), {moved.id: 0})
-    client = create_app(settings).test_client()
+    redis_client.zadd(store.redis_keys.idx_patient(PATIENTS[1]), {moved.id: 0})
     page = client.get(f"/medical/v1/message?patientId={PATIENTS[1]}", headers=KEY).get_json()
     assert [m["id"] for m in page["messages"]] != [] and moved.id not in str(page)
     assert page["meta"]["itemsInTotal"] == 1
@@ -199,9 +197,9 @@ def test_patient_filter_checks_the_record(store, settings, redis_client):
     ({"x-api-key": "wrong"}, "api_key_invalid"),
     ({"x-api-key": "test-reader-key-but-longer"}, "api_key_invalid"),
 ])
-def test_401_without_or_with_a_wrong_key(settings, path, headers, code):
+def test_401_without_or_with_a_wrong_key(path, headers, code, client):
     """Without an accepted key the downstream API answers 401 in the service's error shape."""
-    response = create_app(settings).test_client().get(path, headers=headers)
+    response = client.get(path, headers=headers)
     assert response.status_code == 401
     assert response.get_json()["error"] == code and response.get_json()["detail"]
 

@@ -17,14 +17,13 @@ def stored(settings, *ids):
     return store
 
 
-def test_mirror_and_feed_reads_are_audited_by_key_fingerprint(settings):
+def test_mirror_and_feed_reads_are_audited_by_key_fingerprint(settings, client):
     """A list, a get and a feed poll each leave one entry naming the key's fingerprint and the ids."""
     store = stored(settings, "m-1", "m-2")
-    client = create_app(settings).test_client()
     assert client.get("/medical/v1/message?direction=inbound", headers=KEY).status_code == 200
     assert client.get("/medical/v1/message/m-1", headers=KEY).status_code == 200
     assert client.get("/feed?limit=10", headers=KEY).status_code == 200
-    entries = audit.read(store.client, store.keys, 10)
+    entries = audit.read(store.client, store.redis_keys, 10)
     assert [(e.action, sorted(e.ids)) for e in reversed(entries)] == [
         ("message.list", ["m-1", "m-2"]),
         ("message.get", ["m-1"]),

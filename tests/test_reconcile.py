@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from conftest import reconcile_summary as run
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.runs import RunLog
 from simulator import Faults
 from simulator import Simulator
@@ -28,7 +28,7 @@ def _settings(settings, sim, **changes):
 
 
 def _feed(redis_client, settings):
-    rows = redis_client.xrange(Keys(settings.namespace).feed)
+    rows = redis_client.xrange(RedisKeys(settings.namespace).feed)
     return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in rows]
 
 
@@ -63,7 +63,7 @@ def test_run_stopped_after_page_3_of_10_resumes_from_the_checkpoint(settings, si
     first = run(_settings(settings, sim, reconcile_request_budget=3), directions=["inbound"])
     assert first["outcome"] == "budget_exhausted"
     assert (first["pages"], first["created"]) == (3, 3 * PAGE)
-    cursor = json.loads(redis_client.get(Keys(settings.namespace).reconcile_cursor("inbound")))
+    cursor = json.loads(redis_client.get(RedisKeys(settings.namespace).reconcile_cursor("inbound")))
     assert cursor["url"].startswith(sim.url)
     assert sim.requests["list"] == 3
 
@@ -74,7 +74,7 @@ def test_run_stopped_after_page_3_of_10_resumes_from_the_checkpoint(settings, si
     assert second["duplicates"] == 0
     assert sim.requests["list"] == 10
     assert store.count(store.index_key(direction="inbound")) == 10 * PAGE
-    assert redis_client.get(Keys(settings.namespace).reconcile_cursor("inbound")) is None
+    assert redis_client.get(RedisKeys(settings.namespace).reconcile_cursor("inbound")) is None
 
 
 def test_retry_after_is_honoured(settings, sim, store):
@@ -185,4 +185,4 @@ def test_wrong_api_key_fails_the_run_and_frees_the_lock(settings, sim, redis_cli
     summary = run(_settings(settings, sim).replace(api_key="wrong"))
     assert summary["outcome"] == "failed"
     assert summary["error"]["code"] == "unauthorized"
-    assert redis_client.get(Keys(settings.namespace).reconcile_lock) is None
+    assert redis_client.get(RedisKeys(settings.namespace).reconcile_lock) is None

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from conftest import reconcile_summary as run
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 
 LIST = "/medical/v1/message"
 KEY = "edge-api-key"
@@ -104,7 +104,7 @@ def test_foreign_next_page_stops_the_run_and_the_key_never_goes_there(
     assert store.get("m-1") is not None
     assert foreign.seen == []
     assert all(headers.get("x-api-key") == KEY for _, headers in metriport.seen)
-    assert redis_client.get(Keys(settings.namespace).reconcile_cursor("inbound")) is None
+    assert redis_client.get(RedisKeys(settings.namespace).reconcile_cursor("inbound")) is None
 
 
 def test_redirect_to_another_origin_is_not_followed(settings, metriport, foreign):
@@ -118,7 +118,7 @@ def test_redirect_to_another_origin_is_not_followed(settings, metriport, foreign
 
 def test_checkpoint_on_another_origin_is_ignored(settings, metriport, foreign, redis_client):
     """A checkpoint outside METRIPORT_API_URL (say the URL changed) restarts the walk at the top."""
-    cursor = Keys(settings.namespace).reconcile_cursor("inbound")
+    cursor = RedisKeys(settings.namespace).reconcile_cursor("inbound")
     redis_client.set(cursor, json.dumps({"url": f"{foreign.url}{LIST}?fromItem=m-0", "saved": 0}))
     metriport.routes[f"{LIST}?count=3&direction=inbound"] = (200, {}, {
         "meta": {"itemsOnPage": 1}, "messages": [_message("m-1")]})

@@ -17,7 +17,7 @@ from hostile_metriport import LIST
 from hostile_metriport import HostileMetriport
 from hostile_metriport import message
 from hostile_metriport import page
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 
 KEY = "hostile-api-key"
 FIRST = f"{LIST}?count=10&direction=inbound"
@@ -41,7 +41,7 @@ def ids(first, last):
 
 
 def lock_and_cursor(redis_client, settings):
-    keys = Keys(settings.namespace)
+    keys = RedisKeys(settings.namespace)
     return redis_client.get(keys.reconcile_lock), redis_client.get(keys.reconcile_cursor("inbound"))
 
 
@@ -75,7 +75,7 @@ def test_a_page_repeated_under_another_url_is_a_loop(settings, metriport):
 
 def test_a_resumed_checkpoint_that_loops_is_dropped(settings, metriport, redis_client):
     """A loop met after resuming from a checkpoint deletes it: the next run starts at the top."""
-    keys = Keys(settings.namespace)
+    keys = RedisKeys(settings.namespace)
     redis_client.set(keys.reconcile_cursor("inbound"),
                      f'{{"url": "{metriport.base}{SECOND}", "saved": 0}}')
     metriport.routes[SECOND] = metriport.json(page(metriport.base, ids(10, 1), "fromItem=m-10&count=10&direction=inbound"))

@@ -16,7 +16,7 @@ from inbox.connection import Connections
 from inbox.embedded import EmbeddedRedis
 from inbox.errors import ConfigError
 from inbox.feed import Consumer
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.normalize import normalize
 from inbox.retention import DAY_MS
 from inbox.retention import expire
@@ -83,7 +83,7 @@ def _age(resource):
 
 
 def _feed(client, settings):
-    rows = client.xrange(Keys(settings.namespace).feed)
+    rows = client.xrange(RedisKeys(settings.namespace).feed)
     return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in rows]
 
 
@@ -241,7 +241,7 @@ def test_clock_schedules_expiry_and_a_worker_runs_it(settings, store):
         f"{settings.queue_name}-reconcile-full", f"{settings.queue_name}-reconcile-incremental"]
     configured = settings.replace(retention_days=30)
     queue = Queue(settings.queue_name, connection=Connections(settings).queue)
-    schedule.scheduler(configured, queue.connection).enqueue_jobs()
+    schedule.scheduler(configured, Connections(configured)).enqueue_jobs()
     assert [job.func_name for job in queue.get_jobs()][-1] == "worker.jobs.expire"
     queue.empty()
     old = _old_and_new(store)
@@ -276,7 +276,7 @@ def test_a_tombstone_is_small_and_keeps_the_history(settings, store, redis_clien
     sent = iso(int(time.time() * 1000) - 40 * DAY_MS)
     store.upsert([normalize(message(f"t-{i}", sentAt=sent, updatedAt=sent)) for i in (1, 2)],
                  via=Via.WEBHOOK)
-    keys = Keys(settings.namespace)
+    keys = RedisKeys(settings.namespace)
     history = redis_client.hget(keys.msg("t-1"), "x")  # written by the upsert (inbox.history)
     assert history.split(b"|")[1:3] == [b"created", b"webhook"]
     redis_client.hset(keys.msg("t-2"), "x", "1|created|webhook|1|completed")  # a longer one

@@ -111,3 +111,28 @@ def test_settings_are_immutable_and_replace_copies():
         settings.namespace = "other"
     assert settings.replace(namespace="other").namespace == "other"
     assert settings.namespace == "inbox"
+
+
+GOOD_KEY = base64.urlsafe_b64encode(bytes(range(32))).decode()
+
+
+@pytest.mark.parametrize("encoded", [
+    GOOD_KEY + "junk",                      # text after the = padding
+    GOOD_KEY + "=",                         # too much padding
+    GOOD_KEY[:10] + "!" + GOOD_KEY[10:],    # a junk character inside
+    GOOD_KEY[:10] + " " + GOOD_KEY[10:],
+    GOOD_KEY[:10] + "+" + GOOD_KEY[11:],    # standard, not URL-safe, alphabet
+    GOOD_KEY[:-2] + "B=",                   # non-zero trailing bits: another spelling of a key
+])
+def test_encryption_keys_are_strict_base64(encoded):
+    """base64 decoding skips junk and ignores what follows the padding; the ring does not."""
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"INBOX_ENCRYPTION_KEYS": f"k1:{encoded}"})
+    assert "INBOX_ENCRYPTION_KEYS" in str(caught.value)
+    assert encoded not in str(caught.value)
+
+
+@pytest.mark.parametrize("encoded", [GOOD_KEY, GOOD_KEY.rstrip("=")])
+def test_a_key_with_or_without_padding_is_accepted(encoded):
+    ring = Settings.from_env({"INBOX_ENCRYPTION_KEYS": f"k1:{encoded}"}).encryption_keys
+    assert ring == (("k1", bytes(range(32))),)

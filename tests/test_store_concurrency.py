@@ -57,11 +57,11 @@ def test_eight_processes_create_each_message_once(settings):
                 process.join()
 
     store = Store(settings)
-    events = [fields[b"event"] for _, fields in store.client.xrange(store.keys.feed)]
+    events = [fields[b"event"] for _, fields in store.client.xrange(store.redis_keys.feed)]
     assert events.count(b"created") == MESSAGES
     assert len(events) == MESSAGES
     assert store.count(store.index_key()) == MESSAGES
-    records = sum(1 for _ in store.client.scan_iter(match=store.keys.msg("*"), count=1000))
+    records = sum(1 for _ in store.client.scan_iter(match=store.redis_keys.msg("*"), count=1000))
     assert records == MESSAGES
     stats = store.stats()
     assert stats["created"] == MESSAGES

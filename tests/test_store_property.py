@@ -95,7 +95,7 @@ def test_any_interleaving_ends_in_the_highest_ranked_version(settings, history):
     assert outcomes.count(Outcome.CREATED) == 1
     entries = [
         {k.decode(): v.decode() for k, v in fields.items()}
-        for _, fields in store.client.xrange(store.keys.feed)
+        for _, fields in store.client.xrange(store.redis_keys.feed)
         if fields[b"id"] == message_id.encode()
     ]
     assert [e["event"] for e in entries].count("created") == 1

@@ -51,12 +51,12 @@ def feed(store):
     """The feed entries as ``{field: value}`` dicts of str."""
     return [
         {k.decode(): v.decode() for k, v in fields.items()}
-        for _, fields in store.client.xrange(store.keys.feed)
+        for _, fields in store.client.xrange(store.redis_keys.feed)
     ]
 
 
 def namespace_keys(store):
-    return sorted(store.client.scan_iter(match=store.keys.pattern(), count=1000))
+    return sorted(store.client.scan_iter(match=store.redis_keys.pattern(), count=1000))
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -239,7 +239,7 @@ def test_reused_delivery_id_with_another_body_is_processed(store):
              "status": "completed", "updatedAt": T0}
     assert put(store, other, via="webhook", delivery=Delivery(delivery_id, "hash-2")) == (
         Outcome.CREATED)
-    assert store.client.get(store.keys.delivery(delivery_id)) == b"hash-2"
+    assert store.client.get(store.redis_keys.delivery(delivery_id)) == b"hash-2"
     assert store.count(store.index_key()) == 2
 
 
@@ -247,7 +247,7 @@ def test_delivery_ledger_expires_after_thirty_days(store):
     """The ledger entry of a delivery carries a 30-day TTL."""
     delivery = Delivery("d-1", "hash-1")
     put(store, message("dto"), via="webhook", delivery=delivery)
-    ttl = store.client.ttl(store.keys.delivery("d-1"))
+    ttl = store.client.ttl(store.redis_keys.delivery("d-1"))
     assert LEDGER_TTL_SECONDS == 30 * 24 * 3600
     assert LEDGER_TTL_SECONDS - 60 < ttl <= LEDGER_TTL_SECONDS
 
@@ -270,7 +270,7 @@ def test_encrypted_records_open_and_hold_no_plaintext(settings):
     resource = message("communication")
     assert put(store, resource) == Outcome.CREATED
     assert put(store, copy.deepcopy(resource)) == Outcome.DUPLICATE
-    raw = store.client.hget(store.keys.msg(resource["id"]), "r")
+    raw = store.client.hget(store.redis_keys.msg(resource["id"]), "r")
     assert b"discharged" not in raw and raw[0] == 1
     assert store.get(resource["id"]).resource == resource
 
@@ -291,14 +291,14 @@ def test_feed_is_trimmed_near_its_cap(settings):
         store.upsert([normalize({"id": f"m-{i:04d}", "sent": T0}) for i in range(start, start + 250)],
                      "reconcile")
     assert store.count(store.index_key()) == 1000
-    assert store.client.xlen(store.keys.feed) < 400
+    assert store.client.xlen(store.redis_keys.feed) < 400
 
 
 def test_record_is_four_hash_fields(store):
     """A record is r (blob), h (digest), m (packed routing fields) and x (history): small."""
     resource = message("communication", patient="p-1")
     put(store, resource)
-    row = store.client.hgetall(store.keys.msg(resource["id"]))
+    row = store.client.hgetall(store.redis_keys.msg(resource["id"]))
     assert set(row) == {b"r", b"h", b"m", b"x"}
     assert row[b"h"] == b"3" + store.vault.digests(normalize(resource).meaning, "m1")[0].encode()
     version, direction, patient, *_, status = row[b"m"].decode().split("|")
@@ -341,7 +341,7 @@ def test_packed_field_round_trips_through_the_python_codec(store):
     record = normalize(message("dto", status="in-progress"))
     store.upsert([record], via="webhook")
     store.apply_status(record.id, "completed", record.as_of + 1)
-    raw = store.client.hget(store.keys.msg(record.id), "m").decode()
+    raw = store.client.hget(store.redis_keys.msg(record.id), "m").decode()
     meta = Meta.unpack(raw)
     assert meta.pack() == raw
     assert (meta.version, meta.status, meta.direction, meta.as_of) == (

@@ -15,7 +15,7 @@ from conftest import fixture_bytes
 from conftest import fixture_json
 from inbox.embedded import free_port
 from inbox.errors import ConfigError
-from inbox.keys import Keys
+from inbox.rediskeys import RedisKeys
 from inbox.normalize import normalize
 from inbox.signing import HEADER
 from inbox.store import Via
@@ -32,11 +32,6 @@ RECEIVED = "webhook-message-received.json"
 RECEIVED_ID = "019a7f3e-5c21-7b44-9d0e-3f6a2b8c1d47"
 
 
-@pytest.fixture
-def client(settings):
-    return create_app(settings).test_client()
-
-
 def post(client, body, key=TEST_WEBHOOK_KEY, headers=None):
     return client.post("/webhook", data=body, headers={**headers_for(body, key), **(headers or {})})
 
@@ -48,7 +43,7 @@ def post_fixture(client, name):
 
 
 def feed_length(redis_client, settings):
-    return redis_client.xlen(Keys(settings.namespace).feed)
+    return redis_client.xlen(RedisKeys(settings.namespace).feed)
 
 
 @pytest.fixture
@@ -105,9 +100,9 @@ def test_bad_signatures_are_401_with_reason_and_counted(client, store, signature
     assert store.stats()[f"rejected:{code}"] == 1
 
 
-def test_wrong_key_is_a_mismatch(client):
+def test_wrong_key_is_a_mismatch(signed_post):
     """A body signed with a key we do not hold is refused."""
-    response = post(client, fixture_bytes(RECEIVED), key="someone-elses-key")
+    response = signed_post(fixture_bytes(RECEIVED), key="someone-elses-key")
     assert response.get_json()["error"] == "signature_mismatch"
 
 
@@ -139,9 +134,9 @@ def _dto():
     ids=["payload-dto", "payload-communication", "payload.communication", "messages",
          "payload.messages"],
 )
-def test_each_message_shape_is_ingested(client, store, fields, expected_ids):
+def test_each_message_shape_is_ingested(store, fields, expected_ids, signed_post):
     """Every plausible message.received shape ends in the store, inbound, via webhook."""
-    response = post(client, event_body("message.received", **fields))
+    response = signed_post(event_body("message.received", **fields))
     assert response.status_code == 200
     assert response.get_json()["created"] == len(expected_ids)
     for message_id in expected_ids:
@@ -161,10 +156,10 @@ def test_shared_fixtures_are_ingested(client, store, shared_fixture):
 
 
 @pytest.mark.parametrize("field", ["id", "messageId"])
-def test_id_only_body_enqueues_a_fetch(client, store, fetch_queue, field):
+def test_id_only_body_enqueues_a_fetch(store, fetch_queue, field, signed_post):
     """A body naming a message without its content queues the worker's fetch job: 202."""
     message_id = str(uuid.uuid4())
-    response = post(client, event_body("message.received", payload={field: message_id}))
+    response = signed_post(event_body("message.received", payload={field: message_id}))
     assert response.status_code == 202
     assert response.get_json()["fetching"] == 1
     assert len(fetch_jobs_for(fetch_queue, message_id)) == 1
@@ -181,28 +176,28 @@ def test_replayed_delivery_is_a_no_op(client, redis_client, settings, store):
     assert store.get(RECEIVED_ID).version == 1
 
 
-def test_reused_delivery_id_with_new_body_is_processed(client, store):
+def test_reused_delivery_id_with_new_body_is_processed(store, signed_post):
     """Metriport's sandbox reuses delivery ids: a different body under one id is not a replay."""
     delivery = str(uuid.uuid4())
-    post(client, event_body("message.received", delivery=delivery, payload=message("m-1")))
-    response = post(client, event_body("message.received", delivery=delivery, payload=message("m-2")))
+    signed_post(event_body("message.received", delivery=delivery, payload=message("m-1")))
+    response = signed_post(event_body("message.received", delivery=delivery, payload=message("m-2")))
     assert response.get_json()["created"] == 1
     assert store.get("m-2") is not None
 
 
-def test_five_mib_body_with_content_length_is_413(client, store):
+def test_five_mib_body_with_content_length_is_413(store, signed_post):
     """A body past the limit is refused before it is read or verified."""
     body = event_body("message.received", payload=message("big", body="x" * (5 * 1024 * 1024)))
-    response = post(client, body)
+    response = signed_post(body)
     assert response.status_code == 413
     assert response.get_json()["error"] == "body_too_large"
     assert store.get("big") is None
 
 
-def test_hundred_thousand_levels_of_nesting_is_400(client, store):
+def test_hundred_thousand_levels_of_nesting_is_400(store, signed_post):
     """JSON nested 100,000 deep is refused as json_too_deep, never a 500."""
     body = b"[" * 100_000 + b"]" * 100_000
-    response = post(client, body)
+    response = signed_post(body)
     assert response.status_code == 400
     assert response.get_json()["error"] == "json_too_deep"
     assert store.stats()["rejected:json_too_deep"] == 1
@@ -247,10 +242,10 @@ def test_signed_but_unusable_bodies_are_400_and_store_nothing(
     assert store.stats()[f"rejected:{code}"] == 1
 
 
-def test_one_bad_message_in_a_list_stores_none(client, store):
+def test_one_bad_message_in_a_list_stores_none(store, signed_post):
     """A list with one id-less message is refused whole: the good one is not stored either."""
     body = event_body("message.received", messages=[message("good-1"), {"subject": "no id"}])
-    assert post(client, body).status_code == 400
+    assert signed_post(body).status_code == 400
     assert store.get("good-1") is None
 
 
@@ -317,10 +312,10 @@ def log_lines():
     requestlog.LOGGER.removeHandler(handler)
 
 
-def test_one_structured_log_line_per_request(client, log_lines):
+def test_one_structured_log_line_per_request(client, log_lines, signed_post):
     """Each request logs one JSON line with route, status, reason, delivery, ids, size, time."""
     post_fixture(client, RECEIVED)
-    post(client, b"[1]")
+    signed_post(b"[1]")
     accepted, refused = log_lines
     assert accepted["route"] == "/webhook" and accepted["status"] == 200
     assert accepted["delivery"] == fixture_json(RECEIVED)["meta"]["messageId"]
@@ -375,8 +370,8 @@ json_values = hypothesis.strategies.recursive(
     kind=hypothesis.strategies.sampled_from(["message.received", "message.status", "other"]),
     payload=json_values,
 )
-def test_any_signed_payload_gets_a_deliberate_answer(client, kind, payload):
+def test_any_signed_payload_gets_a_deliberate_answer(kind, payload, signed_post):
     """Whatever JSON a signed body carries, the answer is 2xx or a coded 400, never a 500."""
-    response = post(client, event_body(kind, payload=payload))
+    response = signed_post(event_body(kind, payload=payload))
     assert response.status_code in (200, 202, 400)
     assert response.status_code != 400 or response.get_json()["error"]

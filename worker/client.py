@@ -35,6 +35,7 @@ import requests
 import urllib3
 
 from inbox import strictjson
+from inbox.errors import BudgetExhausted
 from inbox.errors import ConfigError
 from inbox.errors import InvalidMessage
 from inbox.errors import MetriportError
@@ -321,10 +322,9 @@ class MetriportClient:
         """Count one request against the budget and keep to the client-side rate."""
         with self._lock:
             if self.budget is not None and self.requests >= self.budget:
-                raise MetriportError(
+                raise BudgetExhausted(
                     f"The run used its request budget of {self.budget} (RECONCILE_REQUEST_BUDGET); "
-                    "the next run resumes from the checkpoint.",
-                    "budget_exhausted",
+                    "the next run resumes from the checkpoint."
                 )
             self.requests += 1
             if self.min_interval and self._last_sent is not None:

@@ -7,7 +7,7 @@ files it under failed jobs; a skipped or budget-stopped run returns its summary 
 
 import logging
 
-from inbox.errors import InboxError
+from inbox.errors import RunFailed
 from inbox.errors import MetriportError
 from inbox.settings import Settings
 
@@ -44,7 +44,7 @@ def reconcile(mode="incremental", directions=None):
     deadline = max(1, timeout - JOB_TIMEOUT_MARGIN) if timeout and timeout > 0 else None
     result = run(Settings.from_env(), mode=mode, directions=directions, deadline=deadline)
     if result.outcome is RunOutcome.FAILED:
-        raise InboxError(result.error["detail"], result.error["code"])
+        raise RunFailed(result.error["detail"], result.error["code"])
     return result.as_dict()
 
 

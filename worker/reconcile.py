@@ -36,7 +36,10 @@ from urllib.parse import urlunsplit
 
 from inbox.connection import connect
 from inbox.connection import translate_errors
+from inbox.errors import BudgetExhausted
 from inbox.errors import InboxError
+from inbox.errors import InvalidMode
+from inbox.errors import LockLost
 from inbox.errors import MetriportError
 from inbox.errors import StoreUnavailable
 from inbox.runs import Mode
@@ -69,8 +72,8 @@ class Reconciliation:
         try:
             mode = Mode(mode)
         except ValueError:
-            raise InboxError(
-                f"The reconcile mode must be one of {', '.join(m.value for m in Mode)}.", "invalid_mode"
+            raise InvalidMode(
+                f"The reconcile mode must be one of {', '.join(m.value for m in Mode)}."
             ) from None
         self.settings = settings
         self.mode = mode
@@ -104,7 +107,7 @@ class Reconciliation:
                 with translate_errors("reconcile"):
                     self._walk_all()
         except InboxError as exc:
-            outcome = (RunOutcome.BUDGET_EXHAUSTED if exc.code == "budget_exhausted"
+            outcome = (RunOutcome.BUDGET_EXHAUSTED if isinstance(exc, BudgetExhausted)
                        else RunOutcome.FAILED)
             error = {"code": exc.code, "detail": exc.detail}
             log.warning("reconcile: %s: %s: %s", outcome.value, exc.code, exc.detail)
@@ -281,9 +284,8 @@ class Reconciliation:
             still_ours = pipe.execute()[-1]
         self.round_trips += 1
         if not still_ours:
-            raise InboxError(
-                "The reconciliation lock expired or was taken over; stopped to avoid two runs at once.",
-                "lock_lost",
+            raise LockLost(
+                "The reconciliation lock expired or was taken over; stopped to avoid two runs at once."
             )
 
     # -- around the walks -------------------------------------------------------------------
@@ -300,9 +302,9 @@ class Reconciliation:
                 self.client.retry_webhooks()
             self.webhook = {"failed": failed, "retried": retried}
             log.info("reconcile: webhook requests failed at Metriport: %d, retry asked: %s", failed, retried)
+        except BudgetExhausted:
+            raise
         except MetriportError as exc:
-            if exc.code == "budget_exhausted":
-                raise
             self.webhook = {"error": exc.code}
             log.warning("reconcile: webhook status check failed: %s", exc.code)
 

@@ -124,7 +124,6 @@ def work(queue_name, connection, variable, burst=False):
             signal.signal(signal.SIGINT, _stop)
             outage.wait_until_up(connection)
             worker = InboxWorker([queue_name], connection=connection, outage=outage)
-            worker.max_connection_wait_time = 5.0
             quiet.last = None
             try:
                 worker.work(burst=burst)

@@ -4,7 +4,6 @@ import datetime
 import functools
 import time
 
-from flask import current_app
 from flask import redirect
 from flask import render_template
 from flask import request
@@ -22,13 +21,10 @@ from receiver import requestlog
 from receiver.console import bp
 from receiver.console.charts import stacked_bars
 from receiver.console.session import operator_required
+from receiver.resources import resources
 
 #: reconcile runs shown
 RUNS_SHOWN = 30
-
-
-def _inbox():
-    return current_app.extensions["inbox"]
 
 
 def page(name):
@@ -75,12 +71,12 @@ def age(epoch_seconds):
 @bp.get("/")
 @page("overview")
 def overview():
-    inbox = _inbox()
-    settings, store = inbox["settings"], inbox["store"]
+    shared = resources()
+    settings, store = shared.settings, shared.store
     with translate_errors("ping"):
-        inbox["readiness_client"].ping()
-    check = persistence.check(inbox["connections"].store, settings)
-    figures = Figures(settings, client=inbox["connections"].store)
+        shared.readiness_client.ping()
+    check = persistence.check(shared.connections.store, settings)
+    figures = Figures(settings, client=shared.connections.store)
     return {
         "check": check,
         "memory": figures.memory(),
@@ -102,8 +98,8 @@ def overview():
 @bp.get("/webhooks")
 @page("webhooks")
 def webhooks():
-    inbox = _inbox()
-    hours = Traffic(inbox["settings"], inbox["connections"].store).hours(24)
+    shared = resources()
+    hours = Traffic(shared.settings, shared.connections.store).hours(24)
     accepted, rejected, reasons = [], [], {}
     for start, fields in hours:
         label = time.strftime("%H:00", time.gmtime(start))
@@ -123,12 +119,12 @@ def webhooks():
 @bp.get("/reconciliation")
 @page("reconciliation")
 def reconciliation():
-    inbox = _inbox()
-    settings = inbox["settings"]
-    runs = Figures(settings, client=inbox["connections"].store).runs(limit=RUNS_SHOWN)
+    shared = resources()
+    settings = shared.settings
+    runs = Figures(settings, client=shared.connections.store).runs(limit=RUNS_SHOWN)
     last_success = next((run.ended_at for run in runs if run.ok), None)
     columns = [(str(i + 1), {"repaired": run.totals.created}) for i, run in enumerate(reversed(runs))]
-    schedule = Jobs(settings, inbox["connections"].queue).schedule(settings)
+    schedule = Jobs(settings, shared.connections.queue).schedule(settings)
     return {
         "runs": runs,
         "repaired": stacked_bars("Repaired per run (oldest left)", columns),
@@ -142,8 +138,8 @@ def reconciliation():
 @bp.get("/feed")
 @page("feed")
 def feed():
-    inbox = _inbox()
-    figures = Figures(inbox["settings"], client=inbox["connections"].store)
+    shared = resources()
+    figures = Figures(shared.settings, client=shared.connections.store)
     return {
         "groups": figures.groups(),
         "length": figures.feed_length(),
@@ -154,17 +150,17 @@ def feed():
 @bp.get("/jobs")
 @page("jobs")
 def jobs():
-    inbox = _inbox()
-    queue = Jobs(inbox["settings"], inbox["connections"].queue)
+    shared = resources()
+    queue = Jobs(shared.settings, shared.connections.queue)
     return {"depth": queue.depth(), "failed": queue.failed(), "requeued": request.args.get("requeued")}
 
 
 @bp.post("/jobs/requeue")
 @page("jobs")
 def requeue():
-    inbox = _inbox()
+    shared = resources()
     job_id = request.form.get("job", "")
-    if not valid_id(job_id) or not Jobs(inbox["settings"], inbox["connections"].queue).requeue(job_id):
+    if not valid_id(job_id) or not Jobs(shared.settings, shared.connections.queue).requeue(job_id):
         requestlog.set_reason("job_not_found")
         return render_template("console/refused.html", code="job_not_found",
                                detail="No failed job has that id (already requeued?)."), 404
@@ -182,6 +178,6 @@ def message_history():
         requestlog.set_reason("invalid_id")
         return render_template("console/history.html", page="history", trace=None, asked="",
                                invalid=True), 400
-    inbox = _inbox()
-    trace = history.trace(inbox["settings"], inbox["connections"].store, message_id)
+    shared = resources()
+    trace = history.trace(shared.settings, shared.connections.store, message_id)
     return {"trace": trace, "asked": message_id}

@@ -13,7 +13,6 @@ import hmac
 import secrets
 import time
 
-from flask import current_app
 from flask import redirect
 from flask import render_template
 from flask import request
@@ -24,6 +23,7 @@ from flask.sessions import SecureCookieSessionInterface
 from inbox.crypto import fingerprint
 from receiver import requestlog
 from receiver.auth import key_accepted
+from receiver.resources import resources
 
 _SECRET_CONTEXT = b"metriport-inbox console session v1"
 #: how long a login lasts
@@ -39,7 +39,7 @@ class _SessionInterface(SecureCookieSessionInterface):
 
 
 def _operator_keys():
-    return current_app.extensions["inbox"]["settings"].operator_keys
+    return resources().settings.operator_keys
 
 
 def csrf_token():
@@ -118,7 +118,7 @@ def _secret(keys):
 
 
 def init_app(app):
-    app.secret_key = _secret(app.extensions["inbox"]["settings"].operator_keys)
+    app.secret_key = _secret(resources(app).settings.operator_keys)
     app.session_interface = _SessionInterface()
     app.config.update(
         SESSION_COOKIE_NAME=COOKIE,

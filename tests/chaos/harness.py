@@ -217,7 +217,7 @@ def summary_of(process):
 
 def feed_events(store):
     """Counter of (event, message id) over every entry of the feed."""
-    entries = store.client.xrange(store.keys.feed, "-", "+")
+    entries = store.client.xrange(store.redis_keys.feed, "-", "+")
     return collections.Counter(
         (fields[b"event"].decode(), fields[b"id"].decode()) for _, fields in entries
     )

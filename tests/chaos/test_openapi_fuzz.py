@@ -43,7 +43,9 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(chaos_settings, 
         "--max-examples", EXAMPLES,
         "--seed", "20261127",
         "--phases", "examples,coverage,fuzzing",
-        "--workers", "2",
+        # One thread: with two, hypothesis's ast.parse of filter lambdas now and then trips
+        # CPython 3.11's "AST constructor recursion depth mismatch" (a runtime error, not ours).
+        "--workers", "1",
         "--request-timeout", "10",
         "--header", f"x-api-key: {READER_KEY}",
         "--no-color",

@@ -92,14 +92,14 @@ def test_killed_walk_resumes_from_checkpoint(chaos_settings, processes, runner):
         wait_until(lambda: not any(alive(pid) for pid in tree), timeout=5, what="the work horse to die")
         stored_at_kill = store.count(store.index_key())
         assert stored_at_kill < inbound
-        assert store.client.get(store.keys.reconcile_cursor("inbound")) is not None
+        assert store.client.get(store.redis_keys.reconcile_cursor("inbound")) is not None
 
         # the dead run's lock is still there: a run now is skipped, never concurrent
         assert runs.finish("skipped")["outcome"] == "skipped"
 
         # the lock expires by itself (LOCK_TTL_MS); make that happen now instead of in minutes
-        assert store.client.pexpire(store.keys.reconcile_lock, 1)
-        wait_until(lambda: not store.client.exists(store.keys.reconcile_lock), timeout=5,
+        assert store.client.pexpire(store.redis_keys.reconcile_lock, 1)
+        wait_until(lambda: not store.client.exists(store.redis_keys.reconcile_lock), timeout=5,
                    what="the lock to expire")
         sim.reset_counts()
         summary = runs.finish("second")
@@ -110,7 +110,7 @@ def test_killed_walk_resumes_from_checkpoint(chaos_settings, processes, runner):
     assert summary["requests"] == sim.requests["list"]
     assert summary["requests"] < full_walk_pages
     assert summary["created"] == MESSAGES - stored_at_kill
-    assert store.client.get(store.keys.reconcile_cursor("inbound")) is None
+    assert store.client.get(store.redis_keys.reconcile_cursor("inbound")) is None
     assert_store_equals_mailbox(store, sim.mailbox)
     created = created_per_message(store)
     assert len(created) == MESSAGES

@@ -101,12 +101,12 @@ def _operate(deployment, sim):
     _converge(deployment, sim)
 
     # encryption on, then rotated, while the clock runs: not one feed entry
-    entries = deployment.store.client.xlen(deployment.store.keys.feed)
+    entries = deployment.store.client.xlen(deployment.store.redis_keys.feed)
     first = keygen("k1")
     _switch_keys(deployment, first)
     second = keygen("k2")
     _switch_keys(deployment, f"{second},{first}")
-    assert deployment.store.client.xlen(deployment.store.keys.feed) == entries
+    assert deployment.store.client.xlen(deployment.store.redis_keys.feed) == entries
     _converge(deployment, sim)
 
     # the store's Redis full: 503 store_full and not ready, then room made, then retried
@@ -136,8 +136,9 @@ def _kill_worker_mid_walk(deployment):
         kill9(pid)
     worker.stop()
     assert worker.popen.returncode == -signal.SIGKILL
-    assert not [pid for pid in below if alive(pid)]
-    store.client.delete(store.keys.reconcile_lock)
+    wait_until(lambda: not [pid for pid in below if alive(pid)], timeout=10,
+               what="the work horse to die")
+    store.client.delete(store.redis_keys.reconcile_lock)
     deployment.start("worker")
 
 
@@ -154,6 +155,9 @@ def _switch_keys(deployment, ring):
     """Deploy a new key ring: restart every process with it, run ``rekey``, let the clock run."""
     deployment.extra_env["INBOX_ENCRYPTION_KEYS"] = ring
     deployment.restart()
+    # the restarted clock does not start a full walk: the last one is recent
+    clock = deployment.running["clock"]
+    wait_until(lambda: "next full run in" in clock.log(), timeout=30, what="the clock's plan")
     env = deployment.env()
     done = subprocess.run(["metriport-inbox", "rekey"], env=env, capture_output=True, text=True,
                           timeout=120)

@@ -6,7 +6,7 @@ through KEYS.
 """
 
 
-class Keys:
+class RedisKeys:
     """Key names for one namespace (one Metriport account or environment)."""
 
     def __init__(self, namespace):
