@@ -8,13 +8,18 @@ error line is the last line of the job's traceback, which our errors keep free o
 import dataclasses
 
 from rq import Queue
-from rq.cron import get_cron_job_history_key
 from rq.job import Job
 
 from inbox.connection import translate_errors
 
 #: how much of an error line is shown
 ERROR_CHARS = 300
+
+
+def _cron_history_key(name):
+    """The sorted set where rq cron records the jobs it enqueued for entry ``name`` (scored by
+    enqueue time); the same key from rq 2.11 (``CronJob.job_history_key``) to rq 3."""
+    return f"rq:cron_job:{name}:jobs"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +68,7 @@ class Jobs:
         found = {}
         with translate_errors("read the schedule"):
             for mode, interval in intervals.items():
-                key = get_cron_job_history_key(f"{self.queue.name}-reconcile-{mode}")
+                key = _cron_history_key(f"{self.queue.name}-reconcile-{mode}")
                 newest = self.queue.connection.zrange(key, 0, 0, desc=True, withscores=True)
                 if newest:
                     found[mode] = (newest[0][1], newest[0][1] + interval)
