@@ -10,9 +10,9 @@ import json
 import os
 import time
 
+from cli.dev.embedded import EmbeddedRedis
 from inbox.connection import connect
 from inbox.crypto import Vault
-from inbox.embedded import EmbeddedRedis
 from inbox.normalize import normalize
 
 SECONDS = 1.0

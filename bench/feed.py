@@ -28,11 +28,11 @@ import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from cli.dev.embedded import EmbeddedRedis  # noqa: E402
 from inbox.connection import Connections  # noqa: E402
-from inbox.embedded import EmbeddedRedis  # noqa: E402
 from inbox.feed import Consumer  # noqa: E402
-from inbox.rediskeys import RedisKeys  # noqa: E402
 from inbox.normalize import normalize  # noqa: E402
+from inbox.rediskeys import RedisKeys  # noqa: E402
 from inbox.settings import Settings  # noqa: E402
 from inbox.store import Store  # noqa: E402
 

@@ -14,11 +14,11 @@ import statistics
 import time
 import uuid
 
+from cli.dev.embedded import EmbeddedRedis
 from inbox.connection import Connections
-from inbox.embedded import EmbeddedRedis
 from inbox.feed import Consumer
-from inbox.rediskeys import RedisKeys
 from inbox.normalize import normalize
+from inbox.rediskeys import RedisKeys
 from inbox.settings import Settings
 from inbox.store import Store
 from receiver import create_app

@@ -10,7 +10,9 @@ two cores the servers share):
   body of about 1 KB (its own delivery id and message id), so every request creates a record;
 - ``no-op``: a separate Flask app (``bench/noop_app.py``) under gunicorn gthread, 2 workers x 4
   threads, that reads the body and answers;
-- ``ingest-encrypted`` (extra row): the receiver with ``INBOX_ENCRYPTION_KEYS`` set, the same load.
+- ``ingest-encrypted`` (extra row): the receiver with ``INBOX_ENCRYPTION_KEYS`` set, the same load;
+- ``ingest-gthread`` (extra row): the receiver under the former worker model, gthread 2 x 8
+  (``GUNICORN_WORKER_CLASS=gthread``), the evidence for the worker model's throughput side.
 
 Runs alternate (no-op, ingest, ingest-encrypted, no-op, ...), so load drifting on a shared machine
 weighs on all sides alike; the figure is the ratio of the medians. After every ingest run the
@@ -37,11 +39,11 @@ import uuid
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from inbox import processes  # noqa: E402
+from cli.dev import processes  # noqa: E402
+from cli.dev.embedded import EmbeddedRedis  # noqa: E402
+from cli.dev.embedded import free_port  # noqa: E402
 from inbox.connection import connect  # noqa: E402
 from inbox.crypto import keygen  # noqa: E402
-from inbox.embedded import EmbeddedRedis  # noqa: E402
-from inbox.embedded import free_port  # noqa: E402
 from inbox.rediskeys import RedisKeys  # noqa: E402
 from inbox.signing import sign  # noqa: E402
 
@@ -152,6 +154,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (-t)")
     parser.add_argument("--no-encrypted", dest="encrypted", action="store_false",
                         help="leave out the ingest-encrypted side")
+    parser.add_argument("--no-gthread", dest="gthread", action="store_false",
+                        help="leave out the ingest-gthread side (the former worker model)")
     args = parser.parse_args()
     wrk_path = require_wrk()
     if os.environ.get("REDIS_URL"):
@@ -175,7 +179,8 @@ def run(args, wrk_path, redis_url, redis_pid):
         return {**base_env, "REDIS_URL": redis_url, "INBOX_NAMESPACE": namespaces[side],
                 "METRIPORT_WEBHOOK_KEY": KEY, **extra}
 
-    sides = ["noop", "ingest"] + (["ingest-encrypted"] if args.encrypted else [])
+    sides = (["noop", "ingest"] + (["ingest-encrypted"] if args.encrypted else [])
+             + (["ingest-gthread"] if args.gthread else []))
     servers = {}
     results = {side: [] for side in sides}
     try:
@@ -188,6 +193,10 @@ def run(args, wrk_path, redis_url, redis_pid):
             servers["ingest-encrypted"] = start(
                 "ingest-encrypted", lambda port: [serve, "serve"],
                 receiver_env("ingest-encrypted", INBOX_ENCRYPTION_KEYS=keygen("bench")), work)
+        if args.gthread:
+            servers["ingest-gthread"] = start(
+                "ingest-gthread", lambda port: [serve, "serve"],
+                receiver_env("ingest-gthread", GUNICORN_WORKER_CLASS="gthread", GUNICORN_THREADS="8"), work)
         # more distinct bodies than the fastest side could send in one run
         per_run = int(args.seconds * 9000) + 20000
         noop_bodies = work / "noop-bodies.txt"
@@ -249,6 +258,10 @@ def report(args, results, body_bytes, load_before, load_after):
         enc = median(results["ingest-encrypted"], "rps")
         print(f"ingest-encrypted / ingest: {enc / ingest:.2f} ({enc:,.0f} req/s); "
               f"ingest-encrypted / no-op: {enc / noop:.2f}")
+    if "ingest-gthread" in results:
+        old = median(results["ingest-gthread"], "rps")
+        print(f"ingest-gthread (former worker model, gthread 2x8) / no-op: {old / noop:.2f} ({old:,.0f} req/s); "
+              f"ingest (gevent) / ingest-gthread: {ingest / old:.2f}")
     print()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpu, Python {platform.python_version()}; "
           f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")

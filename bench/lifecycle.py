@@ -16,11 +16,11 @@ import os
 import tempfile
 import time
 
+from cli.dev.embedded import EmbeddedRedis
 from inbox.backup import backup
 from inbox.backup import restore
 from inbox.connection import connect
 from inbox.crypto import keygen
-from inbox.embedded import EmbeddedRedis
 from inbox.normalize import normalize
 from inbox.retention import DAY_MS
 from inbox.retention import expire

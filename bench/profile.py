@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import ingest  # noqa: E402
 import reconcile  # noqa: E402
-from inbox import processes  # noqa: E402
-from inbox.embedded import EmbeddedRedis  # noqa: E402
+from cli.dev import processes  # noqa: E402
+from cli.dev.embedded import EmbeddedRedis  # noqa: E402
 
 OUT = ROOT / "bench" / "profiles"
 CLI = str(pathlib.Path(sys.executable).with_name("metriport-inbox"))

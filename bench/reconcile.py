@@ -37,9 +37,9 @@ import requests
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from cli.dev.embedded import EmbeddedRedis  # noqa: E402
+from cli.dev.embedded import free_port  # noqa: E402
 from inbox.connection import connect  # noqa: E402
-from inbox.embedded import EmbeddedRedis  # noqa: E402
-from inbox.embedded import free_port  # noqa: E402
 from inbox.rediskeys import RedisKeys  # noqa: E402
 
 SIM_KEY = "bench-api-key"

@@ -25,11 +25,11 @@ import statistics
 import time
 import uuid
 
+from cli.dev.embedded import EmbeddedRedis
 from inbox.connection import connect
 from inbox.crypto import Vault
-from inbox.embedded import EmbeddedRedis
-from inbox.rediskeys import RedisKeys
 from inbox.normalize import normalize
+from inbox.rediskeys import RedisKeys
 from inbox.settings import Settings
 from inbox.store import Store
 

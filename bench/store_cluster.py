@@ -27,11 +27,11 @@ import uuid
 
 import redis
 
+from cli.dev.embedded import EmbeddedCluster
+from cli.dev.embedded import EmbeddedRedis
 from inbox.connection import connect
-from inbox.embedded import EmbeddedCluster
-from inbox.embedded import EmbeddedRedis
-from inbox.rediskeys import RedisKeys
 from inbox.normalize import normalize
+from inbox.rediskeys import RedisKeys
 from inbox.settings import Settings
 from inbox.store import Store
 

@@ -20,12 +20,12 @@ import time
 
 import click
 
+from cli.dev import processes
+from cli.dev.embedded import free_port
 from cli.environment import load_settings
 from cli.environment import redis_for
-from inbox import processes
 from inbox.connection import Connections
 from inbox.connection import translate_errors
-from inbox.embedded import free_port
 from inbox.errors import DemoFailed
 from inbox.errors import InboxError
 from inbox.errors import StoreUnavailable

@@ -32,7 +32,7 @@ def redis_for(settings):
     if os.environ.get("REDIS_URL"):
         yield settings
         return
-    from inbox.embedded import EmbeddedRedis  # a development aid: not on a server's start-up path
+    from cli.dev.embedded import EmbeddedRedis  # a development aid: not on a server's start-up path
 
     with EmbeddedRedis() as server:
         click.echo(f"REDIS_URL is not set: using an embedded redis-server on {server.url}", err=True)

@@ -117,7 +117,7 @@ class LockLost(InboxError):
 
 
 class RunFailed(InboxError):
-    """Raised by the reconcile job when its run failed, so RQ files it; code is the run's cause."""
+    """Raised when the run of a reconcile job failed, so that RQ files the job; code is the cause."""
 
     code = "run_failed"
 

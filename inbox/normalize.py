@@ -1,6 +1,6 @@
 """Turn a message in any shape Metriport may send into one ``Record``.
 
-Accepted shapes (see ``shared/reference/metriport-api.md`` §5.4):
+Accepted shapes (docs/store.md, "What a message becomes"):
 
 - a FHIR ``Communication`` (the List Messages docs' model);
 - a Communication wrapped as ``{"communication": {...}}`` (the Get Message docs' model);

@@ -12,8 +12,8 @@ import uuid
 
 import pytest
 
+from cli.dev.embedded import EmbeddedRedis
 from inbox.connection import Connections
-from inbox.embedded import EmbeddedRedis
 from inbox.rediskeys import RedisKeys
 from inbox.runs import Mode
 from inbox.runs import Run

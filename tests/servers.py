@@ -5,7 +5,7 @@ import pathlib
 import subprocess
 import sys
 
-from inbox import processes
+from cli.dev import processes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 GUNICORN_CONF = ROOT / "receiver" / "gunicorn.conf.py"

@@ -11,12 +11,12 @@ import uuid
 
 import pytest
 
+from cli.dev.embedded import EmbeddedRedis
 from inbox.connection import Connections
 from inbox.crypto import keygen
-from inbox.embedded import EmbeddedRedis
 from inbox.feed import Consumer
-from inbox.rediskeys import RedisKeys
 from inbox.normalize import normalize
+from inbox.rediskeys import RedisKeys
 from inbox.settings import Settings
 from inbox.store import Delivery
 from inbox.store import Outcome

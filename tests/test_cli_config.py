@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from inbox.embedded import free_port
+from cli.dev.embedded import free_port
 from inbox.settings import _VARIABLES
 from test_settings import BAD_SETTINGS
 from test_settings import is_one_sentence

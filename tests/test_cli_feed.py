@@ -7,8 +7,8 @@ import signal
 import subprocess
 import sys
 
+from cli.dev.embedded import free_port
 from conftest import finished_run
-from inbox.embedded import free_port
 from inbox.feed import Consumer
 from inbox.feed import Feed
 from inbox.normalize import normalize

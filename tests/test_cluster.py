@@ -16,14 +16,14 @@ import uuid
 import pytest
 import redis
 
+from cli.dev.embedded import EmbeddedCluster
 from conftest import fixture_json
 from inbox.connection import Connections
 from inbox.connection import connect
-from inbox.embedded import EmbeddedCluster
 from inbox.errors import ConfigError
 from inbox.errors import StoreUnavailable
-from inbox.rediskeys import RedisKeys
 from inbox.normalize import normalize
+from inbox.rediskeys import RedisKeys
 from inbox.settings import Settings
 from inbox.store import Outcome
 from inbox.store import Store

@@ -12,12 +12,12 @@ import pytest
 import redis
 import rq
 
+from cli.dev.embedded import EmbeddedRedis
+from cli.dev.embedded import find_redis_server
+from cli.dev.embedded import free_port
 from inbox.connection import Connections
 from inbox.connection import connect
 from inbox.connection import translate_errors
-from inbox.embedded import EmbeddedRedis
-from inbox.embedded import find_redis_server
-from inbox.embedded import free_port
 from inbox.errors import ConfigError
 from inbox.errors import StoreUnavailable
 from inbox.settings import Settings

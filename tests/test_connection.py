@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from cli.dev.embedded import EmbeddedRedis
+from cli.dev.embedded import free_port
 from inbox.connection import Connections
-from inbox.embedded import EmbeddedRedis
-from inbox.embedded import free_port
 from inbox.errors import StoreUnavailable
 from inbox.normalize import normalize
 from inbox.store import Outcome

@@ -32,3 +32,12 @@ def test_no_document_names_a_file_outside_the_repository():
     outside = [str(d.relative_to(ROOT)) for d in documents()
                if re.search(r"shared/reference|/work/", d.read_text())]
     assert outside == []
+
+
+def test_no_source_file_names_a_file_outside_the_repository():
+    """Code and its docstrings too: a fact they rely on is written into docs/, not pointed at."""
+    listed = subprocess.run(["git", "ls-files", "*.py", "*.lua"], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout.split()
+    outside = [name for name in listed if name != "tests/test_docs.py"
+               and re.search(r"shared/reference|/work/|RESULTS-store", (ROOT / name).read_text())]
+    assert outside == []

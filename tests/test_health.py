@@ -2,7 +2,7 @@
 
 import time
 
-from inbox.embedded import free_port
+from cli.dev.embedded import free_port
 from receiver import create_app
 
 

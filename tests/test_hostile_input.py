@@ -17,15 +17,15 @@ import pytest
 import requests
 from rq import Queue
 
+from cli.dev.embedded import free_port
 from conftest import TEST_WEBHOOK_KEY
 from inbox.connection import Connections
-from inbox.embedded import free_port
-from inbox.feed import check_position
 from inbox.errors import InvalidPosition
-from inbox.rediskeys import RedisKeys
+from inbox.feed import check_position
 from inbox.normalize import valid_code
 from inbox.normalize import valid_id
 from inbox.normalize import valid_status
+from inbox.rediskeys import RedisKeys
 from inbox.settings import Settings
 from inbox.store import Store
 from receiver.webhook import FETCH_JOB

@@ -13,8 +13,8 @@ import pytest
 from rq import Queue
 from rq.job import JobStatus
 
+from cli.dev.embedded import free_port
 from inbox.connection import Connections
-from inbox.embedded import free_port
 from inbox.rediskeys import RedisKeys
 from inbox.store import Store
 from simulator import Faults

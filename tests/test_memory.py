@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
+from cli.dev.embedded import EmbeddedRedis
 from inbox.connection import Connections
-from inbox.embedded import EmbeddedRedis
 from receiver import create_app
 
 COMMAND = str(pathlib.Path(sys.executable).with_name("metriport-inbox"))

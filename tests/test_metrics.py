@@ -4,11 +4,11 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from cli.dev.embedded import free_port
 from conftest import finished_run
-from inbox.embedded import free_port
 from inbox.feed import Consumer
-from inbox.rediskeys import RedisKeys
 from inbox.normalize import normalize
+from inbox.rediskeys import RedisKeys
 from inbox.runs import RunLog
 from receiver import create_app
 

@@ -6,9 +6,9 @@ import re
 import pytest
 from jsonschema import Draft202012Validator
 
+from cli.dev.embedded import free_port
 from conftest import SIGNATURES
 from conftest import fixture_bytes
-from inbox.embedded import free_port
 from inbox.normalize import normalize
 from inbox.signing import HEADER
 from inbox.signing import sign

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 import procfile
-from inbox.embedded import free_port
+from cli.dev.embedded import free_port
 from inbox.settings import _VARIABLES
 
 

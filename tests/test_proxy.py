@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
+from cli.dev.embedded import free_port
 from conftest import TEST_WEBHOOK_KEY
-from inbox.embedded import free_port
 from inbox.normalize import normalize
 from inbox.store import Store
 from servers import running

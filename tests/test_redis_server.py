@@ -7,8 +7,8 @@ import shutil
 import pytest
 import redis
 
-from inbox.embedded import EmbeddedRedis
-from inbox.embedded import find_redis_server
+from cli.dev.embedded import EmbeddedRedis
+from cli.dev.embedded import find_redis_server
 from inbox.errors import ConfigError
 
 

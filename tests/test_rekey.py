@@ -5,8 +5,8 @@ import threading
 
 import pytest
 
+from cli.dev.embedded import EmbeddedRedis
 from inbox.crypto import Vault
-from inbox.embedded import EmbeddedRedis
 from inbox.errors import ConfigError
 from inbox.errors import StoreUnavailable
 from inbox.normalize import normalize

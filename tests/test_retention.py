@@ -12,12 +12,12 @@ import time
 
 import pytest
 
+from cli.dev.embedded import EmbeddedRedis
 from inbox.connection import Connections
-from inbox.embedded import EmbeddedRedis
 from inbox.errors import ConfigError
 from inbox.feed import Consumer
-from inbox.rediskeys import RedisKeys
 from inbox.normalize import normalize
+from inbox.rediskeys import RedisKeys
 from inbox.retention import DAY_MS
 from inbox.retention import expire
 from inbox.store import Outcome

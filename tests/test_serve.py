@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 
+from cli.dev.embedded import free_port
 from conftest import TEST_WEBHOOK_KEY
 from conftest import fixture_bytes
-from inbox.embedded import free_port
 from inbox.signing import HEADER
 from inbox.signing import sign
 from servers import running

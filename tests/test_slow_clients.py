@@ -22,9 +22,9 @@ import uuid
 
 import pytest
 
+from cli.dev.embedded import EmbeddedRedis
+from cli.dev.embedded import free_port
 from conftest import TEST_WEBHOOK_KEY
-from inbox.embedded import EmbeddedRedis
-from inbox.embedded import free_port
 from servers import gunicorn_argv
 from servers import running
 from webhook_helpers import event_body

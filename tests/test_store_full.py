@@ -9,8 +9,8 @@ import uuid
 import pytest
 import redis
 
+from cli.dev.embedded import EmbeddedRedis
 from conftest import TEST_WEBHOOK_KEY
-from inbox.embedded import EmbeddedRedis
 from inbox.settings import Settings
 from inbox.store import Store
 from receiver import create_app

@@ -9,14 +9,14 @@ import hypothesis.strategies
 import pytest
 from rq import Queue
 
+from cli.dev.embedded import free_port
 from conftest import SIGNATURES
 from conftest import TEST_WEBHOOK_KEY
 from conftest import fixture_bytes
 from conftest import fixture_json
-from inbox.embedded import free_port
 from inbox.errors import ConfigError
-from inbox.rediskeys import RedisKeys
 from inbox.normalize import normalize
+from inbox.rediskeys import RedisKeys
 from inbox.signing import HEADER
 from inbox.store import Via
 from receiver import create_app

@@ -15,9 +15,9 @@ import uuid
 
 import pytest
 
+from cli.dev.embedded import EmbeddedRedis
+from cli.dev.embedded import free_port
 from conftest import TEST_WEBHOOK_KEY
-from inbox.embedded import EmbeddedRedis
-from inbox.embedded import free_port
 from inbox.signing import HEADER
 from servers import gunicorn_argv
 from servers import running

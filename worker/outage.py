@@ -23,12 +23,14 @@ FIRST_DELAY = 0.5
 MAX_DELAY = 5.0
 
 
-class RedisLost(Exception):
-    """A Redis call failed because Redis cannot answer now; carries the cause for the log line.
+class RedisLost(StoreUnavailable):
+    """Raised when a call in RQ's loop fails because Redis cannot answer now; cause kept for the log.
 
     Deliberately not a ``redis.ConnectionError``: RQ catches those in its dequeue loop and logs
     one error per retry, while this one reaches our own loop, which logs the state change once.
     """
+
+    code = "redis_lost"
 
 
 def refused_password(exc):
@@ -44,7 +46,7 @@ def refused_password(exc):
 
 def is_outage(exc):
     """True when ``exc`` means Redis cannot answer now (down, restarting, hung, full)."""
-    if isinstance(exc, (RedisLost, StoreUnavailable)):
+    if isinstance(exc, StoreUnavailable):  # RedisLost included
         return True
     return isinstance(exc, (redis.RedisError, redis.exceptions.RedisClusterException)) and (
         is_unavailable(exc)

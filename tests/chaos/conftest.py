@@ -7,10 +7,10 @@ import uuid
 import pytest
 
 from chaos.harness import API_KEY
-from chaos.harness import READER_KEY
 from chaos.harness import Processes
+from chaos.harness import READER_KEY
+from cli.dev.embedded import EmbeddedRedis
 from conftest import TEST_WEBHOOK_KEY
-from inbox.embedded import EmbeddedRedis
 from inbox.settings import Settings
 
 

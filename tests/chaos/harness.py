@@ -17,7 +17,7 @@ import time
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from inbox.embedded import free_port
+from cli.dev.embedded import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent

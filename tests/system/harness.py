@@ -19,10 +19,10 @@ import requests
 import procfile
 from chaos.harness import ROOT
 from chaos.harness import wait_until
+from cli.dev.embedded import EmbeddedCluster
+from cli.dev.embedded import EmbeddedRedis
+from cli.dev.embedded import free_port
 from conftest import TEST_WEBHOOK_KEY
-from inbox.embedded import EmbeddedCluster
-from inbox.embedded import EmbeddedRedis
-from inbox.embedded import free_port
 from inbox.settings import Settings
 from inbox.store import Store
 

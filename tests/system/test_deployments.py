@@ -127,8 +127,7 @@ def _kill_worker_mid_walk(deployment):
     """kill -9 the worker (and its work horse) once a walk has saved a checkpoint; the operator
     starts a new one and frees the dead run's lock instead of waiting for its expiry."""
     store = deployment.store
-    wait_until(lambda: any(store.checkpoint(d) for d in ("inbound", "outbound")), timeout=60,
-               interval=0.01, what="a walk in progress")
+    _wait_mid_walk(store)
     worker = deployment.running.pop("worker")
     below = descendants(worker.pid)
     kill9(worker.pid)
@@ -140,6 +139,12 @@ def _kill_worker_mid_walk(deployment):
                what="the work horse to die")
     store.client.delete(store.redis_keys.reconcile_lock)
     deployment.start("worker")
+
+
+def _wait_mid_walk(store):
+    """Until a walk has stored a page and checkpointed the next one."""
+    wait_until(lambda: any(store.checkpoint(d) for d in ("inbound", "outbound")), timeout=60,
+               interval=0.01, what="a walk in progress")
 
 
 def _runs_started_after(deployment, moment):

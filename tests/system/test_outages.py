@@ -11,8 +11,8 @@ from rq import Queue
 from chaos.harness import BIN
 from chaos.harness import environment
 from chaos.harness import wait_until
+from cli.dev.embedded import EmbeddedRedis
 from conftest import TEST_WEBHOOK_KEY
-from inbox.embedded import EmbeddedRedis
 from inbox.settings import Settings
 
 

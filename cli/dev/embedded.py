@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 
-from inbox import processes
+from cli.dev import processes
 from inbox.errors import ConfigError
 
 
