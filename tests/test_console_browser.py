@@ -25,7 +25,7 @@ from rq import Queue
 from conftest import TEST_WEBHOOK_KEY
 from inbox import history
 from inbox.connection import Connections
-from inbox.embedded import free_port
+from cli.dev.embedded import free_port
 from inbox.feed import Consumer
 from inbox.figures import Figures
 from inbox.rediskeys import RedisKeys
