@@ -1,4 +1,4 @@
-"""``metriport-inbox unreadable``: the signed webhook bodies whose message could not be read.
+"""``metriport-inbox unreadable-webhooks``: the signed webhook bodies whose message could not be read.
 
 The receiver keeps such a body (sealed when encryption is on, for 7 days) and queues an
 immediate reconcile run instead of refusing it (docs/webhook.md). The list shows ids, reasons,
@@ -17,7 +17,7 @@ from inbox.store import Store
 
 @click.command()
 @click.option("--show", "show_id", metavar="ID", help="Print the kept body with this id.")
-def unreadable(show_id):
+def unreadable_webhooks(show_id):
     """List the kept unreadable message.received bodies, or print one with --show ID."""
     settings = load_settings()
     store = Store(settings)

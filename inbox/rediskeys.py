@@ -71,8 +71,8 @@ class RedisKeys:
     def reconcile_again(self):
         return self._key("reconcile", "again")
 
-    def unreadable(self, delivery_id):
-        return self._key("unreadable", delivery_id)
+    def unreadable_webhook(self, delivery_id):
+        return self._key("webhook", "unreadable", delivery_id)
 
     @property
     def reconcile_runs(self):

@@ -746,7 +746,7 @@ class Store:
         The body is encrypted when keys are set (the id is its associated data) and never
         logged; ``unreadable:<reason>`` is counted in the same round trip.
         """
-        key = self.redis_keys.unreadable(quarantine_id)
+        key = self.redis_keys.unreadable_webhook(quarantine_id)
         with translate_errors("keep an unreadable webhook body"):
             pipe = self.client.pipeline(transaction=False)
             pipe.hset(key, mapping={"r": self.vault.seal(quarantine_id, body), "why": reason,
@@ -757,7 +757,7 @@ class Store:
 
     def quarantined(self):
         """``[(id, reason, at ms, bytes, ttl seconds)]`` of the kept bodies, oldest first."""
-        prefix = self.redis_keys.unreadable("")
+        prefix = self.redis_keys.unreadable_webhook("")
         with translate_errors("list unreadable webhook bodies"):
             keys = sorted(self.client.scan_iter(match=self.redis_keys.pattern_of(prefix), count=1000))
             pipe = self.client.pipeline(transaction=False)
@@ -775,7 +775,7 @@ class Store:
     def quarantined_body(self, quarantine_id):
         """The opened body kept as ``quarantine_id``, or None when it is gone (expired)."""
         with translate_errors("read an unreadable webhook body"):
-            blob = self.client.hget(self.redis_keys.unreadable(quarantine_id), "r")
+            blob = self.client.hget(self.redis_keys.unreadable_webhook(quarantine_id), "r")
         return None if blob is None else self.vault.open(quarantine_id, blob)
 
     def checkpoint(self, direction):

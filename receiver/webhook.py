@@ -37,7 +37,7 @@ RECONCILE_JOB = "worker.jobs.reconcile"
 #: why a signed ``message.received`` body could not be read: kept, counted, answered 202, and an
 #: incremental reconciliation queued, instead of refused (Metriport publishes no schema for it)
 UNREADABLE = frozenset({"no_message", "not_an_object", "missing_id", "invalid_id"})
-#: how long an unreadable body is kept for an operator (``metriport-inbox unreadable``)
+#: how long an unreadable body is kept for an operator (``metriport-inbox unreadable-webhooks``)
 UNREADABLE_TTL_SECONDS = 7 * 24 * 3600
 
 bp = Blueprint("webhook", __name__)

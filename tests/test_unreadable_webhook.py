@@ -95,12 +95,12 @@ def test_unknown_shape_is_stored_by_the_immediate_run_within_10_s(settings, rece
         assert store.stats()["unreadable:missing_id"] == 1
         # the operator's view: ids and reasons in the list, the body only when asked for
         env = environment(walking)
-        listed = subprocess.run([BIN / "metriport-inbox", "unreadable"], env=env,
+        listed = subprocess.run([BIN / "metriport-inbox", "unreadable-webhooks"], env=env,
                                 capture_output=True, text=True, timeout=60)
         kept = response.json()["kept"]
         assert listed.returncode == 0 and f"{kept} missing_id" in listed.stdout
         assert "new-mail" not in listed.stdout
-        shown = subprocess.run([BIN / "metriport-inbox", "unreadable", "--show", kept], env=env,
+        shown = subprocess.run([BIN / "metriport-inbox", "unreadable-webhooks", "--show", kept], env=env,
                                capture_output=True, text=True, timeout=60)
         assert shown.returncode == 0 and "new-mail" in shown.stdout
         print(f"unknown-shape delivery to stored message: {elapsed:.2f} s")

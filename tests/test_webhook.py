@@ -290,7 +290,7 @@ def test_unreadable_body_is_sealed_when_keys_are_set(settings, redis_client):
     client = create_app(ring).test_client()
     body = event_body("message.received", payload={"subject": "CANARY-subject", "body": "x"})
     answer = post(client, body).get_json()
-    kept = Store(ring).redis_keys.unreadable(answer["kept"])
+    kept = Store(ring).redis_keys.unreadable_webhook(answer["kept"])
     raw = redis_client.hget(kept, "r")
     assert b"CANARY" not in raw and raw[0] == 1
     assert Store(ring).quarantined_body(answer["kept"]) == body
