@@ -29,7 +29,10 @@ from chaos.harness import feed_events
 from chaos.harness import kill9
 from chaos.harness import wait_until
 from conftest import TEST_WEBHOOK_KEY
+from inbox.connection import Connections
 from inbox.crypto import keygen
+from inbox.feed import Feed
+from inbox.rediskeys import RedisKeys
 from inbox.runs import RunLog
 from inbox.settings import Settings
 from inbox.store import Store
@@ -101,12 +104,13 @@ def _operate(deployment, sim):
     _converge(deployment, sim)
 
     # encryption on, then rotated, while the clock runs: not one feed entry
-    entries = deployment.store.client.xlen(deployment.store.redis_keys.feed)
+    feed = Feed(deployment.store.settings)
+    entries = feed.length()
     first = keygen("k1")
     _switch_keys(deployment, first)
     second = keygen("k2")
     _switch_keys(deployment, f"{second},{first}")
-    assert deployment.store.client.xlen(deployment.store.redis_keys.feed) == entries
+    assert feed.length() == entries
     _converge(deployment, sim)
 
     # the store's Redis full: 503 store_full and not ready, then room made, then retried
@@ -138,7 +142,7 @@ def _kill_worker_mid_walk(deployment):
     assert worker.popen.returncode == -signal.SIGKILL
     wait_until(lambda: not [pid for pid in below if alive(pid)], timeout=10,
                what="the work horse to die")
-    store.client.delete(store.redis_keys.reconcile_lock)
+    Connections(store.settings).store.delete(RedisKeys(store.settings.namespace).reconcile_lock)
     deployment.start("worker")
 
 
