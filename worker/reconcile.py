@@ -213,6 +213,8 @@ class Reconciliation:
                 "page_too_large",
             )
         ids = tuple(item.get("id") if isinstance(item, dict) else None for item in page.items)
+        if not any(isinstance(i, str) for i in ids):
+            ids = ()  # a page without a single id says nothing about where the walk is
         repeated = page.next_url is not None and _canonical(page.next_url) in seen_urls
         if repeated or (ids and ids in seen_pages):
             return True
