@@ -47,5 +47,6 @@ class _EntryPointGroup(click.Group):
 
 
 @click.group(cls=_EntryPointGroup)
+@click.version_option(package_name="metriport-inbox", prog_name="metriport-inbox")
 def main():
     """metriport-inbox: a complete, deduplicated Redis copy of your Metriport secure messages."""

@@ -5,13 +5,11 @@ commands never pay for requests or RQ, and nothing here imports Flask.
 """
 
 import json
-import logging
 import sys
 
 import click
 
 from cli.environment import load_settings
-from cli.environment import warn_if_unencrypted
 from inbox.runs import RunOutcome
 from inbox.settings import DIRECTIONS
 
@@ -20,12 +18,24 @@ EXIT_STATUS = {RunOutcome.COMPLETED: 0, RunOutcome.FAILED: 1, RunOutcome.BUDGET_
                RunOutcome.SKIPPED: 4}
 
 
-def _log_to_stderr(level=logging.INFO):
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    logger = logging.getLogger("worker")
-    logger.addHandler(handler)
-    logger.setLevel(level)
+def _log_to_stderr():
+    """JSON lines on stderr through the project's one logging configuration (RQ's own too:
+    with a handler on the root logger, RQ adds none of its own)."""
+    from inbox import logs
+
+    logs.configure()
+
+
+def _start_logging(settings):
+    """JSON logging first, so the encryption warning is a JSON line like every other one."""
+    import logging
+
+    from inbox.crypto import encryption_warning
+
+    _log_to_stderr()
+    warning = encryption_warning(settings)
+    if warning:
+        logging.getLogger("metriport_inbox.worker").warning(warning)
 
 
 @click.command()
@@ -44,10 +54,9 @@ def worker(burst, clock):
     from worker.client import require_api_key
 
     require_api_key(settings)
-    warn_if_unencrypted(settings)
+    _start_logging(settings)
     connections = Connections(settings)
     connections.queue  # a cluster URL for the queue is a configuration error: say so now
-    _log_to_stderr()
     if clock:
         from worker.schedule import scheduler
 
@@ -78,8 +87,7 @@ def reconcile(once, full, direction, as_json):
     from worker.reconcile import run
 
     require_api_key(settings)
-    warn_if_unencrypted(settings)
-    _log_to_stderr()
+    _start_logging(settings)
     summary = run(settings, mode="full" if full else "incremental",
                   directions=(direction,) if direction else None).as_dict()
     if as_json:

@@ -21,6 +21,8 @@ from inbox.store import Store
 REJECTED_PREFIX = "rejected:"
 #: counters named ``unreadable:<reason>`` count records a read met but could not open
 UNREADABLE_PREFIX = "unreadable:"
+#: counters named ``runs:<outcome>`` count reconcile runs by outcome
+RUNS_PREFIX = "runs:"
 
 
 def safe_code(value):

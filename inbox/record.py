@@ -1,8 +1,8 @@
 """The stored record's packed field ``m``: its layout, parse and pack, defined once for both languages.
 
 A record is the hash ``{ns}:msg:<id>`` with three fields: ``r`` the resource blob, ``h`` its
-digest and ``m`` everything else packed as ``|``-joined text in the order of ``FIELDS``. Three
-fields instead of twelve because a hash holding a ~1 KB value is a hashtable in Redis, where
+digest and ``m`` everything else packed as ``|``-joined text in the order of ``FIELDS`` (plus
+``x``, the record's capped history, read by ``inbox.history``). Three fields instead of twelve because a hash holding a ~1 KB value is a hashtable in Redis, where
 each field costs about 64 bytes (docs/store.md, "Keys").
 
 Python reads ``m`` through ``Meta.unpack`` (and ``unpack_routing`` for the two index fields); the Lua

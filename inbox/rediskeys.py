@@ -44,6 +44,14 @@ class RedisKeys:
     def stats(self):
         return self._key("stats")
 
+    def webhooks_hour(self, hour):
+        """Webhook answers of one UTC hour (``hour``: whole hours since the epoch)."""
+        return self._key("webhooks", "hour", str(hour))
+
+    @property
+    def unreadable(self):
+        return self._key("unreadable")
+
     @property
     def reconcile_lock(self):
         return self._key("reconcile", "lock")

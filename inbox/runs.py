@@ -12,6 +12,8 @@ import datetime
 import enum
 import json
 
+from inbox.connection import translate_errors
+
 #: runs kept in the run list
 RUNS_KEPT = 100
 
@@ -160,9 +162,15 @@ class RunLog:
         self.store = store
 
     def append(self, run):
-        """Record ``run`` as the newest; the list keeps the last ``RUNS_KEPT``."""
+        """Record ``run`` as the newest (the list keeps the last ``RUNS_KEPT``) and count it by
+        outcome (``runs:<outcome>``, the ``/metrics`` counter), in one round trip."""
+        pipe = self.store.pipeline()
         self.store.append_run(json.dumps(run.as_dict()), RUNS_KEPT,
-                              {"last_outcome": run.outcome.value, "last_ended": run.ended})
+                              {"last_outcome": run.outcome.value, "last_ended": run.ended},
+                              pipeline=pipe)
+        self.store.count_event(f"runs:{run.outcome.value}", pipeline=pipe)
+        with translate_errors("record the run"):
+            pipe.execute()
 
     def recent(self, limit=5):
         """The last ``limit`` runs, newest first; a record this module did not write is skipped."""

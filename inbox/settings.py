@@ -49,6 +49,7 @@ class Settings:
     api_key: str | None = None
     api_url: str = "https://api.metriport.com"
     inbox_api_keys: tuple[str, ...] = ()
+    operator_keys: tuple[str, ...] = ()
     encryption_keys: tuple[tuple[str, bytes], ...] = ()
     reconcile_interval: int = 300
     reconcile_full_interval: int = 86400
@@ -250,6 +251,7 @@ _VARIABLES = (
     ("METRIPORT_API_KEY", "api_key", _text),
     ("METRIPORT_API_URL", "api_url", _http_url),
     ("INBOX_API_KEYS", "inbox_api_keys", _key_list),
+    ("INBOX_OPERATOR_KEYS", "operator_keys", _key_list),
     ("INBOX_ENCRYPTION_KEYS", "encryption_keys", _key_ring),
     ("RECONCILE_INTERVAL", "reconcile_interval", _positive_int),
     ("RECONCILE_FULL_INTERVAL", "reconcile_full_interval", _positive_int),

@@ -19,6 +19,7 @@ from inbox.connection import translate_errors
 from inbox.crypto import Vault
 from inbox.errors import DecryptionError
 from inbox.errors import InvalidMessage
+from inbox.errors import StoreUnavailable
 from inbox.groupcommit import GroupCommit
 from inbox.rediskeys import RedisKeys
 from inbox.normalize import MEANING_VERSION
@@ -413,8 +414,14 @@ class Store:
 
         Raises ``DecryptionError`` for a record that cannot be opened.
         """
-        rows = self._rows(message_ids)
-        return [self._stored(i, row) if _live(row) else None for i, row in zip(message_ids, rows)]
+        stored = []
+        for message_id, row in zip(message_ids, self._rows(message_ids)):
+            try:
+                stored.append(self._stored(message_id, row) if _live(row) else None)
+            except DecryptionError:
+                self._note_unreadable(message_id)
+                raise
+        return stored
 
     def open_many(self, message_ids):
         """Like ``get_many``, but a record that cannot be opened comes back as ``Unreadable``.
@@ -426,6 +433,7 @@ class Store:
             try:
                 opened.append(self._stored(message_id, row) if _live(row) else None)
             except DecryptionError as exc:
+                self._note_unreadable(message_id)
                 opened.append(Unreadable(message_id, exc.code))
             except ValueError:  # opened, but not JSON
                 opened.append(Unreadable(message_id, "record_unreadable"))
@@ -437,6 +445,49 @@ class Store:
             for message_id in message_ids:
                 pipe.hgetall(self.redis_keys.msg(message_id))
             return pipe.execute()
+
+    def _note_unreadable(self, message_id):
+        """Remember a record that failed to open, for the console and metrics (best effort)."""
+        try:
+            with translate_errors("note an unreadable record"):
+                self.client.sadd(self.redis_keys.unreadable, message_id)
+        except StoreUnavailable:
+            pass
+
+    def unreadable(self, limit=1000):
+        """Ids of records that failed to open and still do (each one tried again now).
+
+        Reads add ids as they fail (``get_many``); a record since rewritten, resealed by ``rekey``
+        or deleted is dropped from the set here, so the count heals by itself.
+        """
+        with translate_errors("read unreadable records"):
+            _, members = self.client.sscan(self.redis_keys.unreadable, 0, count=limit)
+            ids = sorted(m.decode() for m in members)[:limit]
+            pipe = self.client.pipeline(transaction=False)
+            for message_id in ids:
+                pipe.hget(self.redis_keys.msg(message_id), "r")
+            blobs = pipe.execute()
+        still, healed = [], []
+        for message_id, blob in zip(ids, blobs):
+            try:
+                if blob is None:
+                    raise LookupError
+                self.vault.open(message_id, blob)
+                healed.append(message_id)
+            except DecryptionError:
+                still.append(message_id)
+            except LookupError:
+                healed.append(message_id)
+        if healed:
+            with translate_errors("update unreadable records"):
+                self.client.srem(self.redis_keys.unreadable, *healed)
+        return still
+
+    def history(self, message_id):
+        """``(exists, history text)`` of a record: its field ``x`` (``inbox.history`` parses it)."""
+        with translate_errors("read a message's history"):
+            meta, text = self.client.hmget(self.redis_keys.msg(message_id), "m", "x")
+        return meta is not None, text.decode() if text else ""
 
     def routing_many(self, message_ids):
         """``(direction, patient)`` of each message, None where unknown, without opening resources.

@@ -9,6 +9,7 @@ registered by its ``init_app(app)``, wired here in order. gunicorn calls
 from flask import Flask
 
 from inbox.settings import Settings
+from receiver import console
 from receiver import errors
 from receiver import feed_api
 from receiver import health
@@ -36,4 +37,5 @@ def create_app(settings=None):
     feed_api.init_app(app)
     metrics.init_app(app)
     openapi.init_app(app)
+    console.init_app(app)
     return app

@@ -20,15 +20,25 @@ Each value can be overridden from the environment or the command line (``--bind`
 """
 
 import os
+import shutil
 import sys
+import tempfile
 
 from inbox.errors import InboxError
+
+# prometheus_client picks its multiprocess mode when it is first imported, which preload_app
+# does in this master before any worker forks: the directory must be known by then. Each
+# worker writes its counters and histograms to files there; /metrics sums them.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="metriport-inbox-metrics-")
 
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
 if worker_class == "gevent":
     from gevent import monkey
 
     monkey.patch_all()
+
+from inbox import logs  # noqa: E402  (after the patch, like everything the app imports)
 
 #: HOST and PORT from the environment; loopback unless told otherwise (platforms that route
 #: traffic to $PORT set HOST=0.0.0.0, as the Procfile does)
@@ -53,9 +63,33 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # server and its tests) would fight over it, and nothing here uses it.
 control_socket_disable = True
 # receiver.requestlog writes one JSON line per request; gunicorn's access log would repeat it.
+# gunicorn's error log goes through the project's one logging configuration (JSON lines).
 accesslog = None
 errorlog = "-"
 loglevel = "info"
+logconfig_dict = logs.config()
+
+
+def on_starting(server):
+    """Start with no counters left by an earlier server that used the same metrics directory."""
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(directory, name))
+
+
+def child_exit(server, worker):
+    """A dead worker's live gauges stop counting (its counters and histograms stay summed)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics directory this config made (one given in the environment stays)."""
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    if os.path.basename(directory).startswith("metriport-inbox-metrics-"):
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _one_line(exc_type, exc, tb):

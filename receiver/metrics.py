@@ -1,26 +1,48 @@
-"""``GET /metrics``: Prometheus text, computed from Redis at scrape time.
+"""``GET /metrics``: Prometheus text; answers 200 even while Redis is down (``redis_up 0``).
 
-Each gunicorn worker and the RQ worker increment the shared ``{ns}:stats`` hash, so a custom
-collector that reads it (instead of per-process ``prometheus_client`` counters) reports the same
-totals whichever worker answers the scrape. Labels are codes and group names only, never ids or
-message content.
+Two kinds of figures:
+
+- per-process ones measured where the request is served: request counts by route, method and
+  status, and the webhook latency histogram. Under gunicorn they use prometheus_client's
+  multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by ``receiver/gunicorn.conf.py``), so any
+  worker answering the scrape reports the sum over all workers;
+- shared ones read from Redis at scrape time (the ``{ns}:stats`` counters every process
+  increments, the reconcile runs, the feed, memory, the job queue, the persistence check), the
+  same whichever process answers. Redis is pinged first on a short timeout: when it does not
+  answer, only ``redis_up 0`` and the Redis-free figures are reported, so alerts can fire on it.
+
+Labels are codes, routes and group names only, never ids or message content. ``process_*``
+describes the process that answered.
 """
 
+import os
 import time
 
 from flask import Blueprint
 from flask import Response
+from flask import g
+from flask import request
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client import CollectorRegistry
+from prometheus_client import Counter
+from prometheus_client import Histogram
+from prometheus_client import ProcessCollector
 from prometheus_client import generate_latest
+from prometheus_client import multiprocess
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.core import GaugeMetricFamily
 
+from inbox import persistence
+from inbox.connection import translate_errors
+from inbox.errors import StoreUnavailable
 from inbox.figures import REJECTED_PREFIX
+from inbox.figures import RUNS_PREFIX
 from inbox.figures import UNREADABLE_PREFIX
 from inbox.figures import Figures
 from inbox.figures import safe_code
+from inbox.jobs import Jobs
 from inbox.store import Outcome
+from inbox.store import Store
 from inbox.store import Via
 from receiver.resources import resources
 
@@ -28,25 +50,62 @@ PREFIX = "metriport_inbox"
 
 bp = Blueprint("metrics", __name__)
 
+#: not registered globally: each app's scrape registry adds them (or reads the multiprocess files)
+REQUESTS = Counter(
+    f"{PREFIX}_http_requests", "HTTP requests answered, by route, method and status.",
+    ["route", "method", "status"], registry=None,
+)
+WEBHOOK_SECONDS = Histogram(
+    f"{PREFIX}_webhook_duration_seconds", "Time to answer POST /webhook (Metriport waits 4 s).",
+    ["status"], registry=None,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0),
+)
+
 
 class InboxCollector:
     """A ``prometheus_client`` collector over the shared figures of one namespace."""
 
-    def __init__(self, figures):
-        self.figures = figures
+    def __init__(self, settings, connections, ping_client):
+        self.settings = settings
+        self.client = connections.store
+        self.figures = Figures(settings, client=connections.store)
+        self.store = Store(settings, client=connections.store)
+        self.jobs = Jobs(settings, connections.queue)
+        self.ping_client = ping_client
 
     def collect(self):
-        counters = self.figures.counters()
-        yield from self._messages(counters)
-        yield from self._rejections(counters)
-        yield from self._reconcile()
-        yield from self._feed()
-        yield from self._memory()
+        up = GaugeMetricFamily(f"{PREFIX}_redis_up", "1 when the store's Redis answers a ping.")
+        try:
+            with translate_errors("ping for metrics"):
+                self.ping_client.ping()
+            # gathered before the first yield: an outage half-way still gives a whole answer
+            families = list(self._from_redis())
+        except StoreUnavailable:
+            families = []
+        up.add_metric([], 1 if families else 0)
+        yield up
+        yield from families
         encryption = GaugeMetricFamily(
             f"{PREFIX}_encryption_enabled", "1 when records are encrypted at rest."
         )
-        encryption.add_metric([], 1 if self.figures.settings.encryption_on else 0)
+        encryption.add_metric([], 1 if self.settings.encryption_on else 0)
         yield encryption
+
+    def _from_redis(self):
+        counters = self.figures.counters()
+        yield from self._messages(counters)
+        yield from self._rejections(counters)
+        yield from self._reconcile(counters)
+        yield from self._feed()
+        yield from self._memory()
+        yield from self._jobs()
+        yield from self._persistence()
+        unreadable = GaugeMetricFamily(
+            f"{PREFIX}_unreadable_records",
+            "Stored records that failed to open when read and still do (wrong key, tampered).",
+        )
+        unreadable.add_metric([], len(self.store.unreadable()))
+        yield unreadable
 
     def _messages(self, counters):
         messages = CounterMetricFamily(
@@ -81,13 +140,15 @@ class InboxCollector:
             labels=["reason"],
         ))
 
-    def _reconcile(self):
+    def _reconcile(self, counters):
+        yield _by_reason(counters, RUNS_PREFIX, CounterMetricFamily(
+            f"{PREFIX}_reconcile_runs", "Reconcile runs, by outcome.", labels=["outcome"],
+        ))
         runs = self.figures.runs(limit=1)
         last = runs[0] if runs else None
         success = GaugeMetricFamily(
             f"{PREFIX}_reconcile_last_run_success",
             "1 when the last reconcile run succeeded, 0 when it failed (absent before any run).",
-            labels=["outcome"],
         )
         finished = GaugeMetricFamily(
             f"{PREFIX}_reconcile_last_run_timestamp_seconds", "When the last reconcile run ended."
@@ -96,7 +157,7 @@ class InboxCollector:
             f"{PREFIX}_reconcile_last_run_age_seconds", "Seconds since the last reconcile run ended."
         )
         if last is not None:
-            success.add_metric([last.outcome.value], 1 if last.ok else 0)
+            success.add_metric([], 1 if last.ok else 0)
             finished.add_metric([], last.ended_at)
             age.add_metric([], max(0.0, time.time() - last.ended_at))
         yield from (success, finished, age)
@@ -136,6 +197,22 @@ class InboxCollector:
         warning.add_metric([], 1 if memory.warning else 0)
         yield from (used, limit, threshold, warning)
 
+    def _jobs(self):
+        depth = GaugeMetricFamily(f"{PREFIX}_queue_depth", "Jobs waiting in the RQ queue.")
+        depth.add_metric([], self.jobs.depth())
+        failed = GaugeMetricFamily(f"{PREFIX}_jobs_failed", "Jobs in the RQ failed registry.")
+        failed.add_metric([], self.jobs.failed_count())
+        yield from (depth, failed)
+
+    def _persistence(self):
+        check = persistence.check(self.client, self.settings)
+        ok = GaugeMetricFamily(
+            f"{PREFIX}_redis_persistence_ok",
+            "1 when AOF is on, appendfsync is not no and maxmemory-policy does not evict.",
+        )
+        ok.add_metric([], 1 if check.ok else 0)
+        yield ok
+
 
 def _by_reason(counters, prefix, family):
     """``family`` filled from the counters named ``<prefix><reason>``."""
@@ -149,6 +226,20 @@ def _by_reason(counters, prefix, family):
     return family
 
 
+def _start():
+    g.metrics_started = time.perf_counter()
+
+
+def _observe(response):
+    """Count the answer and time the webhook (route templates only: never an id from a path)."""
+    route = request.url_rule.rule if request.url_rule else "unmatched"
+    status = str(response.status_code)
+    REQUESTS.labels(route, request.method, status).inc()
+    if route == "/webhook" and "metrics_started" in g:
+        WEBHOOK_SECONDS.labels(status).observe(time.perf_counter() - g.metrics_started)
+    return response
+
+
 @bp.get("/metrics")
 def metrics():
     """The scrape answer (unauthenticated, like most exporters: it holds no PHI)."""
@@ -159,6 +250,14 @@ def metrics():
 def init_app(app):
     shared = resources(app)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(InboxCollector(Figures(shared.settings, client=shared.connections.store)))
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(REQUESTS)
+        registry.register(WEBHOOK_SECONDS)
+    ProcessCollector(registry=registry)
+    registry.register(InboxCollector(shared.settings, shared.connections, shared.readiness_client))
     shared.metrics_registry = registry
+    app.before_request(_start)
+    app.after_request(_observe)
     app.register_blueprint(bp)

@@ -1,20 +1,23 @@
-"""One structured JSON log line per request: what happened, never what was said.
+"""One structured JSON log line per request, and the request id every log line carries.
 
-Fields: ``route``, ``method``, ``status``, ``reason`` (machine code of an error), ``event``
+The request id is the caller's ``X-Request-ID`` when it looks like an id (a proxy or load balancer
+sets one), else a new one; it is echoed in the response's ``X-Request-ID`` and stamped on every
+log line written while the request is served (``inbox.logs``). Fields of the request line: ``route``, ``method``, ``status``, ``reason`` (machine code of an error), ``event``
 (webhook type), ``delivery`` (Metriport's ``meta.messageId``), ``messages`` (message ids),
 ``bytes`` (body size) and ``ms`` (duration). Views add fields with ``note(...)``; nothing else of
 the request is read, so no body, subject, name or signature can reach a log line.
 """
 
-import json
 import logging
-import sys
 import time
 
 from flask import g
 from flask import request
 
+from inbox import logs
+
 LOGGER = logging.getLogger("metriport_inbox.requests")
+HEADER = "X-Request-ID"
 
 
 def note(**fields):
@@ -34,6 +37,8 @@ def reason():
 
 def _start():
     g.started = time.perf_counter()
+    g.request_id = logs.request_id(request.headers.get(HEADER))
+    g.request_id_token = logs.REQUEST_ID.set(g.request_id)
 
 
 def _write(response):
@@ -47,22 +52,20 @@ def _write(response):
         **g.get("log_fields", {}),
         "ms": round((time.perf_counter() - started) * 1000, 2),
     }
-    LOGGER.info(json.dumps(fields, separators=(",", ":")))
+    LOGGER.info("request", extra=fields)
+    if "request_id" in g:
+        response.headers[HEADER] = g.request_id
     return response
 
 
-def _configure():
-    """Write bare JSON lines to stderr, once per process, beside gunicorn's own log."""
-    if LOGGER.handlers:
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    LOGGER.addHandler(handler)
-    LOGGER.setLevel(logging.INFO)
-    LOGGER.propagate = False
+def _end(exc):
+    token = g.pop("request_id_token", None)
+    if token is not None:
+        logs.REQUEST_ID.reset(token)
 
 
 def init_app(app):
-    _configure()
+    logs.configure()
     app.before_request(_start)
     app.after_request(_write)
+    app.teardown_request(_end)

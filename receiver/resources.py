@@ -32,6 +32,8 @@ class Resources:
     redis_keys: RedisKeys
     #: RQ queue of the worker's fetch jobs (``receiver.webhook``)
     fetch_queue: object = None
+    #: webhook answers per hour, for the console's charts (``receiver.webhook``)
+    traffic: object = None
     #: a store on a short-timeout client of its own, for ``/readyz`` (``receiver.health``)
     readiness_store: Store | None = None
     readiness_client: object = None

@@ -2,11 +2,13 @@
 
 One straight-line view, after pypi/warehouse's secrets webhook: size, signature over the raw
 bytes, parse, then one branch per event type. Every exit has its own status and reason code
-(rejections are counted as ``rejected:<code>``). The hot path of ``message.received`` is one
-HMAC, one JSON parse and one Redis round trip: the records and the delivery ledger go to the
-store in the same atomic call.
+(rejections are counted as ``rejected:<code>``; every answer per hour in ``inbox.traffic``). The
+hot path of ``message.received`` is one HMAC, one JSON parse and one Redis round trip (the
+records and the delivery ledger go to the store in the same atomic call); the hourly counter
+is written after the answer is sent.
 """
 
+import functools
 
 from flask import Blueprint
 from flask import request
@@ -17,10 +19,12 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from inbox.connection import translate_errors
 from inbox.errors import ConfigError
 from inbox.errors import StoreUnavailable
+from inbox.figures import safe_code
 from inbox.signing import HEADER
 from inbox.signing import verify
 from inbox.store import Result
 from inbox.store import Via
+from inbox.traffic import Traffic
 from receiver import events
 from receiver import requestlog
 from receiver.resources import resources
@@ -114,15 +118,37 @@ def _enqueue_fetches(shared, message_ids):
 
 
 @bp.after_request
-def _count_rejection(response):
-    """Count a refused delivery by reason (``rejected:<code>``); best effort, never a new error."""
+def _count_answer(response):
+    """Count the answer for the hourly charts, and a refusal by reason in the totals too.
+
+    An accepted or failed answer is counted once it has been sent (``call_on_close``), so the
+    count adds nothing to the time Metriport waits, and a Redis that hangs cannot hold up an
+    answer (a ping) that needed no Redis. Best effort: a lost count never becomes an error.
+    """
     reason = requestlog.reason()
-    if 400 <= response.status_code < 500 and reason:
-        try:
-            resources().store.count_event(f"rejected:{reason}")
-        except StoreUnavailable:
-            pass
+    status = response.status_code
+    if reason == "store_unavailable":
+        return response
+    if status < 400:
+        field, total = "accepted", None
+    elif status < 500:
+        field = f"rejected:{safe_code(reason or 'other')}"
+        total = field if reason else None
+    else:
+        field, total = f"failed:{safe_code(reason or 'error')}", None
+    count = functools.partial(_count, resources().traffic, field, total)
+    if 400 <= status < 500:
+        count()  # a refusal is counted before it is answered, as it always was (one round trip)
+    else:
+        response.call_on_close(count)
     return response
+
+
+def _count(traffic, field, total):
+    try:
+        traffic.count(field, total)
+    except StoreUnavailable:
+        pass
 
 
 def init_app(app):
@@ -133,5 +159,6 @@ def init_app(app):
             "METRIPORT_WEBHOOK_KEY is not set: the webhook cannot verify Metriport's signature "
             "(copy the key from the Metriport dashboard, Developers page)."
         )
+    shared.traffic = Traffic(shared.settings, shared.connections.store)
     shared.fetch_queue = Queue(shared.settings.queue_name, connection=shared.connections.queue)
     app.register_blueprint(bp)

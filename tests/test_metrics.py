@@ -65,14 +65,15 @@ def test_last_reconcile_run_and_group_lag(settings, store, redis_client):
     RunLog(store).append(finished_run("failed", ended_at=finished - 300))
     RunLog(store).append(finished_run("completed", ended_at=finished))
     _, samples = scrape(settings)
-    assert samples[("metriport_inbox_reconcile_last_run_success", frozenset({("outcome", "completed")}))] == 1
+    assert samples[("metriport_inbox_reconcile_last_run_success", frozenset())] == 1
     assert abs(samples[("metriport_inbox_reconcile_last_run_timestamp_seconds", frozenset())] - finished) < 0.002
+    runs = ("metriport_inbox_reconcile_runs_total", frozenset({("outcome", "completed")}))
+    assert samples[runs] == 1
     age = samples[("metriport_inbox_reconcile_last_run_age_seconds", frozenset())]
     assert 119 <= age < 180
     RunLog(store).append(finished_run("budget_exhausted"))
     _, samples = scrape(settings)
-    assert samples[("metriport_inbox_reconcile_last_run_success",
-                    frozenset({("outcome", "budget_exhausted")}))] == 0
+    assert samples[("metriport_inbox_reconcile_last_run_success", frozenset())] == 0
     assert samples[("metriport_inbox_feed_consumer_lag", frozenset({("group", "search")}))] == 5
     assert samples[("metriport_inbox_feed_consumer_pending", frozenset({("group", "search")}))] == 3
 
@@ -96,9 +97,48 @@ def test_missing_or_odd_run_records_are_tolerated(settings, store, redis_client)
     assert not any(name.startswith("metriport_inbox_reconcile") for name, _ in samples)
 
 
-def test_redis_down_is_a_503(settings):
-    """With Redis unreachable the scrape fails fast with the JSON 503, not a traceback."""
+def test_redis_down_still_answers_with_redis_up_0(settings):
+    """With Redis unreachable the scrape answers 200 and says so, with process figures."""
     app = create_app(settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    started = time.monotonic()
     response = app.test_client().get("/metrics")
-    assert response.status_code == 503
-    assert response.get_json()["error"] == "store_unavailable"
+    assert time.monotonic() - started < 5
+    assert response.status_code == 200
+    text = response.get_data(as_text=True)
+    assert "metriport_inbox_redis_up 0.0" in text
+    assert "process_cpu_seconds_total" in text and "metriport_inbox_feed_length" not in text
+
+
+def test_redis_up_queue_persistence_and_runs_counter(settings, store, redis_client):
+    """redis_up 1, queue depth, failed jobs, the persistence check and runs by outcome."""
+    store.count_event("runs:completed", by=3)
+    store.count_event("runs:failed")
+    _, samples = scrape(settings)
+    assert samples[("metriport_inbox_redis_up", frozenset())] == 1
+    assert samples[("metriport_inbox_queue_depth", frozenset())] == 0
+    assert samples[("metriport_inbox_jobs_failed", frozenset())] == 0
+    assert samples[("metriport_inbox_reconcile_runs_total", frozenset({("outcome", "completed")}))] == 3
+    assert samples[("metriport_inbox_reconcile_runs_total", frozenset({("outcome", "failed")}))] == 1
+    aof = redis_client.info("persistence")["aof_enabled"]
+    policy = redis_client.info("memory")["maxmemory_policy"]
+    expected_ok = int(bool(aof) and policy == "noeviction"
+                      and redis_client.config_get("appendfsync")["appendfsync"] != "no")
+    assert samples[("metriport_inbox_redis_persistence_ok", frozenset())] == expected_ok
+    assert samples[("metriport_inbox_unreadable_records", frozenset())] == 0
+
+
+def test_requests_and_webhook_latency_by_route_and_status(settings):
+    """Every answer is counted by route template and status; the webhook is timed."""
+    client = create_app(settings).test_client()
+    _, before = scrape(settings)
+    client.post("/webhook", data=b"{}", headers={"x-metriport-signature": "bad"})
+    client.get("/healthz")
+    _, after = scrape(settings)
+
+    def delta(name, **labels):
+        key = (name, frozenset(labels.items()))
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert delta("metriport_inbox_http_requests_total", route="/webhook", method="POST", status="401") == 1
+    assert delta("metriport_inbox_http_requests_total", route="/healthz", method="GET", status="200") == 1
+    assert delta("metriport_inbox_webhook_duration_seconds_count", status="401") == 1

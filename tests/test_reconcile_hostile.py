@@ -11,6 +11,8 @@ import sys
 import time
 
 import pytest
+from rq import Queue
+from rq.job import JobStatus
 
 from conftest import reconcile_summary as run
 from hostile_metriport import LIST
@@ -18,6 +20,7 @@ from hostile_metriport import HostileMetriport
 from hostile_metriport import message
 from hostile_metriport import page
 from inbox.rediskeys import RedisKeys
+from inbox.runs import RunLog
 
 KEY = "hostile-api-key"
 FIRST = f"{LIST}?count=10&direction=inbound"
@@ -171,3 +174,26 @@ def test_reconcile_command_against_a_loop_exits_non_zero_within_a_minute_then_co
     assert fixed.returncode == 0, fixed.stderr
     assert fixed.stdout.startswith("completed:")
     assert store.count(store.index_key()) == 19
+
+
+def test_an_rq_job_ends_its_run_before_the_job_timeout_and_frees_the_lock(settings, metriport, store, redis_client):
+    """A killed run left its lock ~150 s; under RQ the run's deadline is 10 s short of the job's."""
+    for n in range(200):
+        query = "count=10&direction=inbound" if n == 0 else f"fromItem=m-{n:03d}&count=10&direction=inbound"
+        metriport.routes[f"{LIST}?{query}"] = metriport.slow_json(
+            page(metriport.base, [message(f"m-{n:03d}")], f"fromItem=m-{n + 1:03d}&count=10&direction=inbound"), 0.3)
+    queue = Queue(settings.queue_name, connection=redis_client)
+    job = queue.enqueue("worker.jobs.reconcile", mode="full", job_timeout=13)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("METRIPORT_", "RECONCILE_", "INBOX_"))}
+    env.update(REDIS_URL=settings.redis_url, INBOX_NAMESPACE=settings.namespace, METRIPORT_API_KEY=KEY,
+               METRIPORT_API_URL=metriport.base, RECONCILE_DIRECTIONS="inbound", RECONCILE_PAGE_SIZE="10")
+    subprocess.run([str(COMMAND), "worker", "--burst"], env=env, capture_output=True, timeout=90,
+                   stdin=subprocess.DEVNULL)
+    job.refresh()
+    assert job.get_status() == JobStatus.FAILED
+    assert "The run reached its deadline" in job.latest_result().exc_string
+    assert "JobTimeoutException" not in job.latest_result().exc_string
+    last = RunLog(store).recent(1)[0]
+    assert (last.outcome.value, last.error["code"]) == ("failed", "run_deadline")
+    assert last.seconds < 10
+    assert lock_and_cursor(redis_client, settings)[0] is None

@@ -272,17 +272,20 @@ def test_a_tombstone_stays_one_after_the_key_ring_changes(settings, store):
 
 
 def test_a_tombstone_is_small_and_keeps_the_history(settings, store, redis_client):
-    """Only the blob and what the tombstone does not need go: a field of the message's history
-    stays for `trace`; without one the tombstone is in Redis's compact hash encoding."""
+    """Only the blob and what the tombstone does not need go: the message's history stays for
+    `trace`."""
     sent = iso(int(time.time() * 1000) - 40 * DAY_MS)
     store.upsert([normalize(message(f"t-{i}", sentAt=sent, updatedAt=sent)) for i in (1, 2)],
                  via=Via.WEBHOOK)
     keys = RedisKeys(settings.namespace)
-    redis_client.hset(keys.msg("t-2"), "x", "1|created|webhook|1|completed")  # a history field
+    history = redis_client.hget(keys.msg("t-1"), "x")  # written by the upsert (inbox.history)
+    assert history.split(b"|")[1:3] == [b"created", b"webhook"]
+    redis_client.hset(keys.msg("t-2"), "x", "1|created|webhook|1|completed")  # a longer one
     assert expire(store, retention_days=30).expired == 2
     plain = redis_client.hgetall(keys.msg("t-1"))
-    assert sorted(plain) == [b"e", b"h", b"m"]
-    assert redis_client.object("encoding", keys.msg("t-1")) in (b"ziplist", b"listpack")
-    assert redis_client.memory_usage(keys.msg("t-1")) < 300
+    assert sorted(plain) == [b"e", b"h", b"m", b"x"] and plain[b"x"] == history
+    # One history event is just over Redis's 64-byte listpack value limit: the tombstone is a
+    # hashtable of about 600 bytes with it (about 240 without, measured on 7.0)
+    assert redis_client.memory_usage(keys.msg("t-1")) < 800
     assert redis_client.hget(keys.msg("t-2"), "x") == b"1|created|webhook|1|completed"
     assert b"r" not in redis_client.hgetall(keys.msg("t-2"))

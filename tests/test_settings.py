@@ -38,6 +38,8 @@ BAD_SETTINGS = [
     ("RECONCILE_PAGE_SIZE", "501"),
     ("RECONCILE_STOP_AFTER", "never"),
     ("RECONCILE_REQUEST_BUDGET", "1e3"),
+    ("RECONCILE_DEADLINE", "0"),
+    ("RECONCILE_DEADLINE", "30m"),
     ("METRIPORT_RATE_LIMIT", "-1"),
     ("METRIPORT_RATE_LIMIT", "fast"),
     ("METRIPORT_WEBHOOK_AUTO_RETRY", "maybe"),
@@ -90,6 +92,7 @@ def test_good_values_are_parsed_into_types():
         "METRIPORT_API_URL": "https://api.sandbox.metriport.com/",
         "INBOX_ENCRYPTION_KEYS": f"k2:{KEY}, k1:{OTHER_KEY}",
         "RECONCILE_INTERVAL": " 60 ",
+        "RECONCILE_DEADLINE": "600",
         "RECONCILE_DIRECTIONS": "outbound",
         "METRIPORT_RATE_LIMIT": "2.5",
         "METRIPORT_WEBHOOK_AUTO_RETRY": "Yes",
@@ -99,6 +102,7 @@ def test_good_values_are_parsed_into_types():
     assert [kid for kid, _ in settings.encryption_keys] == ["k2", "k1"]
     assert settings.encryption_keys[0][1] == bytes(range(32))
     assert (settings.reconcile_interval, settings.metriport_rate_limit) == (60, 2.5)
+    assert settings.reconcile_deadline == 600
     assert settings.reconcile_directions == ("outbound",)
     assert settings.webhook_auto_retry is True
     assert settings.queue_redis_url == "unix:///tmp/redis.sock"

@@ -297,12 +297,12 @@ def test_feed_is_trimmed_near_its_cap(settings):
     assert raw_client(store).xlen(raw_keys(store).feed) < 400
 
 
-def test_record_is_three_hash_fields(store):
-    """A record is r (blob), h (digest) and m (packed routing fields): small, and rekey-compatible."""
+def test_record_is_four_hash_fields(store):
+    """A record is r (blob), h (digest), m (packed routing fields) and x (history): small."""
     resource = message("communication", patient="p-1")
     put(store, resource)
     row = raw_client(store).hgetall(raw_keys(store).msg(resource["id"]))
-    assert set(row) == {b"r", b"h", b"m"}
+    assert set(row) == {b"r", b"h", b"m", b"x"}
     assert row[b"h"] == b"3" + Vault(store.settings.encryption_keys).digests(normalize(resource).meaning, "m1")[0].encode()
     version, direction, patient, *_, status = row[b"m"].decode().split("|")
     assert (version, direction, patient, status) == ("1", "inbound", "p-1", "completed")

@@ -20,6 +20,7 @@ from inbox.rediskeys import RedisKeys
 from inbox.signing import HEADER
 from inbox.store import Via
 from receiver import create_app
+from inbox import logs
 from receiver import requestlog
 from receiver.webhook import FETCH_JOB
 from webhook_helpers import compact
@@ -303,7 +304,9 @@ def log_lines():
     """Every request log line written during the test, parsed."""
     lines = []
     handler = logging.Handler()
-    handler.emit = lambda record: lines.append(json.loads(record.getMessage()))
+    handler.addFilter(logs.RequestIdFilter())
+    handler.setFormatter(logs.formatter())
+    handler.emit = lambda record: lines.append(json.loads(handler.format(record)))
     requestlog.LOGGER.addHandler(handler)
     yield lines
     requestlog.LOGGER.removeHandler(handler)
@@ -319,6 +322,17 @@ def test_one_structured_log_line_per_request(client, log_lines, signed_post):
     assert accepted["messages"] == [RECEIVED_ID]
     assert accepted["bytes"] == len(fixture_bytes(RECEIVED)) and accepted["ms"] >= 0
     assert (refused["status"], refused["reason"]) == (400, "not_an_object")
+    assert {"time", "level", "logger", "request_id"} <= accepted.keys()
+    assert accepted["request_id"] != refused["request_id"]
+
+
+def test_request_id_is_taken_from_the_header_or_made_and_echoed(client, log_lines):
+    """X-Request-ID is reused when sane, else generated; either way echoed and logged."""
+    given = client.get("/healthz", headers={"X-Request-ID": "edge-42"})
+    made = client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
+    assert given.headers["X-Request-ID"] == "edge-42"
+    assert made.headers["X-Request-ID"] not in ("", "bad id with spaces")
+    assert [line["request_id"] for line in log_lines] == ["edge-42", made.headers["X-Request-ID"]]
 
 
 def test_unexpected_error_is_json_500_without_its_message(settings, log_lines, caplog):
@@ -332,6 +346,8 @@ def test_unexpected_error_is_json_500_without_its_message(settings, log_lines, c
     response = app.test_client().get("/boom")
     assert (response.status_code, response.get_json()["error"]) == (500, "internal_error")
     assert log_lines[0]["reason"] == "internal_error"
+    unexpected = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(unexpected) == 1 and unexpected[0].request_id == log_lines[0]["request_id"]
     assert "ValueError" in caplog.text and "CANARY" not in caplog.text
     assert "CANARY" not in response.get_data(as_text=True)
 

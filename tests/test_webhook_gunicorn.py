@@ -196,3 +196,46 @@ def test_hung_redis_is_503_within_two_seconds(server, redis_server):
         redis_server.process.send_signal(signal.SIGCONT)
     assert (status, answer["error"]) == (503, "store_unavailable")
     assert elapsed < 2.0
+
+
+def get(port, path, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read().decode()
+    finally:
+        conn.close()
+
+
+def test_metrics_answer_while_redis_is_down_with_counts_of_every_worker(server, redis_server):
+    """/metrics: 200 and redis_up 0 with Redis stopped; request counts summed across workers."""
+    port, _ = server
+    body = event_body("message.received", payload=message())
+    request(port, body, headers_for(body))
+    try:
+        redis_server.stop()
+        started = time.monotonic()
+        status, headers, text = get(port, "/metrics")
+        elapsed = time.monotonic() - started
+    finally:
+        redis_server.start()
+    assert status == 200 and elapsed < 5
+    assert "metriport_inbox_redis_up 0.0" in text
+    assert 'metriport_inbox_http_requests_total{method="POST",route="/webhook",status="200"}' in text
+    assert "metriport_inbox_webhook_duration_seconds_bucket" in text
+    _, _, text = get(port, "/metrics")
+    assert "metriport_inbox_redis_up 1.0" in text
+
+
+def test_every_log_line_is_json_with_a_request_id(server):
+    """gunicorn's own lines and the app's are JSON; a request's line carries its X-Request-ID."""
+    port, log_path = server
+    status, headers, _ = get(port, "/healthz", {"X-Request-ID": "trace-me-7"})
+    assert status == 200 and headers["X-Request-ID"] == "trace-me-7"
+    time.sleep(0.2)
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
+    assert any(line["logger"].startswith("gunicorn") for line in lines)
+    assert any(line.get("request_id") == "trace-me-7" and line.get("route") == "/healthz"
+               for line in lines)

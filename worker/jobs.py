@@ -16,6 +16,17 @@ log = logging.getLogger("worker.jobs")
 JOB_TIMEOUT_MARGIN = 10
 
 
+def _tag_logs():
+    """Stamp this job's log lines with its RQ job id, as a request's carry its request id."""
+    from rq import get_current_job
+
+    from inbox import logs
+
+    job = get_current_job()
+    if job is not None:
+        logs.REQUEST_ID.set(job.id)
+
+
 def reconcile(mode="incremental", directions=None):
     """One reconciliation run (see ``worker.reconcile``); returns its record (``Run.as_dict``).
 
@@ -27,6 +38,7 @@ def reconcile(mode="incremental", directions=None):
     from inbox.runs import RunOutcome
     from worker.reconcile import run
 
+    _tag_logs()
     job = get_current_job()
     timeout = job.timeout if job is not None and isinstance(job.timeout, (int, float)) else None
     deadline = max(1, timeout - JOB_TIMEOUT_MARGIN) if timeout and timeout > 0 else None
@@ -57,6 +69,7 @@ def fetch_message(message_id):
     from inbox.store import Via
     from worker.client import MetriportClient
 
+    _tag_logs()
     settings = Settings.from_env()
     with MetriportClient(settings) as client:
         body = client.get_message(message_id)

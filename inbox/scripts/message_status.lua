@@ -14,7 +14,9 @@ KEYS
 ARGV
   1  id   2 via   3 now ms   4 feed length cap   5 status   6 as-of ms (the status time)
 
-The record's packed field m and the rule for "newer" come from the prelude record.lua.
+The record's packed field m, its history x and the rule for "newer" come from the prelude
+record.lua; every status delivery to a stored record adds a history event (status,
+status-duplicate, status-stale).
 
 Returns "unknown" when no record exists (nothing written), and also for an expired record
 (a tombstone, see messages_upsert.lua) whose status changes: its content is gone, so the caller
@@ -26,7 +28,7 @@ back).
 local msg, feed, stats = KEYS[1], KEYS[2], KEYS[3]
 local id, via, now, maxlen, status, as_of = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
-local m, gone = unpack(redis.call('HMGET', msg, 'm', 'e'))
+local m, gone, x, h = unpack(redis.call('HMGET', msg, 'm', 'e', 'x', 'h'))
 if gone == 'forgotten' then
   redis.call('HINCRBY', stats, 'forgotten', 1)
   return 'forgotten'
@@ -45,12 +47,17 @@ else
   record.version = tonumber(record.version) + 1
   if tonumber(as_of) > tonumber(record.as_of) then record.as_of = as_of end
   record.via, record.updated, record.status = via, now, status
-  redis.call('HSET', msg, 'm', pack_record(record))
-  local _, tag, hex = unpack_digest(redis.call('HGET', msg, 'h'))
-  if tag then redis.call('HSET', msg, 'h', '0' .. tag .. ':' .. hex) end
-  redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*',
+  local feed_id = redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*',
     'event', 'updated', 'id', id, 'via', via, 'version', record.version,
     'direction', record.direction, 'patient', record.patient, 'status', status)
+  redis.call('HSET', msg, 'm', pack_record(record), 'x', with_history(x, history_entry(now,
+    'status', via, record.version, status, h, feed_id, '')))
+  local _, tag, hex = unpack_digest(h)
+  if tag then redis.call('HSET', msg, 'h', '0' .. tag .. ':' .. hex) end
+end
+if outcome ~= 'updated' then
+  redis.call('HSET', msg, 'x', with_history(x, history_entry(now, 'status-' .. outcome, via,
+    record.version, status, h, '', '')))
 end
 redis.call('HINCRBY', stats, outcome, 1)
 redis.call('HINCRBY', stats, outcome .. ':' .. via, 1)

@@ -47,7 +47,10 @@ stored with its blob and indexed again, first seen anew. A forgotten record (e =
 holds nothing else and takes no version again: outcome "forgotten".
 
 Record fields: r blob, h "<shape><tag>:<hex>", m the rest packed (layouts in inbox/record.py,
-read and written through the prelude record.lua, which also holds the rule for "newer").
+read and written through the prelude record.lua, which also holds the rule for "newer"), x the
+capped history (record.lua): every created, updated and stale version, and the deliveries,
+replays and fetches that brought nothing new (reconcile duplicates are not written: every walk
+sees them again; a forgotten record gets no history).
 
 Errors (nothing written) when KEYS and ARGV disagree or an as-of is not a number.
 Returns "replay" when the ledger already holds this delivery, else { outcomes, moved } where
@@ -87,8 +90,11 @@ local function write_indexes()
   end
 end
 
+-- the delivery id, for the history (the ledger key is {ns}:delivery:<id>, built in Python)
+local delivery = body_hash ~= '' and string.match(ledger, '^{[^}]*}:delivery:(.+)$') or ''
+
 local function announce(event, id, version, direction, patient, status)
-  redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*',
+  return redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*',
     'event', event, 'id', id, 'via', via, 'version', version,
     'direction', direction, 'patient', patient, 'status', status)
 end
@@ -124,6 +130,15 @@ end
 if body_hash ~= '' then
   if redis.call('GET', ledger) == body_hash then
     redis.call('HINCRBY', stats, 'replay', 1)
+    for i = 1, n do
+      local msg = KEYS[4 + 3 * (i - 1) + 1]
+      local old_digest, old_meta, x, gone = unpack(redis.call('HMGET', msg, 'h', 'm', 'x', 'e'))
+      if old_meta and gone ~= 'forgotten' then
+        local old = unpack_record(old_meta)
+        redis.call('HSET', msg, 'x', with_history(x, history_entry(now, 'replay', via,
+          old.version, old.status, old_digest, '', delivery)))
+      end
+    end
     return 'replay'
   end
 end
@@ -141,21 +156,22 @@ for i = 1, n do
   local current = string.match(digests, '^[^,]+')
   local digest = shape .. current
 
-  local old_digest, old_meta, gone = unpack(redis.call('HMGET', msg, 'h', 'm', 'e'))
+  local old_digest, old_meta, gone, x = unpack(redis.call('HMGET', msg, 'h', 'm', 'e', 'x'))
   local outcome, same, old_shape
   if old_digest then same, old_shape = compare(old_digest, digests) end
   if gone == 'forgotten' then
     outcome = 'forgotten'
   elseif not old_digest then
     outcome = 'created'
+    local feed_id = announce('created', id, 1, direction, patient, status)
     redis.call('HSET', msg, 'r', blob, 'h', digest, 'm', pack_record({
       version = 1, direction = direction, patient = patient, message_time = message_time,
       as_of = as_of_text, first_via = via, via = via, first_seen = now, updated = now,
-      status = status }))
+      status = status }),
+      'x', history_entry(now, 'created', via, 1, status, digest, feed_id, delivery))
     index(idx_all, id)
     if direction ~= '' then index(idx_dir, id) end
     if patient ~= '' then index(idx_patient, id) end
-    announce('created', id, 1, direction, patient, status)
   elseif same == 'unknown' then
     outcome = 'recheck'
   else
@@ -169,16 +185,23 @@ for i = 1, n do
       elseif retagged then
         redis.call('HSET', msg, 'h', old_shape .. current)
       end
+      if via ~= 'reconcile' then  -- every walk sees most messages again: only deliveries, fetches
+        redis.call('HSET', msg, 'x', with_history(x, history_entry(now, 'duplicate', via,
+          old.version, old.status, old_digest, '', delivery)))
+      end
     elseif is_newer(old.status, tonumber(old.as_of), status, as_of, via) then
       outcome = 'updated'
       local version = tonumber(old.version) + 1
       if direction == '' then direction = old.direction end
       local first_via, first_seen = old.first_via, old.first_seen
       if gone then first_via, first_seen = via, now end  -- a tombstone keeps neither
+      local feed_id = announce('updated', id, version, direction, patient, status)
       redis.call('HSET', msg, 'r', blob, 'h', digest, 'm', pack_record({
         version = version, direction = direction, patient = patient,
         message_time = message_time, as_of = as_of_text, first_via = first_via, via = via,
-        first_seen = first_seen, updated = now, status = status }))
+        first_seen = first_seen, updated = now, status = status }),
+        'x', with_history(x, history_entry(now, 'updated', via, version, status, digest, feed_id,
+          delivery)))
       if gone then  -- an expired record is back with a newer version: index it again
         redis.call('HDEL', msg, 'e')
         index(idx_all, id)
@@ -194,9 +217,10 @@ for i = 1, n do
           moved[#moved + 1] = old.patient
         end
       end
-      announce('updated', id, version, direction, patient, status)
     else
       outcome = 'stale'
+      redis.call('HSET', msg, 'x', with_history(x, history_entry(now, 'stale', via, old.version,
+        status, digest, '', delivery)))
     end
   end
   outcomes[i] = outcome

@@ -16,6 +16,15 @@ Defines
                      whether an incoming version (status, as_of, channel via) beats the stored one
                      (old_status, old_as_of); as-of values are numbers
 
+  history_entry(now, event, via, version, status, digest, feed_id, delivery)
+                     one entry of the record's history field x (below)
+  with_history(x, entry)
+                     the history text x with entry prepended, capped at HISTORY_KEEP entries
+
+History (field x of the record, read by inbox/history.py): newest first, entries joined by ';',
+each "time ms|event|channel|version|status|digest prefix|feed entry id|delivery id" with event
+created, updated, stale, duplicate, replay or status. Ids, codes and times only: no content.
+
 Rule for "newer": a terminal status beats a non-terminal one (never goes back); otherwise the
 later as-of wins; on a tie the incoming version wins only when it was read from Metriport's API
 (reconcile or fetch: the API is the source of truth), never when it came by webhook.
@@ -61,4 +70,23 @@ local function is_newer(old_status, old_as_of, status, as_of, via)
   if old_terminal ~= terminal then return terminal end
   if as_of ~= old_as_of then return as_of > old_as_of end
   return via ~= 'webhook'
+end
+
+local HISTORY_KEEP = 32
+
+local function history_entry(now, event, via, version, status, digest, feed_id, delivery)
+  local hex = string.match(digest or '', ':(%x+)$') or ''
+  return table.concat({now, event, via, version, status, string.sub(hex, 1, 8),
+    feed_id or '', delivery or ''}, '|')
+end
+
+local function with_history(x, entry)
+  if not x or x == '' then return entry end
+  local text, count, at = entry .. ';' .. x, 0, 0
+  repeat
+    at = string.find(text, ';', at + 1, true)
+    count = count + 1
+  until not at or count >= HISTORY_KEEP
+  if at then text = string.sub(text, 1, at - 1) end
+  return text
 end

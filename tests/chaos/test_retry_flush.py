@@ -58,7 +58,8 @@ def test_retry_flush_during_reconcile_creates_each_message_once(chaos_settings, 
     assert 0 < summary["created"] < MESSAGES
     # what an operator alerts on: repairs by reconciliation, and the age of the last run
     assert metrics[("metriport_inbox_repaired_total", ())] == summary["created"]
-    assert metrics[("metriport_inbox_reconcile_last_run_success", (("outcome", "completed"),))] == 1
+    assert metrics[("metriport_inbox_reconcile_last_run_success", ())] == 1
+    assert metrics[("metriport_inbox_reconcile_runs_total", (("outcome", "completed"),))] == 1
     assert 0 <= metrics[("metriport_inbox_reconcile_last_run_age_seconds", ())] < 60
     events = feed_events(store)
     print(f"{failed} failed deliveries retried during a walk that created {summary['created']}; "

@@ -4,8 +4,9 @@
 in the same test, the faults an operator meets, each handled the way docs/operations.md says:
 
 1. the worker kill -9'ed in the middle of a walk (a new worker; the next run resumes);
-2. every Redis server stopped for 10 s while webhooks arrive and the clock runs (nothing
-   restarted: the processes reconnect, the clock resumes its schedule);
+2. every Redis server stopped for 10 s in the middle of a walk, while webhooks arrive and the
+   clock runs (nothing restarted: the processes reconnect, the clock resumes its schedule, the
+   interrupted run frees its lock once Redis is back and the next run resumes the walk);
 3. encryption switched on, then the key rotated, while the clock runs (restart with the new key
    ring, ``metriport-inbox rekey``): no feed entry at all;
 4. the store's Redis at maxmemory (503 ``store_full``, not ready; then room made).
@@ -87,14 +88,18 @@ def _operate(deployment, sim):
     _converge(deployment, sim)
     assert unannounced
 
-    # every Redis down for 10 s while webhooks arrive and the clock runs; nothing restarted
+    # every Redis down for 10 s in the middle of a walk, while webhooks arrive and the clock
+    # runs; nothing restarted
+    sim.mailbox.add(200)
     arriving = sim.webhook_deliveries(sim.mailbox.add(60, "inbound"))
     sender = threading.Thread(target=sim.sender.deliver, args=(arriving,),
                               kwargs=dict(delay=0.4, concurrency=2))
     clock = deployment.running["clock"]
+    sim.faults = Faults(slow=1.0, delay_max=0.3, seed=22)
     sender.start()
-    time.sleep(1)
+    _wait_mid_walk(deployment.store)
     deployment.outage(OUTAGE_SECONDS)
+    sim.faults = Faults(seed=22)
     back = time.time()
     sender.join(60)
     wait_until(lambda: _runs_started_after(deployment, back) >= 2, timeout=60,
@@ -131,8 +136,7 @@ def _kill_worker_mid_walk(deployment):
     """kill -9 the worker (and its work horse) once a walk has saved a checkpoint; the operator
     starts a new one and frees the dead run's lock instead of waiting for its expiry."""
     store = deployment.store
-    wait_until(lambda: any(store.checkpoint(d) for d in ("inbound", "outbound")), timeout=60,
-               interval=0.01, what="a walk in progress")
+    _wait_mid_walk(store)
     worker = deployment.running.pop("worker")
     below = descendants(worker.pid)
     kill9(worker.pid)
@@ -144,6 +148,12 @@ def _kill_worker_mid_walk(deployment):
                what="the work horse to die")
     Connections(store.settings).store.delete(RedisKeys(store.settings.namespace).reconcile_lock)
     deployment.start("worker")
+
+
+def _wait_mid_walk(store):
+    """Until a walk has stored a page and checkpointed the next one."""
+    wait_until(lambda: any(store.checkpoint(d) for d in ("inbound", "outbound")), timeout=60,
+               interval=0.01, what="a walk in progress")
 
 
 def _runs_started_after(deployment, moment):
