@@ -25,6 +25,7 @@ from cli.dev.embedded import EmbeddedCluster
 from conftest import TEST_WEBHOOK_KEY
 from conftest import _delete_queue
 from conftest import fixture_json
+from conftest import raw_keys
 from conftest import reconcile_summary as reconcile_run
 from inbox.connection import Connections
 from inbox.connection import connect
@@ -127,7 +128,7 @@ def test_upsert_outcomes_and_feed(cluster_store, client):
     stored = cluster_store.get("m-1")
     assert (stored.status, stored.version, stored.first_via, stored.via) == (
         "completed", 2, "webhook", "reconcile")
-    events = [fields[b"event"] for _, fields in client.xrange(cluster_store.redis_keys.feed)]
+    events = [fields[b"event"] for _, fields in client.xrange(raw_keys(cluster_store).feed)]
     assert events == [b"created", b"updated"]
 
 
@@ -136,11 +137,11 @@ def test_batch_of_500_lives_in_one_slot(cluster_store, client):
     records = batch("b", 500, patient="p-7")
     result = cluster_store.upsert(records, "reconcile")
     assert result.counts()["created"] == 500
-    assert client.xlen(cluster_store.redis_keys.feed) == 500
+    assert client.xlen(raw_keys(cluster_store).feed) == 500
     stored = cluster_store.get_many([r.id for r in records[:50]] + ["missing"])
     assert [s.id for s in stored[:50]] == [r.id for r in records[:50]] and stored[50] is None
     assert stored[0].resource["id"] == "b-00000"
-    keys = list(client.scan_iter(match=cluster_store.redis_keys.pattern(), count=1000))
+    keys = list(client.scan_iter(match=raw_keys(cluster_store).pattern(), count=1000))
     assert len(keys) == 500 + 5  # records, idx:all, idx:dir:inbound, idx:patient:p-7, feed, stats
     assert len({client.keyslot(k) for k in keys}) == 1
 
@@ -168,7 +169,7 @@ def test_ids_listing_and_status(cluster_store):
 
 def test_feed_consumer_group_read_and_ack(cluster_store, client):
     """A consumer group reads the feed on the cluster; acked entries leave the pending list."""
-    feed = cluster_store.redis_keys.feed
+    feed = raw_keys(cluster_store).feed
     client.xgroup_create(feed, "downstream", id="0", mkstream=True)
     cluster_store.upsert(batch("f", 30), "webhook")
     [[stream, entries]] = client.xreadgroup("downstream", "c1", {feed: ">"}, count=20)
@@ -192,7 +193,7 @@ def test_reconcile_like_page_walk(cluster_store, client):
     assert sum(c["duplicates"] for c in first) == 9
     again = [cluster_store.upsert(page, "reconcile").counts() for page in pages]
     assert sum(c["duplicates"] for c in again) == 1009
-    assert client.xlen(cluster_store.redis_keys.feed) == 1000
+    assert client.xlen(raw_keys(cluster_store).feed) == 1000
     assert cluster_store.count(cluster_store.index_key()) == 1000
 
 
@@ -233,7 +234,7 @@ def test_two_namespaces_on_different_masters_ingest_concurrently(cluster, client
 
 def test_master_restart_loses_no_acknowledged_message(cluster, cluster_store, client):
     """A master restarted on its port: writes fail meanwhile, then resume; nothing acked is lost."""
-    feed = cluster_store.redis_keys.feed
+    feed = raw_keys(cluster_store).feed
     client.xgroup_create(feed, "downstream", id="0", mkstream=True)
     acked = cluster_store.upsert(batch("a", 200), "webhook")
     assert acked.counts()["created"] == 200

@@ -10,6 +10,8 @@ import uuid
 
 import pytest
 
+from conftest import raw_client
+from conftest import raw_keys
 from inbox.errors import StoreUnavailable
 from inbox.normalize import normalize
 from inbox.store import Delivery
@@ -63,14 +65,14 @@ def test_each_caller_gets_its_own_outcome_in_fewer_round_trips(grouped):
     commit = grouped._upsert_call
     assert commit.calls == CALLERS
     # every record, ledger entry and feed entry is there, once
-    assert grouped.count(grouped.redis_keys.idx_all) == CALLERS
-    assert grouped.client.xlen(grouped.redis_keys.feed) == CALLERS
+    assert grouped.count(raw_keys(grouped).idx_all) == CALLERS
+    assert raw_client(grouped).xlen(raw_keys(grouped).feed) == CALLERS
     assert all(grouped.get(r.id) is not None for r in records)
     # the same deliveries again: each caller is told its own delivery is a replay
     again = race([lambda r=r, d=d: grouped.upsert([r], Via.WEBHOOK, delivery=d)
                   for r, d in zip(records, deliveries)])
     assert [r.replay for r in again] == [True] * CALLERS
-    assert grouped.client.xlen(grouped.redis_keys.feed) == CALLERS
+    assert raw_client(grouped).xlen(raw_keys(grouped).feed) == CALLERS
 
 
 def test_calls_that_overlap_are_batched(grouped):
@@ -98,7 +100,7 @@ def test_an_error_stays_with_its_own_caller(grouped):
 
 def test_a_flushed_script_is_loaded_again(grouped):
     grouped.upsert([record()], Via.WEBHOOK)
-    grouped.client.script_flush()
+    raw_client(grouped).script_flush()
     results = race([lambda: grouped.upsert([record()], Via.WEBHOOK) for _ in range(CALLERS)])
     assert [r.outcomes for r in results] == [(Outcome.CREATED,)] * CALLERS
 

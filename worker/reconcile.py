@@ -60,6 +60,9 @@ log = logging.getLogger("worker.reconcile")
 
 #: the lock outlives the longest wait between two renewals (one page's retries) with margin
 LOCK_TTL_MS = int((2 * MAX_RETRY_SECONDS + 30) * 1000)
+#: waits between two attempts to free the lock after Redis went away mid-run (seconds)
+RELEASE_RETRY_FIRST = 0.5
+RELEASE_RETRY_MAX = 5.0
 #: read timeout for Redis replies: a 500-message upsert on a busy server can take longer than the
 #: store's default 0.5 s, and a timed-out script would be sent again (counted as duplicates)
 STORE_TIMEOUT = 5.0
@@ -92,6 +95,8 @@ class Reconciliation:
         self.walks = {}
         self.round_trips = 0
         self.webhook = None
+        # an RQ job (it has a deadline) may wait for Redis to free its lock; the command may not
+        self.release_until = time.monotonic() + seconds if deadline else None
 
     def run(self):
         """Do the run; Metriport or Redis trouble ends it with an outcome, never an exception.
@@ -156,10 +161,26 @@ class Reconciliation:
             try:
                 self.lock.release()
             except StoreUnavailable:
-                log.warning("reconcile: could not release the lock; it expires by itself")
+                self._release_when_back()
         run = self._run(started, time.time(), outcome, error)
         self._record(run)
         return run
+
+    def _release_when_back(self):
+        """Redis went away during the run. As an RQ job, retry freeing the lock until Redis is
+        back (up to the run's deadline), so the next scheduled run resumes the walk at once
+        instead of returning ``skipped`` until the lock expires; a foreground run fails fast."""
+        wait = RELEASE_RETRY_FIRST
+        while self.release_until is not None and time.monotonic() + wait < self.release_until:
+            time.sleep(wait)
+            wait = min(wait * 2, RELEASE_RETRY_MAX)
+            try:
+                self.store.lock_release(self.lock.token)
+            except StoreUnavailable:
+                continue
+            log.info("reconcile: Redis is back; the lock is released")
+            return
+        log.warning("reconcile: could not release the lock; it expires by itself")
 
     def _walk_all(self):
         self._retry_webhooks()
