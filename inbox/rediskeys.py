@@ -64,6 +64,17 @@ class RedisKeys:
         return self._key("reconcile", "state")
 
     @property
+    def reconcile_soon(self):
+        return self._key("reconcile", "soon")
+
+    @property
+    def reconcile_again(self):
+        return self._key("reconcile", "again")
+
+    def unreadable_webhook(self, delivery_id):
+        return self._key("webhook", "unreadable", delivery_id)
+
+    @property
     def reconcile_runs(self):
         return self._key("reconcile", "runs")
 
@@ -87,3 +98,8 @@ class RedisKeys:
     def pattern(self):
         """A SCAN pattern matching every key of this namespace (braces escaped for glob)."""
         return "\\{%s\\}:*" % self.namespace
+
+    def pattern_of(self, prefix):
+        """A SCAN pattern matching the keys that start with ``prefix``, a key of this namespace."""
+        escaped = "".join("\\" + c if c in "[]*?\\{}" else c for c in prefix)
+        return escaped + "*"

@@ -66,10 +66,14 @@ class Delivery:
 
 @dataclasses.dataclass(frozen=True)
 class Result:
-    """Outcomes of one upsert call, in the order of the records; ``replay`` if the ledger hit."""
+    """Outcomes of one upsert, in the order of the records; ``replay`` if the ledger hit;
+    ``lock_lost`` if a page's lock was no longer its walk's (nothing written); ``round_trips``
+    the script calls it took (1, or 3 when stored digests had to be rechecked)."""
 
     outcomes: tuple = ()
     replay: bool = False
+    lock_lost: bool = False
+    round_trips: int = 1
 
     def counts(self):
         """``{"created": n, "updated": n, "duplicates": n, "stale": n}`` for summaries."""
@@ -91,6 +95,26 @@ class Expiry:
     changed: int = 0
     gone: int = 0
     bytes: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    """What a reconciliation page writes with its records, in the same script call.
+
+    The walk of ``direction`` moves its checkpoint to ``checkpoint`` (None: the walk ended, the
+    checkpoint is deleted; with ``keep_if_changed`` it is deleted too when the page created or
+    updated nothing, as an incremental walk then stops), adds ``counters`` (name: count) and the
+    page's creations as ``repaired``, and renews the lock held by ``lock_token``; all of it only
+    while that token still holds the lock.
+    """
+
+    direction: str
+    checkpoint: str | None
+    checkpoint_ttl_ms: int
+    lock_token: str
+    lock_ttl_ms: int
+    counters: dict = dataclasses.field(default_factory=dict)
+    keep_if_changed: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,7 +179,6 @@ class Store:
         self._expire = self.client.register_script(load_record_script("messages_expire"))
         self._forget = self.client.register_script(load_record_script("messages_forget"))
         self._reseal = self.client.register_script(load_script("record_reseal"))
-        self._lock_renew = self.client.register_script(load_script("lock_renew"))
         self._lock_release = self.client.register_script(load_script("lock_release"))
 
     def pipeline(self, transaction=False):
@@ -171,11 +194,13 @@ class Store:
         """The ``Delivery`` of a webhook body: its id and a keyed hash of the exact bytes."""
         return Delivery(delivery_id, self.vault.digest(body))
 
-    def upsert(self, records, via, delivery=None):
+    def upsert(self, records, via, delivery=None, page=None):
         """Record ``records`` (normalized) in one atomic call; a ``Result`` in the same order.
 
         With a ``delivery``, a replay of the same delivery id and body is answered
-        ``Result(replay=True)`` without touching any record.
+        ``Result(replay=True)`` without touching any record. With a ``page`` (see ``Page``) the
+        same call moves the walk's checkpoint and renews its lock: one round trip per page,
+        also on a Redis Cluster; ``Result(lock_lost=True)`` when the lock is no longer its own.
 
         A stored record whose digest no key of the ring can reproduce (stored in clear before
         keys were set, under a retired key, or before digests were tagged) is answered "recheck"
@@ -186,11 +211,13 @@ class Store:
         via = Via(via)
         records = list(records)
         digests = [self.vault.digests(record.meaning, MEANING_VERSION) for record in records]
+        round_trips = 1
         with translate_errors("store messages"):
-            outcomes = self._call_upsert(records, digests, via, delivery)
+            outcomes = self._call_upsert(records, digests, via, delivery, page)
             for _ in range(RECHECK_ATTEMPTS):
-                if outcomes is None:
-                    return Result(replay=True)
+                if outcomes in ("replay", "lock_lost"):
+                    return Result(replay=outcomes == "replay", lock_lost=outcomes == "lock_lost",
+                                  round_trips=round_trips)
                 pending = [i for i, outcome in enumerate(outcomes) if outcome == "recheck"]
                 if not pending:
                     break
@@ -198,8 +225,12 @@ class Store:
                                         [digests[i][0] for i in pending])
                 settled = self._call_upsert(
                     [records[i] for i in pending],
-                    [digests[i] + marker for i, marker in zip(pending, markers)], via, delivery)
-                if settled is None:  # a concurrent copy of this delivery settled them first
+                    [digests[i] + marker for i, marker in zip(pending, markers)], via, delivery,
+                    page)
+                round_trips += 2
+                if settled == "lock_lost":
+                    return Result(lock_lost=True, round_trips=round_trips)
+                if settled == "replay":  # a concurrent copy of this delivery settled them first
                     settled = [Outcome.DUPLICATE.value] * len(pending)
                 for i, outcome in zip(pending, settled):
                     outcomes[i] = outcome
@@ -207,12 +238,15 @@ class Store:
             log.warning("store: %d records kept changing their digest key; left as they are",
                         outcomes.count("recheck"))
             outcomes = [Outcome.STALE.value if o == "recheck" else o for o in outcomes]
-        return Result(outcomes=tuple(Outcome(outcome) for outcome in outcomes))
+        return Result(outcomes=tuple(Outcome(outcome) for outcome in outcomes),
+                      round_trips=round_trips)
 
-    def _call_upsert(self, records, digests, via, delivery):
-        """One script call: the outcome words in order, or None for a replayed delivery."""
+    def _call_upsert(self, records, digests, via, delivery, page):
+        """One script call: the outcome words in order, or "replay" / "lock_lost"."""
         keys = [self.redis_keys.feed, self.redis_keys.stats, self.redis_keys.idx_all]
         keys.append(self.redis_keys.delivery(delivery.id) if delivery else self.redis_keys.stats)
+        keys.append(self.redis_keys.reconcile_cursor(page.direction) if page else self.redis_keys.stats)
+        keys.append(self.redis_keys.reconcile_lock if page else self.redis_keys.stats)
         args = [
             via.value,
             int(time.time() * 1000),
@@ -220,6 +254,13 @@ class Store:
             delivery.body_hash if delivery else "",
             LEDGER_TTL_SECONDS,
         ]
+        if page:
+            counters = ",".join(f"{name},{count}" for name, count in page.counters.items())
+            args.extend((page.lock_token, page.lock_ttl_ms, page.checkpoint or "",
+                         page.checkpoint_ttl_ms, counters,
+                         "changed" if page.keep_if_changed else ""))
+        else:
+            args.extend(("", 0, "", 0, "", ""))
         for record, record_digests in zip(records, digests):
             keys.append(self.redis_keys.msg(record.id))
             keys.append(self.redis_keys.idx_direction(record.direction) if record.direction else self.redis_keys.idx_all)
@@ -236,8 +277,8 @@ class Store:
                 record.as_of,
             ))
         reply = self._upsert_call(keys=keys, args=args)
-        if reply == b"replay":
-            return None
+        if reply in (b"replay", b"lock_lost"):
+            return reply.decode()
         outcomes, moved = reply
         if moved:
             self._unindex_moved(moved)
@@ -670,32 +711,80 @@ class Store:
         with translate_errors("take the reconciliation lock"):
             return bool(self.client.set(self.redis_keys.reconcile_lock, token, nx=True, px=ttl_ms))
 
-    def lock_renew(self, token, ttl_ms, pipeline=None):
-        """Extend the lock if ``token`` still holds it; True when it does (queued with a pipeline)."""
-        if pipeline is not None:
-            return self._lock_renew(keys=[self.redis_keys.reconcile_lock], args=[token, ttl_ms],
-                                    client=pipeline)
-        with translate_errors("renew the reconciliation lock"):
-            return bool(self._lock_renew(keys=[self.redis_keys.reconcile_lock], args=[token, ttl_ms]))
+    def lock_release(self, token, handoff=False):
+        """Delete the lock if ``token`` still holds it: 1 when it did, 0 when it did not.
 
-    def lock_release(self, token):
-        """Delete the lock if ``token`` still holds it; True when it did."""
+        With ``handoff``, a pending request for another walk (``request_rerun``) is taken
+        instead and the lock kept: 2.
+        """
         with translate_errors("release the reconciliation lock"):
-            return bool(self._lock_release(keys=[self.redis_keys.reconcile_lock], args=[token]))
+            return int(self._lock_release(keys=[self.redis_keys.reconcile_lock, self.redis_keys.reconcile_again],
+                                          args=[token, "handoff" if handoff else ""]))
+
+    def request_rerun(self, ttl_ms):
+        """Ask the run holding the lock to walk once more before it releases (``lock_release``)."""
+        with translate_errors("ask for another reconcile walk"):
+            self.client.set(self.redis_keys.reconcile_again, 1, px=ttl_ms)
+
+    def clear_rerun(self):
+        """Forget requests for another walk: a run that starts walking now satisfies them."""
+        with translate_errors("clear reconcile requests"):
+            self.client.delete(self.redis_keys.reconcile_again)
+
+    def claim_soon_run(self, ttl_ms):
+        """True when no immediate run is queued yet and this caller now queues it (debounce)."""
+        with translate_errors("debounce the immediate reconcile run"):
+            return bool(self.client.set(self.redis_keys.reconcile_soon, 1, nx=True, px=ttl_ms))
+
+    def clear_soon_run(self):
+        """The immediate run has started (or was not queued): the next request queues another."""
+        with translate_errors("clear the immediate reconcile run"):
+            self.client.delete(self.redis_keys.reconcile_soon)
+
+    # -- webhook bodies that could not be read (see receiver/webhook.py) -----------------------
+
+    def quarantine(self, quarantine_id, body, reason, ttl_seconds):
+        """Keep a signed body whose message could not be read, sealed, for ``ttl_seconds``.
+
+        The body is encrypted when keys are set (the id is its associated data) and never
+        logged; ``unreadable:<reason>`` is counted in the same round trip.
+        """
+        key = self.redis_keys.unreadable_webhook(quarantine_id)
+        with translate_errors("keep an unreadable webhook body"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hset(key, mapping={"r": self.vault.seal(quarantine_id, body), "why": reason,
+                                    "at": int(time.time() * 1000), "n": len(body)})
+            pipe.expire(key, ttl_seconds)
+            pipe.hincrby(self.redis_keys.stats, f"unreadable:{reason}", 1)
+            pipe.execute()
+
+    def quarantined(self):
+        """``[(id, reason, at ms, bytes, ttl seconds)]`` of the kept bodies, oldest first."""
+        prefix = self.redis_keys.unreadable_webhook("")
+        with translate_errors("list unreadable webhook bodies"):
+            keys = sorted(self.client.scan_iter(match=self.redis_keys.pattern_of(prefix), count=1000))
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hmget(key, "why", "at", "n")
+                pipe.ttl(key)
+            rows = pipe.execute()
+        found = []
+        for index, key in enumerate(keys):
+            (why, at, size), ttl = rows[2 * index:2 * index + 2]
+            if why is not None:
+                found.append((key.decode()[len(prefix):], why.decode(), int(at), int(size), ttl))
+        return sorted(found, key=lambda row: row[2])
+
+    def quarantined_body(self, quarantine_id):
+        """The opened body kept as ``quarantine_id``, or None when it is gone (expired)."""
+        with translate_errors("read an unreadable webhook body"):
+            blob = self.client.hget(self.redis_keys.unreadable_webhook(quarantine_id), "r")
+        return None if blob is None else self.vault.open(quarantine_id, blob)
 
     def checkpoint(self, direction):
         """The text a walk of ``direction`` saved to resume from, or None."""
         with translate_errors("read the reconcile checkpoint"):
             return self.client.get(self.redis_keys.reconcile_cursor(direction))
-
-    def save_checkpoint(self, direction, text, ttl_ms, pipeline=None):
-        """Save ``text`` as the checkpoint of ``direction`` for ``ttl_ms``; None clears it."""
-        client = pipeline if pipeline is not None else self.client
-        with translate_errors("save the reconcile checkpoint"):
-            if text is None:
-                client.delete(self.redis_keys.reconcile_cursor(direction))
-            else:
-                client.set(self.redis_keys.reconcile_cursor(direction), text, px=ttl_ms)
 
     def last_full_walk(self, direction):
         """When the last complete full walk of ``direction`` ended (ms), or None."""

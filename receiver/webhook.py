@@ -18,6 +18,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from inbox.connection import translate_errors
 from inbox.errors import ConfigError
+from inbox.errors import InvalidMessage
 from inbox.errors import StoreUnavailable
 from inbox.figures import safe_code
 from inbox.signing import HEADER
@@ -31,6 +32,13 @@ from receiver.resources import resources
 
 #: the worker's job that reads one message from Metriport's API and stores it
 FETCH_JOB = "worker.jobs.fetch_message"
+#: the worker's reconcile job, queued at once for a signed body whose message cannot be read
+RECONCILE_JOB = "worker.jobs.reconcile"
+#: why a signed ``message.received`` body could not be read: kept, counted, answered 202, and an
+#: incremental reconciliation queued, instead of refused (Metriport publishes no schema for it)
+UNREADABLE = frozenset({"no_message", "not_an_object", "missing_id", "invalid_id"})
+#: how long an unreadable body is kept for an operator (``metriport-inbox unreadable-webhooks``)
+UNREADABLE_TTL_SECONDS = 7 * 24 * 3600
 
 bp = Blueprint("webhook", __name__)
 
@@ -79,7 +87,12 @@ def _read_body(limit):
 
 
 def _received(shared, event, body, delivery_id):
-    records, fetch_ids = events.received_messages(event)
+    try:
+        records, fetch_ids = events.received_messages(event)
+    except InvalidMessage as exc:
+        if exc.code not in UNREADABLE:
+            raise
+        return _unreadable(shared, body, delivery_id, exc.code)
     requestlog.note(messages=[record.id for record in records] + fetch_ids)
     store = shared.store
     delivery = store.delivery(delivery_id, body) if delivery_id else None
@@ -95,6 +108,30 @@ def _received(shared, event, body, delivery_id):
         result = shared.store.upsert(records, Via.WEBHOOK, delivery=delivery)
     summary = {**result.counts(), "fetching": len(fetch_ids), "replay": result.replay}
     return summary, 202 if fetch_ids and not records else 200
+
+
+def _unreadable(shared, body, delivery_id, reason):
+    """A signed ``message.received`` whose message this service cannot find (a shape Metriport
+    never documented): keep the body sealed for an operator, count it, and queue one immediate
+    incremental run that stores the message from the list endpoint (debounced: while one is
+    queued, a burst queues no other). 202, so Metriport does not mark the delivery failed."""
+    store, settings = shared.store, shared.settings
+    requestlog.set_reason(reason)
+    quarantine_id = delivery_id or store.vault.digest(body)
+    store.quarantine(quarantine_id, body, reason, UNREADABLE_TTL_SECONDS)
+    # the flag lives as long as the queued job may wait, so a lost job frees it by itself
+    queued = store.claim_soon_run(settings.reconcile_interval * 1000)
+    if queued:
+        try:
+            with translate_errors("queue an immediate reconcile run"):
+                shared.fetch_queue.enqueue(
+                    RECONCILE_JOB, kwargs={"mode": "incremental", "handoff": True},
+                    job_timeout=max(30, int(settings.reconcile_interval * 0.9)),
+                    ttl=settings.reconcile_interval, result_ttl=3600, failure_ttl=7 * 24 * 3600)
+        except StoreUnavailable:
+            store.clear_soon_run()
+            raise
+    return {"unreadable": reason, "kept": quarantine_id, "reconcile": "queued" if queued else "pending"}, 202
 
 
 def _status(shared, event):

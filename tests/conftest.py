@@ -4,6 +4,7 @@ With ``REDIS_URL`` set the suite uses that server (each test in its own namespac
 its own keys); without it the suite starts a private embedded redis-server for the session.
 """
 
+import functools
 import json
 import os
 import pathlib
@@ -74,6 +75,24 @@ def _delete_queue(settings):
     from worker.queue import purge
 
     purge(settings.queue_name, Connections(settings).queue)
+
+
+@functools.lru_cache(maxsize=8)
+def _client_of(settings):
+    return Connections(settings).store
+
+
+def raw_client(store):
+    """A client of the test's own on ``store``'s Redis, to inspect or tamper with raw keys.
+
+    Tests never go through the store's client: what they check is what Redis holds.
+    """
+    return _client_of(store.settings)
+
+
+def raw_keys(store):
+    """The Redis key names of ``store``'s namespace."""
+    return RedisKeys(store.settings.namespace)
 
 
 @pytest.fixture

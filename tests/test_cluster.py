@@ -5,19 +5,28 @@ each test works in its own namespace, which is one hash tag, hence one slot on o
 Skipped only where no redis-server/redis-cli pair can build a cluster, and never when ``CI`` is set.
 """
 
+import collections
 import concurrent.futures
 import copy
+import json
 import os
 import pathlib
 import subprocess
 import sys
+import threading
 import uuid
 
 import pytest
 import redis
+from rq import SimpleWorker
+from werkzeug.serving import make_server
 
 from cli.dev.embedded import EmbeddedCluster
+from conftest import TEST_WEBHOOK_KEY
+from conftest import _delete_queue
 from conftest import fixture_json
+from conftest import raw_keys
+from conftest import reconcile_summary as reconcile_run
 from inbox.connection import Connections
 from inbox.connection import connect
 from inbox.errors import ConfigError
@@ -27,6 +36,8 @@ from inbox.rediskeys import RedisKeys
 from inbox.settings import Settings
 from inbox.store import Outcome
 from inbox.store import Store
+from receiver import create_app
+from simulator import Simulator
 
 pytestmark = pytest.mark.cluster
 
@@ -117,7 +128,7 @@ def test_upsert_outcomes_and_feed(cluster_store, client):
     stored = cluster_store.get("m-1")
     assert (stored.status, stored.version, stored.first_via, stored.via) == (
         "completed", 2, "webhook", "reconcile")
-    events = [fields[b"event"] for _, fields in client.xrange(cluster_store.redis_keys.feed)]
+    events = [fields[b"event"] for _, fields in client.xrange(raw_keys(cluster_store).feed)]
     assert events == [b"created", b"updated"]
 
 
@@ -126,11 +137,11 @@ def test_batch_of_500_lives_in_one_slot(cluster_store, client):
     records = batch("b", 500, patient="p-7")
     result = cluster_store.upsert(records, "reconcile")
     assert result.counts()["created"] == 500
-    assert client.xlen(cluster_store.redis_keys.feed) == 500
+    assert client.xlen(raw_keys(cluster_store).feed) == 500
     stored = cluster_store.get_many([r.id for r in records[:50]] + ["missing"])
     assert [s.id for s in stored[:50]] == [r.id for r in records[:50]] and stored[50] is None
     assert stored[0].resource["id"] == "b-00000"
-    keys = list(client.scan_iter(match=cluster_store.redis_keys.pattern(), count=1000))
+    keys = list(client.scan_iter(match=raw_keys(cluster_store).pattern(), count=1000))
     assert len(keys) == 500 + 5  # records, idx:all, idx:dir:inbound, idx:patient:p-7, feed, stats
     assert len({client.keyslot(k) for k in keys}) == 1
 
@@ -158,7 +169,7 @@ def test_ids_listing_and_status(cluster_store):
 
 def test_feed_consumer_group_read_and_ack(cluster_store, client):
     """A consumer group reads the feed on the cluster; acked entries leave the pending list."""
-    feed = cluster_store.redis_keys.feed
+    feed = raw_keys(cluster_store).feed
     client.xgroup_create(feed, "downstream", id="0", mkstream=True)
     cluster_store.upsert(batch("f", 30), "webhook")
     [[stream, entries]] = client.xreadgroup("downstream", "c1", {feed: ">"}, count=20)
@@ -182,7 +193,7 @@ def test_reconcile_like_page_walk(cluster_store, client):
     assert sum(c["duplicates"] for c in first) == 9
     again = [cluster_store.upsert(page, "reconcile").counts() for page in pages]
     assert sum(c["duplicates"] for c in again) == 1009
-    assert client.xlen(cluster_store.redis_keys.feed) == 1000
+    assert client.xlen(raw_keys(cluster_store).feed) == 1000
     assert cluster_store.count(cluster_store.index_key()) == 1000
 
 
@@ -223,7 +234,7 @@ def test_two_namespaces_on_different_masters_ingest_concurrently(cluster, client
 
 def test_master_restart_loses_no_acknowledged_message(cluster, cluster_store, client):
     """A master restarted on its port: writes fail meanwhile, then resume; nothing acked is lost."""
-    feed = cluster_store.redis_keys.feed
+    feed = raw_keys(cluster_store).feed
     client.xgroup_create(feed, "downstream", id="0", mkstream=True)
     acked = cluster_store.upsert(batch("a", 200), "webhook")
     assert acked.counts()["created"] == 200
@@ -258,6 +269,107 @@ def test_selfcheck_reaches_the_cluster(cluster, redis_url):
                           timeout=30)
     assert done.returncode == 0, done.stderr
     assert "redis: ok" in done.stdout
+
+
+def _walking(settings, sim, **changes):
+    """``settings`` pointed at the simulator, pages of 100, the test webhook key."""
+    return settings.replace(api_key=sim.api_key, api_url=sim.url, reconcile_page_size=100,
+                            webhook_keys=(TEST_WEBHOOK_KEY,), **changes)
+
+
+def _assert_store_equals_simulator(store, sim):
+    """Every simulator message stored once, as the simulator has it now, announced once."""
+    ids = sim.mailbox.ids()
+    assert store.count(store.index_key()) == len(ids)
+    for stored in store.get_many(ids):
+        assert stored.resource == sim.mailbox.get(stored.id)
+    created = [f[b"id"] for _, f in store.client.xrange(store.redis_keys.feed) if f[b"event"] == b"created"]
+    assert sorted(created) == sorted(i.encode() for i in ids)
+
+
+@pytest.fixture
+def receiver_url(cluster_settings):
+    """The receiver app (store on the cluster, RQ on the standalone Redis) on a real WSGI server."""
+    app = create_app(cluster_settings.replace(webhook_keys=(TEST_WEBHOOK_KEY,)))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}/webhook"
+    finally:
+        server.shutdown()
+        server.server_close()
+        _delete_queue(cluster_settings)
+
+
+def test_real_reconciler_and_fetch_job_on_the_cluster(cluster_settings, client, receiver_url,
+                                                      monkeypatch):
+    """The real reconciler on a 3-master cluster: a full walk cut by its budget, resumed from the
+    checkpoint, an incremental walk after status changes and new messages, status webhooks, and
+    a fetch job run by a real RQ worker; the store ends equal to the simulator each time."""
+    with Simulator(seed=31, messages=0, webhook_url=receiver_url,
+                   webhook_key=TEST_WEBHOOK_KEY) as sim:
+        sim.mailbox.add(450, "inbound")
+        sim.mailbox.add(250, "outbound", pending=True)
+        settings = _walking(cluster_settings, sim)
+        store = Store(settings, client=client)
+
+        cut = reconcile_run(settings.replace(reconcile_request_budget=3), mode="full")
+        assert (cut["outcome"], cut["pages"]) == ("budget_exhausted", 3)
+        assert client.get(RedisKeys(settings.namespace).reconcile_cursor("inbound")) is not None
+        resumed = reconcile_run(settings, mode="full")
+        assert resumed["outcome"] == "completed", resumed
+        assert resumed["directions"]["inbound"]["resumed"] is True
+        assert resumed["round_trips"] < resumed["pages"] + 10
+        _assert_store_equals_simulator(store, sim)
+
+        # status webhooks for some, new messages and status changes for the walk to find
+        by_webhook = sim.mailbox.update(count=20)
+        assert sim.deliver_webhooks(by_webhook).succeeded == 20
+        sim.mailbox.update(count=30)
+        sim.mailbox.add(40, "inbound")
+        incremental = reconcile_run(settings, mode="incremental")
+        assert incremental["outcome"] == "completed", incremental
+        assert incremental["created"] == 40
+        # older messages whose status changed are found by the next full walk
+        full = reconcile_run(settings, mode="full")
+        assert (full["outcome"], full["created"], full["updated"]) == ("completed", 0, 30)
+        _assert_store_equals_simulator(store, sim)
+
+        # a status webhook for a message the store does not hold yet: the receiver queues a fetch
+        unknown = sim.mailbox.add(1, "outbound", pending=False)
+        assert sim.deliver_webhooks(unknown).succeeded == 1
+        assert store.get(unknown[0]) is None
+        for name, value in (("REDIS_URL", settings.redis_url), ("RQ_REDIS_URL", settings.rq_redis_url),
+                            ("INBOX_NAMESPACE", settings.namespace),
+                            ("METRIPORT_API_KEY", sim.api_key), ("METRIPORT_API_URL", sim.url)):
+            monkeypatch.setenv(name, value)
+        queue = Connections(settings).queue
+        assert SimpleWorker([settings.queue_name], connection=queue).work(burst=True)
+        assert store.get(unknown[0]).first_via == "fetch"
+        _assert_store_equals_simulator(store, sim)
+        entries = [f for _, f in client.xrange(store.redis_keys.feed)]
+        updated = collections.Counter(f[b"id"] for f in entries if f[b"event"] == b"updated")
+        assert len(updated) == 50 and set(updated.values()) == {1}
+
+
+def test_reconcile_command_on_the_cluster(cluster_settings, client):
+    """`metriport-inbox reconcile --once --full --json` with REDIS_URL=redis+cluster://… walks
+    every page (the reported failure stopped after the first), exit 0, store equal to the simulator."""
+    with Simulator(seed=32, messages=520) as sim:
+        env = dict(os.environ, REDIS_URL=cluster_settings.redis_url,
+                   RQ_REDIS_URL=cluster_settings.rq_redis_url,
+                   INBOX_NAMESPACE=cluster_settings.namespace, METRIPORT_API_KEY=sim.api_key,
+                   METRIPORT_API_URL=sim.url, RECONCILE_PAGE_SIZE="100")
+        command = pathlib.Path(sys.executable).with_name("metriport-inbox")
+        done = subprocess.run([str(command), "reconcile", "--once", "--full", "--json"], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        summary = json.loads(done.stdout.splitlines()[-1])
+        assert (summary["outcome"], summary["created"]) == ("completed", 520)
+        assert "Traceback" not in done.stderr
+        _assert_store_equals_simulator(Store(cluster_settings, client=client), sim)
 
 
 def test_whole_cluster_down_is_store_unavailable_then_recovers(cluster, cluster_store):

@@ -103,6 +103,14 @@ def test_digest_is_keyed():
     assert Vault().digests(BODY, "m1")[0] not in first + second
 
 
+def test_digests_are_tagged_with_what_they_compare_with():
+    """A digest names its meaning version and key id (none in clear): the store compares only
+    digests of one tag, and knows a stored digest no key of its ring can reproduce."""
+    assert Vault().digests(BODY, "m1")[0].startswith("m1:")
+    assert Vault([OLD]).digests(BODY, "m1")[0].startswith(f"m1.{OLD[0]}:")
+    assert Vault([OLD]).digests(BODY, "m2")[0].startswith(f"m2.{OLD[0]}:")
+
+
 def test_rotated_ring_lists_the_new_digest_first_and_keeps_the_old():
     """Ring [new, old] yields the new digest first and the old one second, for dedupe across rotation."""
     assert Vault([NEW, OLD]).digests(BODY, "m1") == (

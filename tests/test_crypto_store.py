@@ -5,6 +5,8 @@ import uuid
 
 import pytest
 
+from conftest import raw_client
+from conftest import raw_keys
 from inbox import audit
 from inbox.crypto import Vault
 from inbox.crypto import fingerprint
@@ -48,7 +50,7 @@ def populate(store, canary):
     changed = communication("m-0002", canary + "-v2", updated="2026-09-15T00:00:00Z")
     store.upsert([normalize(changed, direction="inbound")], "fetch")
     store.apply_status("m-0006", "failed", webhook.as_of + 1000)
-    audit.record(store.client, store.redis_keys, fingerprint("reader"), "message.get", ids=["m-0001"])
+    audit.record(raw_client(store), raw_keys(store), fingerprint("reader"), "message.get", ids=["m-0001"])
 
 
 def values(client, key):
@@ -77,8 +79,8 @@ def uncompressed_dumps(redis_client):
 def leaks(store, canary):
     """Keys of the namespace whose DUMP or whose values contain ``canary``."""
     found = []
-    for key in store.client.scan_iter(match=store.redis_keys.pattern(), count=1000):
-        if canary.encode() in store.client.dump(key) or canary.encode() in values(store.client, key):
+    for key in raw_client(store).scan_iter(match=raw_keys(store).pattern(), count=1000):
+        if canary.encode() in raw_client(store).dump(key) or canary.encode() in values(raw_client(store), key):
             found.append(key.decode())
     return found
 
@@ -88,7 +90,7 @@ def test_no_plaintext_anywhere_in_redis_with_encryption_on(settings, uncompresse
     store = Store(settings.replace(encryption_keys=(NEW,)))
     canary = "CANARY" + uuid.uuid4().hex[:10]
     populate(store, canary)
-    keys = list(store.client.scan_iter(match=store.redis_keys.pattern(), count=1000))
+    keys = list(raw_client(store).scan_iter(match=raw_keys(store).pattern(), count=1000))
     assert len(keys) >= 8  # records, indexes, feed, stats, ledger, audit
     assert leaks(store, canary) == []
     assert canary in store.get("m-0001").resource["topic"]["text"]
@@ -100,7 +102,7 @@ def test_the_leak_scan_finds_plaintext_when_encryption_is_off(settings, uncompre
     canary = "CANARY" + uuid.uuid4().hex[:10]
     populate(store, canary)
     found = leaks(store, canary)
-    assert {store.redis_keys.msg(f"m-{i:04d}") for i in range(1, 7)} <= set(found)
+    assert {raw_keys(store).msg(f"m-{i:04d}") for i in range(1, 7)} <= set(found)
 
 
 def test_ciphertext_moved_to_another_record_fails_with_its_id(settings):
@@ -108,7 +110,7 @@ def test_ciphertext_moved_to_another_record_fails_with_its_id(settings):
     store = Store(settings.replace(encryption_keys=(NEW,)))
     store.upsert([normalize(communication(i, "moved"), direction="inbound") for i in ("m-a", "m-b")],
                  "reconcile")
-    store.client.hset(store.redis_keys.msg("m-b"), "r", store.client.hget(store.redis_keys.msg("m-a"), "r"))
+    raw_client(store).hset(raw_keys(store).msg("m-b"), "r", raw_client(store).hget(raw_keys(store).msg("m-a"), "r"))
     with pytest.raises(DecryptionError) as caught:
         store.get("m-b")
     assert "m-b" in caught.value.detail
@@ -119,9 +121,9 @@ def test_tampered_record_is_reported_by_id_without_plaintext(settings):
     """One flipped byte in a stored blob: DecryptionError naming the id, no content in the message."""
     store = Store(settings.replace(encryption_keys=(NEW,)))
     store.upsert([normalize(communication("m-t", "secretcanary"), direction="inbound")], "webhook")
-    blob = bytearray(store.client.hget(store.redis_keys.msg("m-t"), "r"))
+    blob = bytearray(raw_client(store).hget(raw_keys(store).msg("m-t"), "r"))
     blob[-5] ^= 0xFF
-    store.client.hset(store.redis_keys.msg("m-t"), "r", bytes(blob))
+    raw_client(store).hset(raw_keys(store).msg("m-t"), "r", bytes(blob))
     with pytest.raises(DecryptionError) as caught:
         store.get("m-t")
     assert caught.value.code == "decrypt_failed"
@@ -136,7 +138,7 @@ def test_two_key_ring_reads_records_written_under_either_key(settings):
         [normalize(communication("m-new", "x"), direction="inbound")], "reconcile")
     ring = Store(settings.replace(encryption_keys=(NEW, OLD)))
     assert [m.id for m in ring.get_many(["m-old", "m-new"])] == ["m-old", "m-new"]
-    assert Vault.kid_of(ring.client.hget(ring.redis_keys.msg("m-old"), "r")) == "old"
+    assert Vault.kid_of(raw_client(ring).hget(raw_keys(ring).msg("m-old"), "r")) == "old"
 
 
 def test_record_written_under_old_key_is_a_duplicate_under_the_rotated_ring(settings):
@@ -145,10 +147,10 @@ def test_record_written_under_old_key_is_a_duplicate_under_the_rotated_ring(sett
     Store(settings.replace(encryption_keys=(OLD,))).upsert([record], "reconcile")
     rotated = Store(settings.replace(encryption_keys=(NEW, OLD)))
     assert rotated.upsert([record], "reconcile").outcomes == (Outcome.DUPLICATE,)
-    assert rotated.client.xlen(rotated.redis_keys.feed) == 1
+    assert raw_client(rotated).xlen(raw_keys(rotated).feed) == 1
     new_only = Store(settings.replace(encryption_keys=(NEW,)))
     assert new_only.upsert([record], "webhook").outcomes == (Outcome.DUPLICATE,)
-    assert new_only.client.xlen(new_only.redis_keys.feed) == 1
+    assert raw_client(new_only).xlen(raw_keys(new_only).feed) == 1
     assert new_only.get("m-dup").version == 1
 
 
@@ -159,8 +161,8 @@ def test_stored_digest_is_keyed_per_ring(settings):
     for ring in ((OLD,), (NEW,)):
         store = Store(settings.replace(encryption_keys=ring))
         store.upsert([record], "reconcile")
-        digests.append(store.client.hget(store.redis_keys.msg("m-h"), "h").decode())
-        store.client.delete(store.redis_keys.msg("m-h"))
+        digests.append(raw_client(store).hget(raw_keys(store).msg("m-h"), "h").decode())
+        raw_client(store).delete(raw_keys(store).msg("m-h"))
     assert digests[0] != digests[1]
     assert not any(hashlib.sha256(record.meaning).hexdigest()[:32] in d for d in digests)
 
@@ -177,7 +179,7 @@ def test_api_read_rewrites_a_record_whose_key_was_lost(settings):
     assert store.upsert([record], "reconcile").outcomes == (Outcome.DUPLICATE,)
     stored = store.get("m-lost")
     assert (stored.resource["id"], stored.version) == ("m-lost", 1)
-    assert store.client.xlen(store.redis_keys.feed) == 1
+    assert raw_client(store).xlen(raw_keys(store).feed) == 1
     Store(settings.replace(encryption_keys=(OLD,))).upsert(
         [normalize(communication("m-lost-2", "x"), direction="inbound")], "reconcile")
     done = normalize(communication("m-lost-2", "x", status="completed"), direction="inbound")

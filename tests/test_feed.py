@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from conftest import raw_keys
 from inbox.feed import Consumer
 from inbox.feed import Feed
 from inbox.normalize import normalize
@@ -80,9 +81,9 @@ def test_entries_carry_the_decrypted_message(encrypted_store):
 def test_undecryptable_record_is_reported_not_raised(encrypted_store, redis_client):
     """A record that cannot be opened is flagged on its entry; its neighbours still load."""
     ids = fill(encrypted_store, 3)
-    blob = redis_client.hget(encrypted_store.redis_keys.msg(ids[1]), "r")
-    redis_client.hset(encrypted_store.redis_keys.msg(ids[1]), "r", blob[:-1] + bytes([blob[-1] ^ 1]))
-    redis_client.delete(encrypted_store.redis_keys.msg(ids[2]))
+    blob = redis_client.hget(raw_keys(encrypted_store).msg(ids[1]), "r")
+    redis_client.hset(raw_keys(encrypted_store).msg(ids[1]), "r", blob[:-1] + bytes([blob[-1] ^ 1]))
+    redis_client.delete(raw_keys(encrypted_store).msg(ids[2]))
     consumer = Consumer(encrypted_store.settings, "g", "c", store=encrypted_store)
     entries = consumer.read()
     assert [e.error for e in entries] == [None, "decrypt_failed", "message_missing"]
@@ -92,7 +93,7 @@ def test_undecryptable_record_is_reported_not_raised(encrypted_store, redis_clie
 def test_record_that_is_not_json_is_reported(settings, store, redis_client):
     """A clear-text record that does not parse is flagged ``record_unreadable``."""
     ids = fill(store, 2)
-    redis_client.hset(store.redis_keys.msg(ids[0]), "r", b"{not json")
+    redis_client.hset(raw_keys(store).msg(ids[0]), "r", b"{not json")
     entries = Consumer(settings, "g", "c").read()
     assert [e.error for e in entries] == ["record_unreadable", None]
 
@@ -223,7 +224,7 @@ def test_entries_trimmed_while_pending_are_dead_lettered(settings, store, redis_
     """Pending entries trimmed out of the feed are acked and dead-lettered as trimmed."""
     fill(store, 3)
     Consumer(settings, "g", "gone").read()
-    redis_client.xtrim(store.redis_keys.feed, maxlen=0, approximate=False)
+    redis_client.xtrim(raw_keys(store).feed, maxlen=0, approximate=False)
     time.sleep(0.1)
     consumer = Consumer(settings, "g", "c", claim_idle=0.05)
     assert consumer.read() == []

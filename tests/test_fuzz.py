@@ -14,11 +14,12 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from conftest import TEST_WEBHOOK_KEY
+from conftest import raw_keys
 from inbox.errors import InvalidMessage
 from inbox.errors import SignatureError
-from inbox.rediskeys import RedisKeys
 from inbox.normalize import Record
 from inbox.normalize import normalize
+from inbox.rediskeys import RedisKeys
 from inbox.settings import DIRECTIONS
 from inbox.signing import sign
 from inbox.signing import verify
@@ -130,7 +131,7 @@ def test_store_upsert_of_any_valid_records_never_raises(settings, redis_client, 
         stored = store.get_many(list(bodies))
         assert len(result.outcomes) == len(records)
         assert result.outcomes.count(Outcome.CREATED) == len(bodies)
-        assert redis_client.xlen(store.redis_keys.feed) == len(records) - result.outcomes.count(
+        assert redis_client.xlen(raw_keys(store).feed) == len(records) - result.outcomes.count(
             Outcome.DUPLICATE) - result.outcomes.count(Outcome.STALE)
         for message in stored:
             assert message is not None and message.version >= 1

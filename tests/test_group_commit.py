@@ -13,6 +13,8 @@ import uuid
 import pytest
 
 from cli.dev.embedded import EmbeddedRedis
+from conftest import raw_client
+from conftest import raw_keys
 from inbox.errors import StoreUnavailable
 from inbox.normalize import normalize
 from inbox.store import Delivery
@@ -66,14 +68,14 @@ def test_each_caller_gets_its_own_outcome_in_fewer_round_trips(grouped):
     commit = grouped.batch
     assert commit.calls == CALLERS
     # every record, ledger entry and feed entry is there, once
-    assert grouped.count(grouped.redis_keys.idx_all) == CALLERS
-    assert grouped.client.xlen(grouped.redis_keys.feed) == CALLERS
+    assert grouped.count(raw_keys(grouped).idx_all) == CALLERS
+    assert raw_client(grouped).xlen(raw_keys(grouped).feed) == CALLERS
     assert all(grouped.get(r.id) is not None for r in records)
     # the same deliveries again: each caller is told its own delivery is a replay
     again = race([lambda r=r, d=d: grouped.upsert([r], Via.WEBHOOK, delivery=d)
                   for r, d in zip(records, deliveries)])
     assert [r.replay for r in again] == [True] * CALLERS
-    assert grouped.client.xlen(grouped.redis_keys.feed) == CALLERS
+    assert raw_client(grouped).xlen(raw_keys(grouped).feed) == CALLERS
 
 
 def test_calls_that_overlap_are_batched(grouped):
@@ -101,7 +103,7 @@ def test_an_error_stays_with_its_own_caller(grouped):
 
 def test_a_flushed_script_is_loaded_again(grouped):
     grouped.upsert([record()], Via.WEBHOOK)
-    grouped.client.script_flush()
+    raw_client(grouped).script_flush()
     results = race([lambda: grouped.upsert([record()], Via.WEBHOOK) for _ in range(CALLERS)])
     assert [r.outcomes for r in results] == [(Outcome.CREATED,)] * CALLERS
 
@@ -116,7 +118,7 @@ def test_redis_down_fails_every_caller_fast(settings):
 
 def test_other_commands_ride_along_with_their_own_replies(grouped):
     """Counters queued with commands() share batches with upserts; each gets its own replies."""
-    key = grouped.redis_keys.stats
+    key = raw_keys(grouped).stats
 
     def count(i):
         return grouped.batch.commands(lambda pipe: (pipe.hincrby(key, f"ride:{i % 3}", 1),
@@ -134,16 +136,16 @@ def test_other_commands_ride_along_with_their_own_replies(grouped):
 
 
 def test_a_command_error_stays_with_its_caller(grouped):
-    key = grouped.redis_keys.stats
-    grouped.client.set(grouped.redis_keys.stats + ":string", "x")
-    wrong = grouped.redis_keys.stats + ":string"
+    key = raw_keys(grouped).stats
+    wrong = key + ":string"
+    raw_client(grouped).set(wrong, "x")
     calls = [lambda: grouped.batch.commands(lambda pipe: pipe.hincrby(wrong, "f", 1))]
     calls += [lambda: grouped.batch.commands(lambda pipe: pipe.hincrby(key, "ok", 1))
               for _ in range(CALLERS - 1)]
     results = race(calls)
     assert isinstance(results[0], Exception) and "WRONGTYPE" in str(results[0])
     assert all(reply == [n] for reply, n in zip(sorted(results[1:]), range(1, CALLERS)))
-    grouped.client.delete(wrong)
+    raw_client(grouped).delete(wrong)
 
 
 def test_a_hung_redis_fails_the_queued_calls_with_the_batch_in_flight(settings):

@@ -2,6 +2,8 @@
 
 import pytest
 
+from conftest import raw_client
+from conftest import raw_keys
 from inbox import audit
 from inbox import history
 from inbox.crypto import fingerprint
@@ -22,7 +24,7 @@ def test_webhook_replay_reconcile_and_status_are_each_one_event(settings, store)
     store.upsert([normalize(communication(), "inbound")], "webhook", delivery=Delivery("d-1", "h"))
     store.upsert([normalize(communication("completed", "changed"), "inbound")], "reconcile")
     store.apply_status("m-hist-1", "completed", 0)
-    trace = history.trace(settings, store.client, "m-hist-1")
+    trace = history.trace(settings, raw_client(store), "m-hist-1")
     assert [(e.event, e.via, e.version, e.status) for e in trace.events] == [
         ("created", "webhook", 1, "in-progress"),
         ("replay", "webhook", 1, "in-progress"),
@@ -41,7 +43,7 @@ def test_reconcile_duplicates_are_not_written_but_fetches_are(settings, store):
     store.upsert([normalize(communication(), "inbound")], "reconcile")
     store.upsert([normalize(communication(), "inbound")], "reconcile")
     store.upsert([normalize(communication(), "inbound")], "fetch")
-    trace = history.trace(settings, store.client, "m-hist-1")
+    trace = history.trace(settings, raw_client(store), "m-hist-1")
     assert [(e.event, e.via) for e in trace.events] == [("created", "reconcile"), ("duplicate", "fetch")]
     assert len(trace.fetches) == 1
 
@@ -51,7 +53,7 @@ def test_history_is_capped(settings, store):
     store.upsert([normalize(communication(), "inbound")], "webhook")
     for _ in range(40):
         store.upsert([normalize(communication(), "inbound")], "webhook")
-    events = history.trace(settings, store.client, "m-hist-1").events
+    events = history.trace(settings, raw_client(store), "m-hist-1").events
     assert len(events) == 32 and all(e.event == "duplicate" for e in events)
 
 
@@ -59,11 +61,11 @@ def test_audit_reads_and_unknown_ids(settings, store):
     """Reads naming the id are listed; an unknown id has an empty history; a bad id is refused."""
     store.upsert([normalize(communication(), "inbound")], "webhook")
     who = fingerprint("reader-key")
-    audit.record(store.client, store.redis_keys, who, "mirror.get", ids=["m-hist-1"])
-    audit.record(store.client, store.redis_keys, who, "mirror.get", ids=["other"])
-    trace = history.trace(settings, store.client, "m-hist-1")
+    audit.record(raw_client(store), raw_keys(store), who, "mirror.get", ids=["m-hist-1"])
+    audit.record(raw_client(store), raw_keys(store), who, "mirror.get", ids=["other"])
+    trace = history.trace(settings, raw_client(store), "m-hist-1")
     assert [(r.who, r.action) for r in trace.reads] == [(who, "mirror.get")]
-    unknown = history.trace(settings, store.client, "nobody")
+    unknown = history.trace(settings, raw_client(store), "nobody")
     assert (unknown.exists, unknown.events, unknown.reads) == (False, (), ())
     with pytest.raises(ValueError):
-        history.trace(settings, store.client, "not an id")
+        history.trace(settings, raw_client(store), "not an id")

@@ -7,12 +7,14 @@ import pathlib
 import subprocess
 import sys
 
+from conftest import raw_client
+from conftest import raw_keys
 from inbox import audit as trail
 from inbox.crypto import Vault
 from inbox.crypto import fingerprint
 from inbox.normalize import normalize
-from inbox.settings import Settings
 from inbox.rediskeys import RedisKeys
+from inbox.settings import Settings
 from inbox.store import Store
 
 COMMAND = str(pathlib.Path(sys.executable).parent / "metriport-inbox")
@@ -68,8 +70,8 @@ def test_rekey_command_moves_every_record_and_reports(settings):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 5 and lines[-1].startswith("done: rekey to new: 35/35 scanned, 35 resealed")
-    ids = store.client.zrange(store.redis_keys.idx_all, 0, -1)
-    assert {Vault.kid_of(store.client.hget(store.redis_keys.msg(i.decode()), "r")) for i in ids} == {"new"}
+    ids = raw_client(store).zrange(raw_keys(store).idx_all, 0, -1)
+    assert {Vault.kid_of(raw_client(store).hget(raw_keys(store).msg(i.decode()), "r")) for i in ids} == {"new"}
     assert "subject" not in done.stdout + done.stderr
 
 
@@ -79,7 +81,7 @@ def test_rekey_command_exits_1_and_names_records_that_do_not_open(settings):
     done = run("rekey", env=environment(settings, (NEW,)))
     assert done.returncode == 1
     assert "error: decrypt_failed: 3 records could not be opened: m-00000 (decrypt_unknown_key)" in done.stderr
-    assert store.client.exists(store.redis_keys.msg("m-00000"))
+    assert raw_client(store).exists(raw_keys(store).msg("m-00000"))
 
 
 def test_rekey_without_keys_warns_and_exits_2(settings):

@@ -8,9 +8,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from conftest import raw_keys
 from inbox.connection import Connections
-from inbox.rediskeys import RedisKeys
 from inbox.normalize import normalize
+from inbox.rediskeys import RedisKeys
 from inbox.settings import Settings
 from inbox.store import Store
 from receiver import create_app
@@ -185,7 +186,7 @@ def test_patient_filter_checks_the_record(store, redis_client, client):
     store.upsert([normalize(message(1, random.Random(1))[0], "inbound")], "webhook")
     moved = normalize(message(2, random.Random(2))[0], "inbound")
     store.upsert([moved], "webhook")
-    redis_client.zadd(store.redis_keys.idx_patient(PATIENTS[1]), {moved.id: 0})
+    redis_client.zadd(raw_keys(store).idx_patient(PATIENTS[1]), {moved.id: 0})
     page = client.get(f"/medical/v1/message?patientId={PATIENTS[1]}", headers=KEY).get_json()
     assert [m["id"] for m in page["messages"]] != [] and moved.id not in str(page)
     assert page["meta"]["itemsInTotal"] == 1

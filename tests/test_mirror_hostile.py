@@ -9,6 +9,8 @@
 
 import pytest
 
+from conftest import raw_client
+from conftest import raw_keys
 from inbox.crypto import keygen
 from inbox.normalize import normalize
 from inbox.rekey import rekey
@@ -78,7 +80,7 @@ def test_an_unsealed_blob_is_served_only_when_written_unencrypted_and_rekey_ends
     put(settings, "inbound", communication(1), communication(2))  # no keys: marked unencrypted
     encrypted = settings.replace(encryption_keys=NEW)
     store = Store(encrypted)
-    store.client.hset(store.redis_keys.msg("m-02"), "r",
+    raw_client(store).hset(raw_keys(store).msg("m-02"), "r",
                       b'{"resourceType":"Communication","id":"m-02","status":"completed","note":"forged"}')
     client = create_app(encrypted).test_client()
 
@@ -90,7 +92,7 @@ def test_an_unsealed_blob_is_served_only_when_written_unencrypted_and_rekey_ends
 
     progress = rekey(store)
     assert progress.resealed == 1 and progress.failed == [("m-02", "decrypt_unsealed")]
-    assert store.client.hget(store.redis_keys.msg("m-01"), "r")[0] == 1  # sealed now
+    assert raw_client(store).hget(raw_keys(store).msg("m-01"), "r")[0] == 1  # sealed now
     assert client.get("/medical/v1/message/m-01", headers=KEY).get_json()["communication"]["id"] == "m-01"
 
 

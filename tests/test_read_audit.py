@@ -1,5 +1,7 @@
 """Reads through the mirror and feed HTTP APIs leave an audit entry; unreadable records fail cleanly."""
 
+from conftest import raw_client
+from conftest import raw_keys
 from inbox import audit
 from inbox.crypto import fingerprint
 from inbox.crypto import keygen
@@ -23,7 +25,7 @@ def test_mirror_and_feed_reads_are_audited_by_key_fingerprint(settings, client):
     assert client.get("/medical/v1/message?direction=inbound", headers=KEY).status_code == 200
     assert client.get("/medical/v1/message/m-1", headers=KEY).status_code == 200
     assert client.get("/feed?limit=10", headers=KEY).status_code == 200
-    entries = audit.read(store.client, store.redis_keys, 10)
+    entries = audit.read(raw_client(store), raw_keys(store), 10)
     assert [(e.action, sorted(e.ids)) for e in reversed(entries)] == [
         ("message.list", ["m-1", "m-2"]),
         ("message.get", ["m-1"]),

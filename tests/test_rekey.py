@@ -6,6 +6,8 @@ import threading
 import pytest
 
 from cli.dev.embedded import EmbeddedRedis
+from conftest import raw_client
+from conftest import raw_keys
 from inbox.crypto import Vault
 from inbox.errors import ConfigError
 from inbox.errors import StoreUnavailable
@@ -36,8 +38,8 @@ def fill(settings, ring, numbers, text="first"):
 
 def kids(store):
     """The key id of every stored record (None for a record in clear)."""
-    ids = store.client.zrange(store.redis_keys.idx_all, 0, -1)
-    return {Vault.kid_of(store.client.hget(store.redis_keys.msg(i.decode()), "r")) for i in ids}
+    ids = raw_client(store).zrange(raw_keys(store).idx_all, 0, -1)
+    return {Vault.kid_of(raw_client(store).hget(raw_keys(store).msg(i.decode()), "r")) for i in ids}
 
 
 def test_rekey_moves_every_record_to_the_new_key(settings):
@@ -53,7 +55,7 @@ def test_rekey_moves_every_record_to_the_new_key(settings):
     assert kids(new_only) == {"new"}
     ids = [f"m-{n:05d}" for n in range(250)]
     assert [m.resource["topic"]["text"] for m in new_only.get_many(ids)] == [f"first {n}" for n in range(250)]
-    assert not store.client.exists(store.redis_keys.rekey_cursor)
+    assert not raw_client(store).exists(raw_keys(store).rekey_cursor)
     again = normalize(message(7), direction="inbound")
     assert new_only.upsert([again], "reconcile").outcomes == (Outcome.DUPLICATE,)
 
@@ -98,7 +100,7 @@ def test_rekey_runs_while_upserts_continue(settings):
     rekey(store)  # records the writer added behind the cursor were sealed under new already
     new_only = Store(settings.replace(encryption_keys=(NEW,)))
     assert kids(new_only) == {"new"}
-    everything = [i.decode() for i in new_only.client.zrange(new_only.redis_keys.idx_all, 0, -1)]
+    everything = [i.decode() for i in raw_client(new_only).zrange(raw_keys(new_only).idx_all, 0, -1)]
     stored = {m.id: m for m in new_only.get_many(everything)}
     assert len(stored) >= 300 + len([i for i in latest if i >= "m-01000"])
     for message_id, record in latest.items():
@@ -112,16 +114,16 @@ def test_reseal_script_writes_only_if_the_digest_is_unchanged(settings):
     """
     store = Store(settings.replace(encryption_keys=(OLD,)))
     store.upsert([normalize(message(1), direction="inbound")], "reconcile")
-    key = store.redis_keys.msg("m-00001")
-    before = store.client.hgetall(key)
-    reseal = store.client.register_script(load_script("record_reseal"))
+    key = raw_keys(store).msg("m-00001")
+    before = raw_client(store).hgetall(key)
+    reseal = raw_client(store).register_script(load_script("record_reseal"))
     assert reseal(keys=[key], args=["not-the-digest", b"blob", "h2"]) == [0]
-    assert store.client.hgetall(key) == before
-    missing = store.redis_keys.msg("m-missing")
+    assert raw_client(store).hgetall(key) == before
+    missing = raw_keys(store).msg("m-missing")
     assert reseal(keys=[missing, key], args=["x", b"b", "h", before[b"h"], b"blob", "h2"]) == [0, 1]
-    after = store.client.hgetall(key)
+    after = raw_client(store).hgetall(key)
     assert (after[b"r"], after[b"h"], after[b"m"]) == (b"blob", b"h2", before[b"m"])
-    assert not store.client.exists(store.redis_keys.msg("m-missing"))
+    assert not raw_client(store).exists(raw_keys(store).msg("m-missing"))
 
 
 def test_interrupted_rekey_resumes_after_the_last_batch(settings):
@@ -135,7 +137,7 @@ def test_interrupted_rekey_resumes_after_the_last_batch(settings):
 
     with pytest.raises(KeyboardInterrupt):
         rekey(store, batch=10, on_batch=stop_after_two)
-    assert store.client.hget(store.redis_keys.rekey_cursor, "after") == b"m-00019"
+    assert raw_client(store).hget(raw_keys(store).rekey_cursor, "after") == b"m-00019"
     second = rekey(store, batch=10)
     assert (second.resumed_after, second.scanned, second.resealed) == ("m-00019", 80, 80)
     assert kids(store) == {"new"}
@@ -159,7 +161,7 @@ def test_cursor_of_a_rekey_to_another_key_is_ignored(settings):
     """A cursor left by a run towards a different key id does not make a new rotation skip records."""
     fill(settings, (OLD,), range(20))
     store = Store(settings.replace(encryption_keys=(NEW, OLD)))
-    store.client.hset(store.redis_keys.rekey_cursor, mapping={"kid": "older", "after": "m-00015"})
+    raw_client(store).hset(raw_keys(store).rekey_cursor, mapping={"kid": "older", "after": "m-00015"})
     progress = rekey(store, batch=8)
     assert (progress.resumed_after, progress.scanned, progress.resealed) == (None, 20, 20)
 
@@ -168,10 +170,10 @@ def test_rekey_reports_records_that_do_not_open_and_goes_on(settings):
     """A tampered record is listed by id and reason; the other records are still resealed."""
     fill(settings, (OLD,), range(10))
     store = Store(settings.replace(encryption_keys=(NEW, OLD)))
-    key = store.redis_keys.msg("m-00004")
-    blob = bytearray(store.client.hget(key, "r"))
+    key = raw_keys(store).msg("m-00004")
+    blob = bytearray(raw_client(store).hget(key, "r"))
     blob[-1] ^= 0x01
-    store.client.hset(key, "r", bytes(blob))
+    raw_client(store).hset(key, "r", bytes(blob))
     progress = rekey(store, batch=3)
     assert progress.failed == [("m-00004", "decrypt_failed")]
     assert progress.resealed == 9

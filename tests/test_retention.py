@@ -13,6 +13,7 @@ import time
 import pytest
 
 from cli.dev.embedded import EmbeddedRedis
+from conftest import raw_client
 from inbox.connection import Connections
 from inbox.errors import ConfigError
 from inbox.feed import Consumer
@@ -103,7 +104,7 @@ def test_ninety_days_thirty_day_retention(own, sim, server):
 
     report = expire(store, batch=50)
     assert report.done and report.expired >= len(old) and report.batches >= MESSAGES // 50
-    expired_entries = [e for e in _feed(store.client, own) if e["event"] == "expired"]
+    expired_entries = [e for e in _feed(raw_client(store), own) if e["event"] == "expired"]
     expired_ids = [e["id"] for e in expired_entries]
     assert len(expired_ids) == len(set(expired_ids)) == report.expired
     assert old <= set(expired_ids)
@@ -131,11 +132,11 @@ def test_ninety_days_thirty_day_retention(own, sim, server):
     assert again.expired == 0 and again.scanned == len(live)
 
     # reconciliation recreates nothing; a late webhook of the same version is a duplicate
-    feed_length = len(_feed(store.client, own))
+    feed_length = len(_feed(raw_client(store), own))
     second = reconcile_run(reconcile, mode="full")
     assert (second["created"], second["updated"]) == (0, 0)
     assert second["duplicates"] == MESSAGES
-    assert len(_feed(store.client, own)) == feed_length
+    assert len(_feed(raw_client(store), own)) == feed_length
     assert store.get(expired_ids[0]) is None
     late = normalize(sim.mailbox.get(expired_ids[1]), sim.mailbox.direction(expired_ids[1]))
     assert store.upsert([late], via=Via.WEBHOOK).outcomes == (Outcome.DUPLICATE,)
@@ -162,7 +163,7 @@ def test_ninety_days_thirty_day_retention(own, sim, server):
     assert revived.resource == sim.mailbox.get(pending)
     assert pending in store.ids(store.index_key(), start=pending, count=1)
     assert pending in store.ids(store.index_key(direction="outbound"), start=pending, count=1)
-    assert [e["event"] for e in _feed(store.client, own) if e["id"] == pending][-1] == "updated"
+    assert [e["event"] for e in _feed(raw_client(store), own) if e["id"] == pending][-1] == "updated"
     assert client.get(f"/medical/v1/message/{pending}", headers={"x-api-key": "k"}).status_code == 200
     assert expire(store).expired == 0  # its status change is inside the window
 
@@ -184,7 +185,7 @@ def test_expiry_resumes_after_an_interruption(own, sim):
     resumed = expire(store, batch=20)
     assert resumed.resumed_after is not None
     assert resumed.scanned == 120 - 40  # went on after the last finished batch
-    expired = [e for e in _feed(store.client, own) if e["event"] == "expired"]
+    expired = [e for e in _feed(raw_client(store), own) if e["event"] == "expired"]
     assert len(expired) == len({e["id"] for e in expired}) == partial + resumed.expired
     assert store.expiry_cursor() is None
 
@@ -195,7 +196,7 @@ def test_retention_off_is_a_config_error(settings):
 
 
 def server_memory(store):
-    return store.client.info("memory")["used_memory"]
+    return raw_client(store).info("memory")["used_memory"]
 
 
 def _old_and_new(store, old=3, new=2):

@@ -12,6 +12,8 @@ import pytest
 from werkzeug.serving import make_server
 
 from conftest import TEST_WEBHOOK_KEY
+from conftest import raw_client
+from conftest import raw_keys
 from conftest import reconcile_summary as run
 from inbox.crypto import Vault
 from inbox.rekey import rekey
@@ -27,7 +29,7 @@ PAGE = 100
 
 def feed(store):
     return [{k.decode(): v.decode() for k, v in fields.items()}
-            for _, fields in store.client.xrange(store.redis_keys.feed)]
+            for _, fields in raw_client(store).xrange(raw_keys(store).feed)]
 
 
 def reconcile(settings, sim, mode="full"):
@@ -78,7 +80,7 @@ def test_switching_encryption_on_rotating_and_retiring_keys_announces_nothing(se
         store1 = Store(ring1)
         assert len(feed(store1)) == 600 and versions(store1, ids) == {1: 600}
         # the walk resealed what it read: nothing left in clear for rekey
-        blobs = [store1.client.hget(store1.redis_keys.msg(i), "r") for i in ids]
+        blobs = [raw_client(store1).hget(raw_keys(store1).msg(i), "r") for i in ids]
         assert {Vault.kid_of(blob) for blob in blobs} == {"k1"}
         assert rekey(store1).resealed == 0
 
@@ -121,11 +123,11 @@ def test_records_from_before_tagged_digests_are_compared_by_meaning(settings):
         reconcile(settings, sim)
         store = Store(settings)
         for message_id in sim.mailbox.ids():
-            store.client.hset(store.redis_keys.msg(message_id), "h", "0123456789abcdef" * 2)
+            raw_client(store).hset(raw_keys(store).msg(message_id), "h", "0123456789abcdef" * 2)
         summary = reconcile(settings, sim)
         assert (summary["updated"], summary["duplicates"]) == (0, 150)
         assert len(feed(store)) == 150
-        digests = {store.client.hget(store.redis_keys.msg(i), "h")[:3] for i in sim.mailbox.ids()}
+        digests = {raw_client(store).hget(raw_keys(store).msg(i), "h")[:3] for i in sim.mailbox.ids()}
         assert digests == {b"3m1"}
 
 

@@ -5,6 +5,8 @@ import random
 
 import pytest
 
+from conftest import raw_client
+from conftest import raw_keys
 from inbox.normalize import normalize
 from inbox.store import Store
 
@@ -57,11 +59,11 @@ def test_eight_processes_create_each_message_once(settings):
                 process.join()
 
     store = Store(settings)
-    events = [fields[b"event"] for _, fields in store.client.xrange(store.redis_keys.feed)]
+    events = [fields[b"event"] for _, fields in raw_client(store).xrange(raw_keys(store).feed)]
     assert events.count(b"created") == MESSAGES
     assert len(events) == MESSAGES
     assert store.count(store.index_key()) == MESSAGES
-    records = sum(1 for _ in store.client.scan_iter(match=store.redis_keys.msg("*"), count=1000))
+    records = sum(1 for _ in raw_client(store).scan_iter(match=raw_keys(store).msg("*"), count=1000))
     assert records == MESSAGES
     stats = store.stats()
     assert stats["created"] == MESSAGES

@@ -9,6 +9,8 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from conftest import raw_client
+from conftest import raw_keys
 from inbox.normalize import TERMINAL_STATUSES
 from inbox.normalize import normalize
 from inbox.store import Outcome
@@ -95,7 +97,7 @@ def test_any_interleaving_ends_in_the_highest_ranked_version(settings, history):
     assert outcomes.count(Outcome.CREATED) == 1
     entries = [
         {k.decode(): v.decode() for k, v in fields.items()}
-        for _, fields in store.client.xrange(store.redis_keys.feed)
+        for _, fields in raw_client(store).xrange(raw_keys(store).feed)
         if fields[b"id"] == message_id.encode()
     ]
     assert [e["event"] for e in entries].count("created") == 1

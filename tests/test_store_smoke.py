@@ -1,6 +1,8 @@
 """First checks of the store against a real Redis: the fixtures go in once each."""
 
 from conftest import fixture_json
+from conftest import raw_client
+from conftest import raw_keys
 from inbox.normalize import normalize
 from inbox.store import Outcome
 
@@ -13,7 +15,7 @@ def test_page_fixture_is_created_then_duplicate(store):
     second = store.upsert(records, "reconcile")
     assert first.outcomes == (Outcome.CREATED, Outcome.CREATED)
     assert second.outcomes == (Outcome.DUPLICATE, Outcome.DUPLICATE)
-    assert store.client.xlen(store.redis_keys.feed) == 2
+    assert raw_client(store).xlen(raw_keys(store).feed) == 2
     stored = store.get(records[0].id)
     assert stored.resource == page["messages"][0]
     assert stored.patient == "0195c3d1-2f4a-7e81-b9c2-5a7d3e6f8b10"
@@ -32,4 +34,4 @@ def test_status_applies_to_a_stored_message_once(store):
     assert store.apply_status("m-2", "failed", 1) is None
     stored = store.get("m-1")
     assert (stored.status, stored.version) == ("failed", 2)
-    assert store.client.xlen(store.redis_keys.feed) == 2
+    assert raw_client(store).xlen(raw_keys(store).feed) == 2

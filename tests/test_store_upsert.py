@@ -7,12 +7,15 @@ import pytest
 import redis
 
 from conftest import fixture_json
+from conftest import raw_client
+from conftest import raw_keys
+from inbox.crypto import Vault
 from inbox.errors import InvalidMessage
 from inbox.normalize import normalize
 from inbox.record import Meta
 from inbox.record import unpack_routing
-from inbox.store import LEDGER_TTL_SECONDS
 from inbox.store import Delivery
+from inbox.store import LEDGER_TTL_SECONDS
 from inbox.store import Outcome
 from inbox.store import Store
 
@@ -51,12 +54,12 @@ def feed(store):
     """The feed entries as ``{field: value}`` dicts of str."""
     return [
         {k.decode(): v.decode() for k, v in fields.items()}
-        for _, fields in store.client.xrange(store.redis_keys.feed)
+        for _, fields in raw_client(store).xrange(raw_keys(store).feed)
     ]
 
 
 def namespace_keys(store):
-    return sorted(store.client.scan_iter(match=store.redis_keys.pattern(), count=1000))
+    return sorted(raw_client(store).scan_iter(match=raw_keys(store).pattern(), count=1000))
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -239,7 +242,7 @@ def test_reused_delivery_id_with_another_body_is_processed(store):
              "status": "completed", "updatedAt": T0}
     assert put(store, other, via="webhook", delivery=Delivery(delivery_id, "hash-2")) == (
         Outcome.CREATED)
-    assert store.client.get(store.redis_keys.delivery(delivery_id)) == b"hash-2"
+    assert raw_client(store).get(raw_keys(store).delivery(delivery_id)) == b"hash-2"
     assert store.count(store.index_key()) == 2
 
 
@@ -247,7 +250,7 @@ def test_delivery_ledger_expires_after_thirty_days(store):
     """The ledger entry of a delivery carries a 30-day TTL."""
     delivery = Delivery("d-1", "hash-1")
     put(store, message("dto"), via="webhook", delivery=delivery)
-    ttl = store.client.ttl(store.redis_keys.delivery("d-1"))
+    ttl = raw_client(store).ttl(raw_keys(store).delivery("d-1"))
     assert LEDGER_TTL_SECONDS == 30 * 24 * 3600
     assert LEDGER_TTL_SECONDS - 60 < ttl <= LEDGER_TTL_SECONDS
 
@@ -270,7 +273,7 @@ def test_encrypted_records_open_and_hold_no_plaintext(settings):
     resource = message("communication")
     assert put(store, resource) == Outcome.CREATED
     assert put(store, copy.deepcopy(resource)) == Outcome.DUPLICATE
-    raw = store.client.hget(store.redis_keys.msg(resource["id"]), "r")
+    raw = raw_client(store).hget(raw_keys(store).msg(resource["id"]), "r")
     assert b"discharged" not in raw and raw[0] == 1
     assert store.get(resource["id"]).resource == resource
 
@@ -291,16 +294,16 @@ def test_feed_is_trimmed_near_its_cap(settings):
         store.upsert([normalize({"id": f"m-{i:04d}", "sent": T0}) for i in range(start, start + 250)],
                      "reconcile")
     assert store.count(store.index_key()) == 1000
-    assert store.client.xlen(store.redis_keys.feed) < 400
+    assert raw_client(store).xlen(raw_keys(store).feed) < 400
 
 
 def test_record_is_four_hash_fields(store):
     """A record is r (blob), h (digest), m (packed routing fields) and x (history): small."""
     resource = message("communication", patient="p-1")
     put(store, resource)
-    row = store.client.hgetall(store.redis_keys.msg(resource["id"]))
+    row = raw_client(store).hgetall(raw_keys(store).msg(resource["id"]))
     assert set(row) == {b"r", b"h", b"m", b"x"}
-    assert row[b"h"] == b"3" + store.vault.digests(normalize(resource).meaning, "m1")[0].encode()
+    assert row[b"h"] == b"3" + Vault(store.settings.encryption_keys).digests(normalize(resource).meaning, "m1")[0].encode()
     version, direction, patient, *_, status = row[b"m"].decode().split("|")
     assert (version, direction, patient, status) == ("1", "inbound", "p-1", "completed")
 
@@ -341,7 +344,7 @@ def test_packed_field_round_trips_through_the_python_codec(store):
     record = normalize(message("dto", status="in-progress"))
     store.upsert([record], via="webhook")
     store.apply_status(record.id, "completed", record.as_of + 1)
-    raw = store.client.hget(store.redis_keys.msg(record.id), "m").decode()
+    raw = raw_client(store).hget(raw_keys(store).msg(record.id), "m").decode()
     meta = Meta.unpack(raw)
     assert meta.pack() == raw
     assert (meta.version, meta.status, meta.direction, meta.as_of) == (

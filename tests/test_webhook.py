@@ -14,10 +14,12 @@ from conftest import SIGNATURES
 from conftest import TEST_WEBHOOK_KEY
 from conftest import fixture_bytes
 from conftest import fixture_json
+from inbox.connection import Connections
 from inbox.errors import ConfigError
 from inbox.normalize import normalize
 from inbox.rediskeys import RedisKeys
 from inbox.signing import HEADER
+from inbox.store import Store
 from inbox.store import Via
 from receiver import create_app
 from inbox import logs
@@ -218,12 +220,6 @@ def _nested(depth):
         (b"[1, 2]", "not_an_object"),
         (b'"text"', "not_an_object"),
         (compact({"meta": {"messageId": "d-1"}}), "missing_type"),
-        (event_body("message.received"), "no_message"),
-        (event_body("message.received", messages=[]), "no_message"),
-        (event_body("message.received", payload={"subject": "x", "body": "y"}), "missing_id"),
-        (event_body("message.received", payload=message("bad id with spaces")), "invalid_id"),
-        (event_body("message.received", payload=42), "not_an_object"),
-        (event_body("message.received", payload="not an id!"), "invalid_id"),
         (event_body("message.received", payload=message(extra=_nested(80))), "json_too_deep"),
         (event_body("message.received", messages=[message()] * 501), "too_many_messages"),
         (event_body("message.status", payload={"id": "m-1"}), "invalid_status"),
@@ -242,11 +238,62 @@ def test_signed_but_unusable_bodies_are_400_and_store_nothing(
     assert store.stats()[f"rejected:{code}"] == 1
 
 
-def test_one_bad_message_in_a_list_stores_none(store, signed_post):
-    """A list with one id-less message is refused whole: the good one is not stored either."""
-    body = event_body("message.received", messages=[message("good-1"), {"subject": "no id"}])
-    assert signed_post(body).status_code == 400
-    assert store.get("good-1") is None
+UNREADABLE = [
+    (event_body("message.received"), "no_message"),
+    (event_body("message.received", messages=[]), "no_message"),
+    (event_body("message.received", payload={"subject": "x", "body": "y"}), "missing_id"),
+    (event_body("message.received", payload=message("bad id with spaces")), "invalid_id"),
+    (event_body("message.received", payload=42), "not_an_object"),
+    (event_body("message.received", payload="not an id!"), "invalid_id"),
+    (event_body("message.received", messages=[message("good-1"), {"subject": "no id"}]),
+     "missing_id"),
+]
+
+
+@pytest.mark.parametrize("body, code", UNREADABLE)
+def test_signed_message_received_without_a_readable_message_is_kept_and_reconciled(
+    client, redis_client, settings, store, body, code
+):
+    """A signed message.received whose message cannot be read answers 202 (Metriport would mark
+    a 4xx failed), stores no message, counts it by reason, keeps the raw body with a TTL and
+    queues one immediate incremental reconcile run."""
+    response = post(client, body)
+    assert response.status_code == 202
+    answer = response.get_json()
+    assert (answer["unreadable"], answer["reconcile"]) == (code, "queued")
+    assert feed_length(redis_client, settings) == 0
+    assert store.count(store.index_key()) == 0
+    assert store.stats()[f"unreadable:{code}"] == 1
+    assert "rejected:" + code not in store.stats()
+    [(kept, reason, _, size, ttl)] = store.quarantined()
+    assert (kept, reason, size) == (answer["kept"], code, len(body))
+    assert 0 < ttl <= 7 * 24 * 3600
+    assert store.quarantined_body(kept) == body
+    queue = Queue(settings.queue_name, connection=Connections(settings).queue)
+    [job] = queue.get_jobs()
+    assert (job.func_name, job.kwargs) == ("worker.jobs.reconcile",
+                                           {"mode": "incremental", "handoff": True})
+
+
+def test_a_burst_of_unreadable_deliveries_queues_one_run(client, settings, store):
+    """Ten unreadable deliveries in a row: ten bodies kept, one reconcile run queued."""
+    answers = [post(client, event_body("message.received", payload={"subject": "s"})).get_json()
+               for _ in range(10)]
+    assert [a["reconcile"] for a in answers] == ["queued"] + ["pending"] * 9
+    assert len(store.quarantined()) == 10
+    assert Queue(settings.queue_name, connection=Connections(settings).queue).count == 1
+
+
+def test_unreadable_body_is_sealed_when_keys_are_set(settings, redis_client):
+    """With a key ring, the kept body is encrypted in Redis and opens for the operator."""
+    ring = settings.replace(encryption_keys=(("k1", b"\x01" * 32),))
+    client = create_app(ring).test_client()
+    body = event_body("message.received", payload={"subject": "CANARY-subject", "body": "x"})
+    answer = post(client, body).get_json()
+    kept = Store(ring).redis_keys.unreadable_webhook(answer["kept"])
+    raw = redis_client.hget(kept, "r")
+    assert b"CANARY" not in raw and raw[0] == 1
+    assert Store(ring).quarantined_body(answer["kept"]) == body
 
 
 def test_message_status_updates_a_stored_message(client, store):

@@ -27,11 +27,12 @@ def _tag_logs():
         logs.REQUEST_ID.set(job.id)
 
 
-def reconcile(mode="incremental", directions=None):
+def reconcile(mode="incremental", directions=None, handoff=False):
     """One reconciliation run (see ``worker.reconcile``); returns its record (``Run.as_dict``).
 
     The run ends itself (and releases its lock) before RQ's job timeout would kill it: a killed
-    run leaves its lock to expire on its own.
+    run leaves its lock to expire on its own. ``handoff`` is set on the immediate run a webhook
+    queues (``receiver/webhook.py``): finding the lock held, it asks the holder to walk again.
     """
     from rq import get_current_job
 
@@ -42,7 +43,8 @@ def reconcile(mode="incremental", directions=None):
     job = get_current_job()
     timeout = job.timeout if job is not None and isinstance(job.timeout, (int, float)) else None
     deadline = max(1, timeout - JOB_TIMEOUT_MARGIN) if timeout and timeout > 0 else None
-    result = run(Settings.from_env(), mode=mode, directions=directions, deadline=deadline)
+    result = run(Settings.from_env(), mode=mode, directions=directions, deadline=deadline,
+                 handoff=handoff)
     if result.outcome is RunOutcome.FAILED:
         raise RunFailed(result.error["detail"], result.error["code"])
     return result.as_dict()

@@ -24,9 +24,8 @@ def purge(queue_name, connection):
     for registry in (queue.failed_job_registry, queue.finished_job_registry,
                      queue.started_job_registry, queue.scheduled_job_registry,
                      queue.deferred_job_registry, queue.canceled_job_registry):
-        for job_id in registry.get_job_ids():
-            job_ids.add(job_id)
-            registry.remove(job_id, delete_job=True)
+        # ids only: RQ 2's finished-job registry cannot remove entries one by one
+        job_ids.update(registry.get_job_ids())
         connection.delete(registry.key)
     queue.delete(delete_jobs=True)
     for job_id in job_ids:

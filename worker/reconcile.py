@@ -49,6 +49,7 @@ from inbox.runs import RunOutcome
 from inbox.runs import Tally
 from inbox.runs import Walk
 from inbox.runs import iso
+from inbox.store import Page
 from inbox.store import Store
 from inbox.store import Via
 from worker.client import MAX_RETRY_SECONDS
@@ -59,16 +60,21 @@ log = logging.getLogger("worker.reconcile")
 
 #: the lock outlives the longest wait between two renewals (one page's retries) with margin
 LOCK_TTL_MS = int((2 * MAX_RETRY_SECONDS + 30) * 1000)
+#: waits between two attempts to free the lock after Redis went away mid-run (seconds)
+RELEASE_RETRY_FIRST = 0.5
+RELEASE_RETRY_MAX = 5.0
 #: read timeout for Redis replies: a 500-message upsert on a busy server can take longer than the
 #: store's default 0.5 s, and a timed-out script would be sent again (counted as duplicates)
 STORE_TIMEOUT = 5.0
+#: most extra walks one run does for immediate runs that found it holding the lock
+RERUNS_MAX = 3
 
 
 class Reconciliation:
     """One run over ``directions``; ``run()`` returns its ``Run`` (and records it)."""
 
     def __init__(self, settings, mode=Mode.INCREMENTAL, directions=None, client_options=None,
-                 deadline=None):
+                 deadline=None, handoff=False):
         try:
             mode = Mode(mode)
         except ValueError:
@@ -83,11 +89,14 @@ class Reconciliation:
             settings, budget=settings.reconcile_request_budget,
             run_deadline=time.monotonic() + seconds, **(client_options or {})
         )
+        self.handoff = handoff
         self.store = None
         self.lock = None
         self.walks = {}
         self.round_trips = 0
         self.webhook = None
+        # an RQ job (it has a deadline) may wait for Redis to free its lock; the command may not
+        self.release_until = time.monotonic() + seconds if deadline else None
 
     def run(self):
         """Do the run; Metriport or Redis trouble ends it with an outcome, never an exception.
@@ -100,12 +109,16 @@ class Reconciliation:
         try:
             self.store = Store(self.settings, client=connect(self.settings.redis_url, STORE_TIMEOUT))
             self.lock = Lock(self.store, LOCK_TTL_MS)
-            if not self.lock.acquire():
+            if self.handoff:
+                # requests made before this point are covered by this run (or the one it hands to)
+                self.store.clear_soon_run()
+            if not self._take_lock():
                 outcome = RunOutcome.SKIPPED
-                log.info("reconcile: skipped, another run holds the lock")
             else:
+                self.store.clear_rerun()
                 with translate_errors("reconcile"):
                     self._walk_all()
+                    self._walk_again_while_asked()
         except InboxError as exc:
             outcome = (RunOutcome.BUDGET_EXHAUSTED if isinstance(exc, BudgetExhausted)
                        else RunOutcome.FAILED)
@@ -117,16 +130,57 @@ class Reconciliation:
             raise
         return self._finish(started, outcome, error)
 
+    def _take_lock(self):
+        """Take the lock; with ``handoff``, a run that finds it held asks the holder to walk
+        again before it releases (the holder's walk may have passed the newest page already)."""
+        if self.lock.acquire():
+            return True
+        if self.handoff:
+            self.store.request_rerun(LOCK_TTL_MS)
+            if self.lock.acquire():  # the holder released in between
+                return True
+            log.info("reconcile: another run holds the lock; it walks again before releasing")
+            return False
+        log.info("reconcile: skipped, another run holds the lock")
+        return False
+
+    def _walk_again_while_asked(self):
+        """Incremental walks, as long as immediate runs asked for one while this run held the
+        lock (bounded: a steady stream of requests is served by the runs that follow)."""
+        for _ in range(RERUNS_MAX):
+            if not self.lock.release_unless_asked_again():
+                return
+            log.info("reconcile: asked to walk again while running; incremental walk")
+            with concurrent.futures.ThreadPoolExecutor(1, "metriport-read-ahead") as reader:
+                for direction in self.directions:
+                    self._walk(direction, reader, again=True)
+
     def _finish(self, started, outcome, error):
         self.client.close()
         if self.lock is not None:
             try:
                 self.lock.release()
             except StoreUnavailable:
-                log.warning("reconcile: could not release the lock; it expires by itself")
+                self._release_when_back()
         run = self._run(started, time.time(), outcome, error)
         self._record(run)
         return run
+
+    def _release_when_back(self):
+        """Redis went away during the run. As an RQ job, retry freeing the lock until Redis is
+        back (up to the run's deadline), so the next scheduled run resumes the walk at once
+        instead of returning ``skipped`` until the lock expires; a foreground run fails fast."""
+        wait = RELEASE_RETRY_FIRST
+        while self.release_until is not None and time.monotonic() + wait < self.release_until:
+            time.sleep(wait)
+            wait = min(wait * 2, RELEASE_RETRY_MAX)
+            try:
+                self.store.lock_release(self.lock.token)
+            except StoreUnavailable:
+                continue
+            log.info("reconcile: Redis is back; the lock is released")
+            return
+        log.warning("reconcile: could not release the lock; it expires by itself")
 
     def _walk_all(self):
         self._retry_webhooks()
@@ -142,12 +196,18 @@ class Reconciliation:
 
     # -- one direction ----------------------------------------------------------------------
 
-    def _walk(self, direction, reader):
-        mode = self._mode_for(self._last_full(direction))
-        url, resumed = self._checkpoint(direction), True
+    def _walk(self, direction, reader, again=False):
+        if again:
+            # one more incremental walk from the first page, counted with the run's walk
+            mode, url, resumed = Mode.INCREMENTAL, None, False
+        else:
+            mode = self._mode_for(self._last_full(direction))
+            url, resumed = self._checkpoint(direction), True
         if url is None:
             url, resumed = self.client.list_url(direction, self.settings.reconcile_page_size), False
-        walk = self.walks[direction] = Walk(mode, resumed)
+        walk = self.walks.get(direction) if again else None
+        if walk is None:
+            walk = self.walks[direction] = Walk(mode, resumed)
         tally = walk.tally
         log.info("reconcile %s: %s walk%s", direction, mode.value,
                  " resumed from checkpoint" if resumed else "")
@@ -165,12 +225,12 @@ class Reconciliation:
             pending = None
             if page.next_url and not may_stop and not looped:
                 pending = reader.submit(self._read, page.next_url, direction)
-            counts, invalid = self._take(direction, page, tally)
+            # a looping cursor is never checkpointed: the checkpoint is deleted instead
+            next_url = None if looped else page.next_url
+            counts = self._take(direction, page, tally, next_url, may_stop)
             streak = 0 if counts["created"] or counts["updated"] else streak + 1
             end = page.next_url is None
             stop = end or (mode is Mode.INCREMENTAL and streak >= stop_after)
-            # a looping cursor is never checkpointed: the checkpoint is deleted instead
-            self._persist(direction, None if stop or looped else page.next_url, counts["created"], invalid)
             if looped:
                 raise MetriportError(
                     f"Metriport's nextPage for {direction} went back to a page already read in this "
@@ -224,10 +284,10 @@ class Reconciliation:
             seen_pages.add(ids)
         return False
 
-    def _take(self, direction, page, tally):
-        """Normalize and store one page, count it, log one line; ``(counts, invalid)``."""
+    def _take(self, direction, page, tally, next_url, may_stop):
+        """Normalize and store one page with its checkpoint, count it, log one line; its counts."""
         records, invalid = page.normalized(direction)
-        counts = self._store(records)
+        counts = self._store(direction, records, invalid, next_url, may_stop)
         skipped = sum(invalid.values())
         tally.add(Tally(1, len(page.items), counts["created"], counts["updated"],
                         counts["duplicates"], counts["stale"], skipped))
@@ -238,7 +298,7 @@ class Reconciliation:
             direction, tally.pages, len(page.items), counts["created"], counts["updated"],
             skipped, self.client.requests,
         )
-        return counts, invalid
+        return counts
 
     def _last_full(self, direction):
         """When the last complete full walk of ``direction`` ended (ms), or None."""
@@ -263,32 +323,28 @@ class Reconciliation:
             log.warning("reconcile %s: ignored an unusable checkpoint or one outside METRIPORT_API_URL", direction)
             return None
 
-    def _store(self, records):
-        if not records:
-            return {"created": 0, "updated": 0, "duplicates": 0, "stale": 0}
-        self.round_trips += 1
-        return self.store.upsert(records, via=Via.RECONCILE).counts()
+    def _store(self, direction, records, invalid, next_url, may_stop):
+        """Store one page, move the checkpoint and renew the lock: one script call, one round trip.
 
-    def _persist(self, direction, next_url, created, invalid):
-        """Checkpoint, counters and lock renewal in one transaction (one round trip)."""
-        pipe = self.store.pipeline(transaction=True)
+        The checkpoint becomes the next page's URL; when this page may end an incremental walk
+        (the last of a streak that changed nothing) the script keeps it only if the page changed
+        something, as the walk then goes on. Fails the run with ``lock_lost`` (nothing written)
+        when the lock is no longer this run's.
+        """
         checkpoint = None
         if next_url:
             checkpoint = json.dumps({"url": next_url, "saved": int(time.time() * 1000)})
-        self.store.save_checkpoint(direction, checkpoint, self.settings.reconcile_full_interval * 1000,
-                                   pipeline=pipe)
-        if created:
-            self.store.count_event("repaired", created, pipeline=pipe)
-        for reason, count in invalid.items():
-            self.store.count_event(f"invalid:reconcile:{reason}", count, pipeline=pipe)
-        self.lock.renew(pipeline=pipe)
-        with translate_errors("checkpoint the walk"):
-            still_ours = pipe.execute()[-1]
-        self.round_trips += 1
-        if not still_ours:
+        page = Page(direction, checkpoint, self.settings.reconcile_full_interval * 1000,
+                    self.lock.token, self.lock.ttl_ms,
+                    {f"invalid:reconcile:{reason}": n for reason, n in invalid.items()},
+                    keep_if_changed=may_stop)
+        result = self.store.upsert(records, via=Via.RECONCILE, page=page)
+        self.round_trips += result.round_trips
+        if result.lock_lost:
             raise LockLost(
                 "The reconciliation lock expired or was taken over; stopped to avoid two runs at once."
             )
+        return result.counts()
 
     # -- around the walks -------------------------------------------------------------------
 
@@ -336,12 +392,14 @@ class Reconciliation:
             log.warning("reconcile: could not record the run (%s)", exc.code)
 
 
-def run(settings, mode=Mode.INCREMENTAL, directions=None, client_options=None, deadline=None):
+def run(settings, mode=Mode.INCREMENTAL, directions=None, client_options=None, deadline=None,
+        handoff=False):
     """One reconciliation run with ``settings``; returns its ``Run``.
 
     ``deadline`` (seconds) shortens ``RECONCILE_DEADLINE`` for this run (an RQ job's timeout).
+    ``handoff`` marks the immediate run a webhook queued (see ``Reconciliation._take_lock``).
     """
-    return Reconciliation(settings, mode, directions, client_options, deadline).run()
+    return Reconciliation(settings, mode, directions, client_options, deadline, handoff).run()
 
 
 def last_full_walk(store, directions):

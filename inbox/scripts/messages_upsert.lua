@@ -4,6 +4,10 @@ For each message decide created / updated / duplicate / stale, and write the rec
 indexes, one feed entry per change and the counters together: a crash can never leave a record
 without its feed entry, or the reverse. A webhook delivery passes its ledger key so that a
 replayed delivery (same meta.messageId, same body hash) costs nothing, in the same round trip.
+A reconciliation page passes its walk's checkpoint, counters and lock in the same call: the
+page is stored, the checkpoint moved and the lock renewed in one round trip and one atomic step,
+and only while the caller still holds the lock (a Redis Cluster client cannot pipeline scripts,
+so these could not share a round trip any other way; all keys share the namespace's hash tag).
 
 "Same message" is decided on its meaning, not its bytes: the digest of the meaning (see
 inbox/normalize.py) equal, the status the same (or a synonym) and the as-of equal. Such a copy is
@@ -22,7 +26,9 @@ KEYS
   2   {ns}:stats                hash    counters shared by every process
   3   {ns}:idx:all              zset    every id, score 0, listed by id (BYLEX)
   4   {ns}:delivery:<deliveryId> string body hash of a webhook delivery (KEYS[2] when unused)
-  per message i, at b = 4 + 3*(i-1):
+  5   {ns}:reconcile:cursor:<direction> string a walk's checkpoint (KEYS[2] when no page)
+  6   {ns}:reconcile:lock        string the reconciliation lock (KEYS[2] when no page)
+  per message i, at b = 6 + 3*(i-1):
   b+1 {ns}:msg:<id>             hash    the record (fields below)
   b+2 {ns}:idx:dir:<direction>  zset    (KEYS[3] when the direction is unknown)
   b+3 {ns}:idx:patient:<pid>    zset    (KEYS[3] when there is no patient)
@@ -33,7 +39,14 @@ ARGV
   3   feed length cap (approximate MAXLEN)
   4   delivery body hash, "" for no ledger
   5   delivery ledger TTL, seconds
-  per message i, at b = 5 + 9*(i-1):
+  6   lock token of the walk, "" when this is not a reconciliation page
+  7   lock time to live, ms
+  8   checkpoint text to save, "" to delete the checkpoint (the walk ended)
+  9   checkpoint time to live, ms
+  10  more counters to add, "name,count,name,count" ("" for none)
+  11  "changed" when the checkpoint is kept only if this page created or updated a message (an
+      incremental walk stops after a page that changed nothing, and must then start afresh)
+  per message i, at b = 11 + 9*(i-1):
   b+1 id   b+2 blob (stored resource)
   b+3 digests "<tag>:<hex>", comma-joined, current first (then any "=" / "!" marker, see above)
   b+4 shape rank (inbox.normalize.Shape)
@@ -53,15 +66,21 @@ replays and fetches that brought nothing new (reconcile duplicates are not writt
 sees them again; a forgotten record gets no history).
 
 Errors (nothing written) when KEYS and ARGV disagree or an as-of is not a number.
-Returns "replay" when the ledger already holds this delivery, else { outcomes, moved } where
-outcomes[i] is the outcome of message i (or "recheck", or "forgotten") and moved lists id, old patient pairs of
+Returns "lock_lost" (nothing written) when a page's lock token no longer holds the lock,
+"replay" when the ledger already holds this delivery, else { outcomes, moved } where
+outcomes[i] is the outcome of message i (or "recheck", or "forgotten") and moved lists id, old
+patient pairs of
 records whose patient changed (the caller removes them from the old patient index). With any
-"recheck" the delivery ledger is not written: the call that settles them writes it.
+"recheck" neither the delivery ledger nor the checkpoint and its counters are written: the
+call that settles them writes those. A page adds its created count to "repaired" and renews the
+lock in every call.
 ]]
 
-local feed, stats, idx_all, ledger = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local feed, stats, idx_all, ledger, cursor, lock = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local via, now, maxlen = ARGV[1], ARGV[2], ARGV[3]
 local body_hash, ledger_ttl = ARGV[4], ARGV[5]
+local token, lock_ttl, checkpoint, checkpoint_ttl, counters = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local keep_if = ARGV[11]
 
 -- Index entries are gathered per sorted set and written with one ZADD each after the loop
 -- (same script, so still atomic): a page of 500 makes a handful of ZADDs instead of 1,500.
@@ -116,15 +135,19 @@ local function compare(h, digests)
   return comparable and 'different' or 'unknown'
 end
 
-local n = (#KEYS - 4) / 3
-if n ~= math.floor(n) or #ARGV ~= 5 + 9 * n then
+local n = (#KEYS - 6) / 3
+if n ~= math.floor(n) or #ARGV ~= 11 + 9 * n then
   return redis.error_reply('ERR messages_upsert: KEYS and ARGV do not describe the same batch')
 end
 -- Check every as-of before the first write: a script error later would leave a partial batch.
 for i = 1, n do
-  if not tonumber(ARGV[5 + 9 * i]) or not tonumber(ARGV[9 * i]) then
+  if not tonumber(ARGV[11 + 9 * i]) or not tonumber(ARGV[6 + 9 * i]) then
     return redis.error_reply('ERR messages_upsert: as-of of message ' .. i .. ' is not a number')
   end
+end
+
+if token ~= '' and redis.call('GET', lock) ~= token then
+  return 'lock_lost'
 end
 
 if body_hash ~= '' then
@@ -147,7 +170,7 @@ local counts = { created = 0, updated = 0, duplicate = 0, stale = 0, recheck = 0
 local outcomes, moved = {}, {}
 
 for i = 1, n do
-  local k, a = 4 + 3 * (i - 1), 5 + 9 * (i - 1)
+  local k, a = 6 + 3 * (i - 1), 11 + 9 * (i - 1)
   local msg, idx_dir, idx_patient = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local id, blob, digests, shape = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4])
   local direction, patient, status = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
@@ -236,5 +259,26 @@ for outcome, count in pairs(counts) do
 end
 if body_hash ~= '' and counts.recheck == 0 then
   redis.call('SET', ledger, body_hash, 'EX', ledger_ttl)
+end
+if token ~= '' then
+  if counts.created > 0 then redis.call('HINCRBY', stats, 'repaired', counts.created) end
+  if counts.recheck == 0 then
+    local changed = counts.created + counts.updated > 0
+    if checkpoint == '' or (keep_if == 'changed' and not changed) then
+      redis.call('DEL', cursor)
+    else
+      redis.call('SET', cursor, checkpoint, 'PX', checkpoint_ttl)
+    end
+    local name
+    for part in string.gmatch(counters, '[^,]+') do
+      if name then
+        redis.call('HINCRBY', stats, name, part)
+        name = nil
+      else
+        name = part
+      end
+    end
+  end
+  redis.call('PEXPIRE', lock, lock_ttl)
 end
 return { outcomes, moved }

@@ -18,6 +18,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from cli.dev.embedded import free_port
+from inbox.feed import Feed
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent
@@ -217,10 +218,8 @@ def summary_of(process):
 
 def feed_events(store):
     """Counter of (event, message id) over every entry of the feed."""
-    entries = store.client.xrange(store.redis_keys.feed, "-", "+")
-    return collections.Counter(
-        (fields[b"event"].decode(), fields[b"id"].decode()) for _, fields in entries
-    )
+    entries = Feed(store.settings).after(None, limit=10**9)
+    return collections.Counter((entry.event, entry.message_id) for entry in entries)
 
 
 def created_per_message(store):

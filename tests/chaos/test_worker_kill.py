@@ -20,6 +20,7 @@ from chaos.harness import reconcile_command
 from chaos.harness import summary_of
 from chaos.harness import wait_until
 from inbox.connection import Connections
+from inbox.rediskeys import RedisKeys
 from inbox.runs import RunLog
 from inbox.store import Store
 from simulator import Faults
@@ -92,14 +93,15 @@ def test_killed_walk_resumes_from_checkpoint(chaos_settings, processes, runner):
         wait_until(lambda: not any(alive(pid) for pid in tree), timeout=5, what="the work horse to die")
         stored_at_kill = store.count(store.index_key())
         assert stored_at_kill < inbound
-        assert store.client.get(store.redis_keys.reconcile_cursor("inbound")) is not None
+        assert store.checkpoint("inbound") is not None
 
         # the dead run's lock is still there: a run now is skipped, never concurrent
         assert runs.finish("skipped")["outcome"] == "skipped"
 
         # the lock expires by itself (LOCK_TTL_MS); make that happen now instead of in minutes
-        assert store.client.pexpire(store.redis_keys.reconcile_lock, 1)
-        wait_until(lambda: not store.client.exists(store.redis_keys.reconcile_lock), timeout=5,
+        client, lock = Connections(store.settings).store, RedisKeys(store.settings.namespace).reconcile_lock
+        assert client.pexpire(lock, 1)
+        wait_until(lambda: not client.exists(lock), timeout=5,
                    what="the lock to expire")
         sim.reset_counts()
         summary = runs.finish("second")
@@ -110,7 +112,7 @@ def test_killed_walk_resumes_from_checkpoint(chaos_settings, processes, runner):
     assert summary["requests"] == sim.requests["list"]
     assert summary["requests"] < full_walk_pages
     assert summary["created"] == MESSAGES - stored_at_kill
-    assert store.client.get(store.redis_keys.reconcile_cursor("inbound")) is None
+    assert store.checkpoint("inbound") is None
     assert_store_equals_mailbox(store, sim.mailbox)
     created = created_per_message(store)
     assert len(created) == MESSAGES

@@ -4,8 +4,9 @@
 in the same test, the faults an operator meets, each handled the way docs/operations.md says:
 
 1. the worker kill -9'ed in the middle of a walk (a new worker; the next run resumes);
-2. every Redis server stopped for 10 s while webhooks arrive and the clock runs (nothing
-   restarted: the processes reconnect, the clock resumes its schedule);
+2. every Redis server stopped for 10 s in the middle of a walk, while webhooks arrive and the
+   clock runs (nothing restarted: the processes reconnect, the clock resumes its schedule, the
+   interrupted run frees its lock once Redis is back and the next run resumes the walk);
 3. encryption switched on, then the key rotated, while the clock runs (restart with the new key
    ring, ``metriport-inbox rekey``): no feed entry at all;
 4. the store's Redis at maxmemory (503 ``store_full``, not ready; then room made).
@@ -29,7 +30,10 @@ from chaos.harness import feed_events
 from chaos.harness import kill9
 from chaos.harness import wait_until
 from conftest import TEST_WEBHOOK_KEY
+from inbox.connection import Connections
 from inbox.crypto import keygen
+from inbox.feed import Feed
+from inbox.rediskeys import RedisKeys
 from inbox.runs import RunLog
 from inbox.settings import Settings
 from inbox.store import Store
@@ -84,14 +88,18 @@ def _operate(deployment, sim):
     _converge(deployment, sim)
     assert unannounced
 
-    # every Redis down for 10 s while webhooks arrive and the clock runs; nothing restarted
+    # every Redis down for 10 s in the middle of a walk, while webhooks arrive and the clock
+    # runs; nothing restarted
+    sim.mailbox.add(200)
     arriving = sim.webhook_deliveries(sim.mailbox.add(60, "inbound"))
     sender = threading.Thread(target=sim.sender.deliver, args=(arriving,),
                               kwargs=dict(delay=0.4, concurrency=2))
     clock = deployment.running["clock"]
+    sim.faults = Faults(slow=1.0, delay_max=0.3, seed=22)
     sender.start()
-    time.sleep(1)
+    _wait_mid_walk(deployment.store)
     deployment.outage(OUTAGE_SECONDS)
+    sim.faults = Faults(seed=22)
     back = time.time()
     sender.join(60)
     wait_until(lambda: _runs_started_after(deployment, back) >= 2, timeout=60,
@@ -101,12 +109,13 @@ def _operate(deployment, sim):
     _converge(deployment, sim)
 
     # encryption on, then rotated, while the clock runs: not one feed entry
-    entries = deployment.store.client.xlen(deployment.store.redis_keys.feed)
+    feed = Feed(deployment.store.settings)
+    entries = feed.length()
     first = keygen("k1")
     _switch_keys(deployment, first)
     second = keygen("k2")
     _switch_keys(deployment, f"{second},{first}")
-    assert deployment.store.client.xlen(deployment.store.redis_keys.feed) == entries
+    assert feed.length() == entries
     _converge(deployment, sim)
 
     # the store's Redis full: 503 store_full and not ready, then room made, then retried
@@ -137,7 +146,7 @@ def _kill_worker_mid_walk(deployment):
     assert worker.popen.returncode == -signal.SIGKILL
     wait_until(lambda: not [pid for pid in below if alive(pid)], timeout=10,
                what="the work horse to die")
-    store.client.delete(store.redis_keys.reconcile_lock)
+    Connections(store.settings).store.delete(RedisKeys(store.settings.namespace).reconcile_lock)
     deployment.start("worker")
 
 
