@@ -196,6 +196,6 @@ def init_app(app):
             "METRIPORT_WEBHOOK_KEY is not set: the webhook cannot verify Metriport's signature "
             "(copy the key from the Metriport dashboard, Developers page)."
         )
-    shared.traffic = Traffic(shared.settings, shared.connections.store)
+    shared.traffic = Traffic(shared.settings, shared.connections.store, batch=shared.store.batch)
     shared.fetch_queue = Queue(shared.settings.queue_name, connection=shared.connections.queue)
     app.register_blueprint(bp)
