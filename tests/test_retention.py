@@ -224,7 +224,8 @@ def test_expire_once_command_prints_what_it_removed(settings, store):
     assert done.stdout.startswith("expired 3 messages older than ")
     assert "(retention 30 days)" in done.stdout and "2 inside the window" in done.stdout
     assert [store.get(i) for i in old] == [None] * 3
-    again = subprocess.run([COMMAND, "expire", "--once", "--json"], capture_output=True,
+    # like reconcile, one run is what the command does: --once is accepted, not needed
+    again = subprocess.run([COMMAND, "expire", "--json"], capture_output=True,
                            text=True, timeout=60, env=_env(settings, INBOX_RETENTION_DAYS="30"))
     report = json.loads(again.stdout.strip().splitlines()[-1])
     assert (report["expired"], report["scanned"], report["done"]) == (0, 2, True)
