@@ -10,6 +10,10 @@ sent at once, so the latency of a lone webhook is unchanged.
 
 Every caller still returns only once Redis has answered its own call: a webhook is acknowledged
 only after its record, ledger entry and feed entry are written.
+
+Other per-request writes can ride along (``commands``): the hourly webhook counters
+(``inbox.traffic``), written after each answer, join the next batch instead of costing each
+webhook a round trip of its own.
 """
 
 import threading
@@ -18,11 +22,13 @@ import redis
 
 
 class _Call:
-    __slots__ = ("keys", "args", "done", "lead", "reply", "error")
+    __slots__ = ("keys", "args", "build", "done", "lead", "reply", "error")
 
-    def __init__(self, keys, args):
+    def __init__(self, keys, args, build=None):
         self.keys = keys
         self.args = args
+        #: for ``commands``: queues the caller's commands on the batch's pipeline
+        self.build = build
         self.done = threading.Event()
         self.lead = False
         self.reply = None
@@ -48,7 +54,16 @@ class GroupCommit:
 
     def __call__(self, keys, args):
         """The script's reply for ``keys``/``args``; raises what the call alone would raise."""
-        call = _Call(keys, args)
+        return self._submit(_Call(keys, args))
+
+    def commands(self, build):
+        """The replies of the commands ``build(pipeline)`` queues, sent in the next batch.
+
+        Raises the first error among them, as a pipeline of their own would.
+        """
+        return self._submit(_Call(None, None, build))
+
+    def _submit(self, call):
         with self._lock:
             if self._busy:
                 self._queue.append(call)
@@ -66,13 +81,21 @@ class GroupCommit:
     def _lead(self, call):
         with self._lock:
             batch, self._queue = [call, *self._queue], []
+        outage = None
         try:
-            self._send(batch)
+            outage = self._send(batch)
         finally:
             with self._lock:
+                # Redis did not answer: the calls that queued meanwhile fail with the same error
+                # now, instead of each batch waiting out the timeouts again (a webhook answers
+                # 503 within one round trip's timeouts, as it would alone)
+                failed, self._queue = (self._queue, []) if outage else ([], self._queue)
                 successor = self._queue.pop(0) if self._queue else None
                 if successor is None:
                     self._busy = False
+            for other in failed:
+                other.error = outage
+                other.done.set()
             for other in batch:
                 if other.reply is None and other.error is None:  # the leader was interrupted
                     other.error = redis.ConnectionError("The call's batch was not sent.")
@@ -83,26 +106,46 @@ class GroupCommit:
                 successor.done.set()
 
     def _send(self, batch):
-        """One pipeline for ``batch``; each call gets its reply, or the error it alone raised."""
-        if len(batch) == 1:
+        """One pipeline for ``batch``; each call gets its reply, or the error it alone raised.
+
+        Returns the error when the round trip itself failed because Redis did not answer.
+        """
+        if len(batch) == 1 and batch[0].build is None:
             only = batch[0]
             try:
                 only.reply = self.script(keys=only.keys, args=only.args)
             except Exception as exc:  # handed to the caller, raised in its own frame
                 only.error = exc
             self._count(batch)
-            return
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            for call in batch:
+            return _outage(only.error)
+        pipe = self.client.pipeline(transaction=False)
+        spans = []
+        for call in batch:
+            start = len(pipe)
+            if call.build is None:
                 pipe.evalsha(self.script.sha, len(call.keys), *call.keys, *call.args)
-            replies = pipe.execute(raise_on_error=False)
+            else:
+                try:
+                    call.build(pipe)
+                except Exception as exc:  # a caller's own mistake stays its own
+                    del pipe.command_stack[start:]
+                    call.error = exc
+            spans.append((start, len(pipe)))
+        try:
+            replies = pipe.execute(raise_on_error=False) if len(pipe) else []
         except Exception as exc:  # the round trip failed for every call in it
             for call in batch:
-                call.error = exc
+                call.error = call.error or exc
             self._count(batch)
-            return
-        for call, reply in zip(batch, replies):
+            return _outage(exc)
+        for call, (start, end) in zip(batch, spans):
+            if call.error is not None:
+                continue
+            if call.build is not None:
+                call.reply = replies[start:end]
+                call.error = next((r for r in call.reply if isinstance(r, Exception)), None)
+                continue
+            reply = replies[start]
             if isinstance(reply, redis.exceptions.NoScriptError):
                 # Redis lost the script (restart, SCRIPT FLUSH): the Script object loads it again
                 try:
@@ -118,3 +161,10 @@ class GroupCommit:
     def _count(self, batch):
         self.calls += len(batch)
         self.round_trips += 1
+
+
+def _outage(error):
+    """``error`` when it means Redis did not answer (connection lost, timed out), else None."""
+    if isinstance(error, (redis.ConnectionError, redis.TimeoutError)):
+        return error
+    return None

@@ -168,9 +168,12 @@ class Store:
         self.vault = Vault(settings.encryption_keys)
         self.client = client if client is not None else Connections(settings).store
         self._upsert = self.client.register_script(load_record_script("messages_upsert"))
-        self._upsert_call = self._upsert
+        #: the group commit of this store, or None: other per-request writes on the same client
+        #: (the receiver's hourly counters) can join its batches (``GroupCommit.commands``)
+        self.batch = None
         if group_commit and not is_cluster_url(settings.redis_url):
-            self._upsert_call = GroupCommit(self.client, self._upsert)
+            self.batch = GroupCommit(self.client, self._upsert)
+        self._upsert_call = self.batch or self._upsert
         self._status = self.client.register_script(load_record_script("message_status"))
         self._unindex = self.client.register_script(load_record_script("patient_unindex"))
         self._expire = self.client.register_script(load_record_script("messages_expire"))
@@ -187,9 +190,13 @@ class Store:
         """
         return self.client.pipeline(transaction=transaction)
 
+    def body_hash(self, body):
+        """A keyed hash of the exact bytes of a webhook body (keyed: it cannot confirm a guess)."""
+        return self.vault.digest(body)
+
     def delivery(self, delivery_id, body):
-        """The ``Delivery`` of a webhook body: its id and a keyed hash of the exact bytes."""
-        return Delivery(delivery_id, self.vault.digest(body))
+        """The ``Delivery`` of a webhook body: its id and ``body_hash``."""
+        return Delivery(delivery_id, self.body_hash(body))
 
     def upsert(self, records, via, delivery=None, page=None):
         """Record ``records`` (normalized) in one atomic call; a ``Result`` in the same order.

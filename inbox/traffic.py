@@ -23,19 +23,32 @@ def current_hour(now=None):
 class Traffic:
     """The hourly webhook counters of one namespace."""
 
-    def __init__(self, settings, client):
+    def __init__(self, settings, client, batch=None):
+        """``batch``: a ``GroupCommit`` on ``client`` whose round trips the counts may join (the
+        receiver's store's), so counting costs a webhook no round trip of its own."""
         self.redis_keys = RedisKeys(settings.namespace)
         self.client = client
+        self.batch = batch
 
     def count(self, field, stats_field=None):
-        """Add one to ``field`` of this hour (and to ``stats_field`` of the totals), one round trip."""
+        """Add one to ``field`` of this hour (and to ``stats_field`` of the totals).
+
+        One round trip of its own, or a place in the next batch of ``batch``.
+        """
         key = self.redis_keys.webhooks_hour(current_hour())
-        with translate_errors("count a webhook"):
-            pipe = self.client.pipeline(transaction=False)
+
+        def queue(pipe):
             pipe.hincrby(key, field, 1)
             pipe.expire(key, KEEP_SECONDS)
             if stats_field:
                 pipe.hincrby(self.redis_keys.stats, stats_field, 1)
+
+        with translate_errors("count a webhook"):
+            if self.batch is not None:
+                self.batch.commands(queue)
+                return
+            pipe = self.client.pipeline(transaction=False)
+            queue(pipe)
             pipe.execute()
 
     def hours(self, count=24, now=None):

@@ -5,11 +5,14 @@ there). Each caller must get its own outcome, its own error, and its own replay 
 if it had called alone; a lost script (SCRIPT FLUSH) is loaded again.
 """
 
+import signal
 import threading
+import time
 import uuid
 
 import pytest
 
+from cli.dev.embedded import EmbeddedRedis
 from conftest import raw_client
 from conftest import raw_keys
 from inbox.errors import StoreUnavailable
@@ -62,7 +65,7 @@ def test_each_caller_gets_its_own_outcome_in_fewer_round_trips(grouped):
     results = race([lambda r=r, d=d: grouped.upsert([r], Via.WEBHOOK, delivery=d)
                     for r, d in zip(records, deliveries)])
     assert [r.outcomes for r in results] == [(Outcome.CREATED,)] * CALLERS
-    commit = grouped._upsert_call
+    commit = grouped.batch
     assert commit.calls == CALLERS
     # every record, ledger entry and feed entry is there, once
     assert grouped.count(raw_keys(grouped).idx_all) == CALLERS
@@ -79,7 +82,7 @@ def test_calls_that_overlap_are_batched(grouped):
     """While one round trip is out, the calls that arrive go together in the next one."""
     for _ in range(5):
         race([lambda: grouped.upsert([record()], Via.WEBHOOK) for _ in range(CALLERS)])
-    commit = grouped._upsert_call
+    commit = grouped.batch
     assert commit.calls == 5 * CALLERS
     assert commit.round_trips < commit.calls
 
@@ -111,3 +114,55 @@ def test_redis_down_fails_every_caller_fast(settings):
     store = Store(down, group_commit=True)
     results = race([lambda: store.upsert([record()], Via.WEBHOOK) for _ in range(8)])
     assert all(isinstance(r, StoreUnavailable) for r in results), results
+
+
+def test_other_commands_ride_along_with_their_own_replies(grouped):
+    """Counters queued with commands() share batches with upserts; each gets its own replies."""
+    key = raw_keys(grouped).stats
+
+    def count(i):
+        return grouped.batch.commands(lambda pipe: (pipe.hincrby(key, f"ride:{i % 3}", 1),
+                                                    pipe.hget(key, "nothing")))
+
+    calls = [lambda i=i: count(i) for i in range(CALLERS)]
+    calls += [lambda: grouped.upsert([record()], Via.WEBHOOK) for _ in range(CALLERS)]
+    results = race(calls)
+    counted, stored = results[:CALLERS], results[CALLERS:]
+    assert all(len(reply) == 2 and reply[1] is None and reply[0] >= 1 for reply in counted)
+    assert [r.outcomes for r in stored] == [(Outcome.CREATED,)] * CALLERS
+    totals = grouped.stats()
+    assert sum(totals[f"ride:{i}"] for i in range(3)) == CALLERS
+    assert grouped.batch.round_trips < grouped.batch.calls
+
+
+def test_a_command_error_stays_with_its_caller(grouped):
+    key = raw_keys(grouped).stats
+    wrong = key + ":string"
+    raw_client(grouped).set(wrong, "x")
+    calls = [lambda: grouped.batch.commands(lambda pipe: pipe.hincrby(wrong, "f", 1))]
+    calls += [lambda: grouped.batch.commands(lambda pipe: pipe.hincrby(key, "ok", 1))
+              for _ in range(CALLERS - 1)]
+    results = race(calls)
+    assert isinstance(results[0], Exception) and "WRONGTYPE" in str(results[0])
+    assert all(reply == [n] for reply, n in zip(sorted(results[1:]), range(1, CALLERS)))
+    raw_client(grouped).delete(wrong)
+
+
+def test_a_hung_redis_fails_the_queued_calls_with_the_batch_in_flight(settings):
+    """Redis frozen: the callers that queued behind a batch fail with it, not a timeout later.
+
+    Each caller must get its 503 within one round trip's timeouts (about 1.7 s), as it would
+    alone; waiting out the timeouts once more per batch would take twice that.
+    """
+    with EmbeddedRedis() as server:
+        store = Store(settings.replace(redis_url=server.url), group_commit=True)
+        store.upsert([record()], Via.WEBHOOK)  # connected, script loaded
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            results = race([lambda: store.upsert([record()], Via.WEBHOOK) for _ in range(8)])
+            elapsed = time.monotonic() - started
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+    assert all(isinstance(r, StoreUnavailable) for r in results), results
+    assert elapsed < 2.8

@@ -50,6 +50,8 @@ def test_serve_answers_ping_and_stops_on_sigterm(redis_url, tmp_path):
     assert "Using worker: gevent" in log and f"127.0.0.1:{port}" in log
     # gevent patched the stdlib before the app was imported: no late-patching warning
     assert "MonkeyPatchWarning" not in log
+    # one line per request, the receiver's own: gunicorn's access line would repeat it
+    assert '"logger": "gunicorn.access"' not in log and '"route": "/webhook"' in log
 
 
 def test_serve_without_webhook_key_exits_2(redis_url):
