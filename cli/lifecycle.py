@@ -14,8 +14,9 @@ from inbox.retention import DEFAULT_BATCH
 
 
 @click.command()
-@click.option("--once", is_flag=True, required=True,
-              help="Run one expiry in the foreground (the clock schedules it hourly).")
+@click.option("--once", is_flag=True,
+              help="Accepted for scripts: one expiry in the foreground is what this command does "
+                   "(the clock schedules it hourly).")
 @click.option("--batch", default=DEFAULT_BATCH, show_default=True, type=click.IntRange(1, 1000),
               help="Records read and expired per Redis call.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON, as the last line.")

@@ -28,6 +28,8 @@ import json
 import os
 import time
 
+import redis
+
 from inbox.connection import translate_errors
 from inbox.errors import BackupError
 from inbox.rediskeys import RedisKeys
@@ -66,8 +68,7 @@ def backup(client, namespace, path):
     summary = Summary(namespace=namespace, created=_iso(time.time()))
     partial = f"{path}.partial"
     digest = hashlib.sha256()
-    with translate_errors("read the server version"):
-        version = client.info("server").get("redis_version", "")
+    version = _server_version(client, keys)
     try:
         with gzip.open(partial, "wt", encoding="utf-8") as out:
             out.write(json.dumps({"format": FORMAT, "version": VERSION, "namespace": namespace,
@@ -182,6 +183,12 @@ def restore(client, namespace, path, reindex):
         raise BackupError(
             f"Namespace {namespace} already holds keys: restore only into an empty namespace "
             "(or another INBOX_NAMESPACE).", "restore_target_not_empty")
+    made, here = header.get("redis") or "", _server_version(client, keys)
+    if made and here and _release(here) < _release(made):
+        raise BackupError(
+            f"{path} was taken on Redis {made} and this Redis is {here}: its DUMP payloads restore "
+            "only on the same or a newer Redis release. Nothing was written.",
+            "restore_redis_too_old")
     batch = []
     for entry in _entries(path):
         batch.append(entry)
@@ -214,7 +221,14 @@ def _put(client, keys, entries, summary):
         for entry in entries:
             pipe.restore(keys.prefix + ":" + entry["key"], entry["ttl"], entry["payload"],
                          replace=True)
-        pipe.execute()
+        try:
+            pipe.execute()
+        except redis.ResponseError as exc:
+            # redis-py's message quotes the command, payload included: keep only Redis's reason
+            reason = str(exc).rpartition("caused error: ")[2]
+            raise BackupError(
+                f"Redis refused a key of the backup ({reason}) after {summary.keys} keys were "
+                "restored: empty the namespace before trying again.", "restore_refused") from None
     summary.keys += len(entries)
 
 
@@ -259,6 +273,25 @@ def _entries(path):
             entry = json.loads(line)
             yield {"key": entry["key"], "ttl": entry["ttl"],
                    "payload": base64.b64decode(entry["dump"])}
+
+
+def _server_version(client, keys):
+    """``redis_version`` of the server holding the namespace (on a cluster, the master of its
+    slot), or "" when it does not say."""
+    with translate_errors("read the server version"):
+        if isinstance(client, redis.RedisCluster):
+            info = client.info("server", target_nodes=client.get_node_from_key(keys.feed))
+        else:
+            info = client.info("server")
+    if "redis_version" not in info:  # a cluster client answers per node
+        info = next(iter(info.values()), {}) if info else {}
+    return str(info.get("redis_version", ""))
+
+
+def _release(version):
+    """(major, minor) of a Redis version string: what decides the DUMP format it reads."""
+    parts = [int(p) if p.isdigit() else 0 for p in version.split(".")[:2]]
+    return tuple(parts + [0] * (2 - len(parts)))
 
 
 def _relative(keys, key):

@@ -190,9 +190,13 @@ class Store:
         """
         return self.client.pipeline(transaction=transaction)
 
+    def body_hash(self, body):
+        """A keyed hash of the exact bytes of a webhook body (keyed: it cannot confirm a guess)."""
+        return self.vault.digest(body)
+
     def delivery(self, delivery_id, body):
-        """The ``Delivery`` of a webhook body: its id and a keyed hash of the exact bytes."""
-        return Delivery(delivery_id, self.vault.digest(body))
+        """The ``Delivery`` of a webhook body: its id and ``body_hash``."""
+        return Delivery(delivery_id, self.body_hash(body))
 
     def upsert(self, records, via, delivery=None, page=None):
         """Record ``records`` (normalized) in one atomic call; a ``Result`` in the same order.

@@ -117,7 +117,7 @@ def _unreadable(shared, body, delivery_id, reason):
     queued, a burst queues no other). 202, so Metriport does not mark the delivery failed."""
     store, settings = shared.store, shared.settings
     requestlog.set_reason(reason)
-    quarantine_id = delivery_id or store.vault.digest(body)
+    quarantine_id = delivery_id or store.body_hash(body)
     store.quarantine(quarantine_id, body, reason, UNREADABLE_TTL_SECONDS)
     # the flag lives as long as the queued job may wait, so a lost job frees it by itself
     queued = store.claim_soon_run(settings.reconcile_interval * 1000)

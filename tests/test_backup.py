@@ -2,7 +2,10 @@
 a fresh redis-server, must serve the same mirror, the same feed positions, and take the next
 incremental reconciliation exactly as the original does."""
 
+import base64
 import gzip
+import hashlib
+import json
 import os
 import pathlib
 import subprocess
@@ -257,3 +260,64 @@ def test_backup_taken_under_writes_is_one_instant(settings, sim, target, tmp_pat
         announced[fields["id"]] = int(fields["version"])
     versions = {m.id: m.version for m in Store(restored).get_many(ids)}
     assert versions == announced
+
+
+def _small_backup(settings, tmp_path):
+    """A backup of a few webhook-stored messages (the feed and counters come along)."""
+    store = Store(settings)
+    store.upsert([normalize(resource) for resource in _messages(3)], via=Via.WEBHOOK)
+    path = tmp_path / "b"
+    assert _cli(["backup", str(path)], settings).returncode == 0
+    return path
+
+
+def _messages(count):
+    with Simulator(seed=9, messages=count) as simulator:
+        return [simulator.mailbox.get(i) for i in simulator.mailbox.ids("inbound")
+                + simulator.mailbox.ids("outbound")]
+
+
+def _rewrite(path, edit):
+    """Apply ``edit`` to the decoded lines and write the file back with a matching trailer."""
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines(keepends=True)
+    body = edit(lines[:-1])
+    digest = hashlib.sha256("".join(body[1:]).encode()).hexdigest()
+    trailer = {**json.loads(lines[-1]), "keys": len(body) - 1, "sha256": digest}
+    path.write_bytes(gzip.compress(("".join(body) + json.dumps(trailer) + "\n").encode()))
+
+
+def test_restore_onto_an_older_redis_writes_nothing_and_says_why(settings, target, tmp_path):
+    """DUMP payloads restore only on the same or a newer Redis: a file from a newer server is
+    refused before any write, with one line and no traceback."""
+    path = _small_backup(settings, tmp_path)
+
+    def newer(lines):
+        header = json.loads(lines[0])
+        return [json.dumps({**header, "redis": "99.0.0"}) + "\n", *lines[1:]]
+
+    _rewrite(path, newer)
+    done = _cli(["restore", str(path)], settings.replace(redis_url=target.url))
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("error: restore_redis_too_old: ")
+    assert "Redis 99.0.0" in done.stderr and "Traceback" not in done.stderr
+    assert Connections(settings.replace(redis_url=target.url)).store.dbsize() == 0
+
+
+def test_a_payload_redis_refuses_ends_with_one_line_and_no_payload(settings, target, tmp_path):
+    """A payload that passes the file's checksum but not Redis's (written by another tool, or a
+    server whose DUMP format this one does not read): a clear error naming Redis's reason, never
+    a traceback quoting the payload."""
+    path = _small_backup(settings, tmp_path)
+    canary = b"CANARY-PAYLOAD-BYTES"
+
+    def broken(lines):
+        entry = json.loads(lines[1])
+        entry["dump"] = base64.b64encode(canary).decode()
+        return [lines[0], json.dumps(entry) + "\n", *lines[2:]]
+
+    _rewrite(path, broken)
+    done = _cli(["restore", str(path)], settings.replace(redis_url=target.url))
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("error: restore_refused: Redis refused a key of the backup (")
+    assert "Traceback" not in done.stderr and "CANARY" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -25,6 +25,7 @@ from cli.dev.embedded import EmbeddedCluster
 from conftest import TEST_WEBHOOK_KEY
 from conftest import _delete_queue
 from conftest import fixture_json
+from conftest import raw_client
 from conftest import raw_keys
 from conftest import reconcile_summary as reconcile_run
 from inbox.connection import Connections
@@ -283,7 +284,7 @@ def _assert_store_equals_simulator(store, sim):
     assert store.count(store.index_key()) == len(ids)
     for stored in store.get_many(ids):
         assert stored.resource == sim.mailbox.get(stored.id)
-    created = [f[b"id"] for _, f in store.client.xrange(store.redis_keys.feed) if f[b"event"] == b"created"]
+    created = [f[b"id"] for _, f in raw_client(store).xrange(raw_keys(store).feed) if f[b"event"] == b"created"]
     assert sorted(created) == sorted(i.encode() for i in ids)
 
 
@@ -349,7 +350,7 @@ def test_real_reconciler_and_fetch_job_on_the_cluster(cluster_settings, client, 
         assert SimpleWorker([settings.queue_name], connection=queue).work(burst=True)
         assert store.get(unknown[0]).first_via == "fetch"
         _assert_store_equals_simulator(store, sim)
-        entries = [f for _, f in client.xrange(store.redis_keys.feed)]
+        entries = [f for _, f in client.xrange(raw_keys(store).feed)]
         updated = collections.Counter(f[b"id"] for f in entries if f[b"event"] == b"updated")
         assert len(updated) == 50 and set(updated.values()) == {1}
 

@@ -17,6 +17,7 @@ from conftest import raw_client
 from inbox.connection import Connections
 from inbox.errors import ConfigError
 from inbox.feed import Consumer
+from inbox.history import trace
 from inbox.normalize import normalize
 from inbox.rediskeys import RedisKeys
 from inbox.retention import DAY_MS
@@ -224,7 +225,8 @@ def test_expire_once_command_prints_what_it_removed(settings, store):
     assert done.stdout.startswith("expired 3 messages older than ")
     assert "(retention 30 days)" in done.stdout and "2 inside the window" in done.stdout
     assert [store.get(i) for i in old] == [None] * 3
-    again = subprocess.run([COMMAND, "expire", "--once", "--json"], capture_output=True,
+    # like reconcile, one run is what the command does: --once is accepted, not needed
+    again = subprocess.run([COMMAND, "expire", "--json"], capture_output=True,
                            text=True, timeout=60, env=_env(settings, INBOX_RETENTION_DAYS="30"))
     report = json.loads(again.stdout.strip().splitlines()[-1])
     assert (report["expired"], report["scanned"], report["done"]) == (0, 2, True)
@@ -283,9 +285,17 @@ def test_a_tombstone_is_small_and_keeps_the_history(settings, store, redis_clien
     redis_client.hset(keys.msg("t-2"), "x", "1|created|webhook|1|completed")  # a longer one
     assert expire(store, retention_days=30).expired == 2
     plain = redis_client.hgetall(keys.msg("t-1"))
-    assert sorted(plain) == [b"e", b"h", b"m", b"x"] and plain[b"x"] == history
+    assert sorted(plain) == [b"e", b"h", b"m", b"x"] and plain[b"x"].endswith(b";" + history)
+    # trace says what happened: created, then expired by retention, with the feed entry that
+    # announced it (the mirror answers 404 from now on; this is where an operator finds why)
+    traced = trace(settings, redis_client, "t-1")
+    assert [(e.event, e.via) for e in traced.events] == [("created", "webhook"),
+                                                         ("expired", "retention")]
+    announced = [f for f in traced.feed if f["event"] == "expired"]
+    assert [f["entry"] for f in announced] == [traced.events[-1].feed_id]
+    assert announced[0]["via"] == "retention" and announced[0]["present"]
     # One history event is just over Redis's 64-byte listpack value limit: the tombstone is a
     # hashtable of about 600 bytes with it (about 240 without, measured on 7.0)
     assert redis_client.memory_usage(keys.msg("t-1")) < 800
-    assert redis_client.hget(keys.msg("t-2"), "x") == b"1|created|webhook|1|completed"
+    assert redis_client.hget(keys.msg("t-2"), "x").endswith(b";1|created|webhook|1|completed")
     assert b"r" not in redis_client.hgetall(keys.msg("t-2"))

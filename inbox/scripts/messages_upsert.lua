@@ -154,7 +154,7 @@ if body_hash ~= '' then
   if redis.call('GET', ledger) == body_hash then
     redis.call('HINCRBY', stats, 'replay', 1)
     for i = 1, n do
-      local msg = KEYS[4 + 3 * (i - 1) + 1]
+      local msg = KEYS[6 + 3 * (i - 1) + 1]
       local old_digest, old_meta, x, gone = unpack(redis.call('HMGET', msg, 'h', 'm', 'x', 'e'))
       if old_meta and gone ~= 'forgotten' then
         local old = unpack_record(old_meta)
