@@ -10,6 +10,7 @@ import json
 import click
 
 from cli.environment import load_settings
+from inbox.errors import InboxError
 from inbox.retention import DEFAULT_BATCH
 
 
@@ -97,7 +98,13 @@ def forget(patient, yes):
                                  param_hint="--patient")
     settings = load_settings()
     if not yes:
-        click.confirm(f"Remove every message of patient {patient} from namespace "
-                      f"{settings.namespace}? This cannot be undone", abort=True)
+        try:
+            confirmed = click.confirm(f"Remove every message of patient {patient} from namespace "
+                                      f"{settings.namespace}? This cannot be undone", err=True)
+        except click.Abort:  # no answer (stdin closed, Ctrl-C): the same as no
+            confirmed = False
+        if not confirmed:
+            raise InboxError("Nothing was removed: not confirmed (answer y, or pass --yes).",
+                             "not_confirmed")
     done = forget_patient(settings, Connections(settings).store, patient)
     click.echo(done.line())

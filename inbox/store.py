@@ -532,10 +532,19 @@ class Store:
         return still
 
     def history(self, message_id):
-        """``(exists, history text)`` of a record: its field ``x`` (``inbox.history`` parses it)."""
+        """``(exists, history text)`` of a record: its field ``x`` (``inbox.history`` parses it).
+
+        A tombstone's expiry is told by its field ``e`` (when retention expired it), not written
+        into ``x``: an ``expired`` event is put in front here, so ``trace`` says why the mirror
+        answers 404 without a tombstone holding more bytes."""
         with translate_errors("read a message's history"):
-            meta, text = self.client.hmget(self.redis_keys.msg(message_id), "m", "x")
-        return meta is not None, text.decode() if text else ""
+            meta, text, gone = self.client.hmget(self.redis_keys.msg(message_id), "m", "x", "e")
+        text = text.decode() if text else ""
+        if meta is not None and gone is not None and gone.isdigit():
+            record = Meta.unpack(meta.decode())
+            expired = f"{gone.decode()}|expired|retention|{record.version}|{record.status or ''}"
+            text = f"{expired};{text}" if text else expired
+        return meta is not None, text
 
     def routing_many(self, message_ids):
         """``(direction, patient)`` of each message, None where unknown, without opening resources.

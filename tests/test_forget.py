@@ -11,10 +11,13 @@ import pytest
 
 from inbox import audit
 from inbox.feed import Consumer
+from inbox.normalize import normalize
 from inbox.rediskeys import RedisKeys
+from inbox.store import Via
 from receiver import create_app
 from simulator import Simulator
 from simulator.data import patient_of
+from webhook_helpers import message
 from worker.reconcile import run
 
 COMMAND = str(pathlib.Path(sys.executable).with_name("metriport-inbox"))
@@ -32,10 +35,11 @@ def sim():
         yield simulator
 
 
-def _cli(args, settings):
+def _cli(args, settings, answer=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("METRIPORT_", "INBOX_"))}
     env.update(REDIS_URL=settings.redis_url, INBOX_NAMESPACE=settings.namespace)
-    return subprocess.run([COMMAND, *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([COMMAND, *args], env=env, input=answer, capture_output=True,
+                          text=True, timeout=120)
 
 
 def _entries(client, key):
@@ -94,3 +98,16 @@ def test_forget_patient_removes_everything_of_theirs_and_stays_forgotten(
 def test_forget_refuses_a_malformed_patient_id(settings):
     done = _cli(["forget", "--patient", "a b", "--yes"], settings)
     assert done.returncode == 2 and "patient id is 1-128" in done.stderr
+
+
+@pytest.mark.parametrize("answer", ["n\n", ""])
+def test_forget_without_yes_removes_nothing_unless_confirmed(settings, store, answer):
+    """Declined, or no answer at all (a script without --yes): one documented error line and
+    nothing removed, never click's bare "Aborted!"."""
+    store.upsert([normalize(message("kept-1", patientId="p-kept"))], via=Via.WEBHOOK)
+    done = _cli(["forget", "--patient", "p-kept"], settings, answer)
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith(  # the prompt's line: an answer from a pipe is not echoed
+        "error: not_confirmed: Nothing was removed: not confirmed (answer y, or pass --yes).")
+    assert "Aborted" not in done.stderr and done.stdout == ""
+    assert store.get("kept-1") is not None

