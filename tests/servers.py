@@ -4,6 +4,9 @@ import contextlib
 import pathlib
 import subprocess
 import sys
+import threading
+
+from werkzeug.serving import make_server
 
 from cli.dev import processes
 
@@ -25,3 +28,17 @@ def running(argv, env, port, log_path):
             yield process
         finally:
             processes.stop(process, grace=15)
+
+
+@contextlib.contextmanager
+def serving(app):
+    """``app`` on a real threaded WSGI server on 127.0.0.1: its webhook URL until the block ends."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}/webhook"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -13,13 +13,11 @@ import os
 import pathlib
 import subprocess
 import sys
-import threading
 import uuid
 
 import pytest
 import redis
 from rq import SimpleWorker
-from werkzeug.serving import make_server
 
 from cli.dev.embedded import EmbeddedCluster
 from conftest import TEST_WEBHOOK_KEY
@@ -38,6 +36,7 @@ from inbox.settings import Settings
 from inbox.store import Outcome
 from inbox.store import Store
 from receiver import create_app
+from servers import serving
 from simulator import Simulator
 
 pytestmark = pytest.mark.cluster
@@ -292,15 +291,10 @@ def _assert_store_equals_simulator(store, sim):
 def receiver_url(cluster_settings):
     """The receiver app (store on the cluster, RQ on the standalone Redis) on a real WSGI server."""
     app = create_app(cluster_settings.replace(webhook_keys=(TEST_WEBHOOK_KEY,)))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.port}/webhook"
+        with serving(app) as url:
+            yield url
     finally:
-        server.shutdown()
-        server.server_close()
         _delete_queue(cluster_settings)
 
 

@@ -6,10 +6,8 @@ and the feed with the simulator: every message once, no `updated` entry that not
 """
 
 import collections
-import threading
 
 import pytest
-from werkzeug.serving import make_server
 
 from conftest import TEST_WEBHOOK_KEY
 from conftest import raw_client
@@ -19,6 +17,7 @@ from inbox.crypto import Vault
 from inbox.rekey import rekey
 from inbox.store import Store
 from receiver import create_app
+from servers import serving
 from simulator import Simulator
 
 
@@ -54,15 +53,8 @@ def versions(store, ids):
 @pytest.fixture
 def receiver(settings):
     """The receiver app on a real WSGI server on 127.0.0.1, stopped after the test."""
-    server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}/webhook"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(create_app(settings)) as url:
+        yield url
 
 
 def test_switching_encryption_on_rotating_and_retiring_keys_announces_nothing(settings):

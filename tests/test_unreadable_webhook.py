@@ -11,7 +11,6 @@ import time
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from chaos.harness import BIN
 from chaos.harness import Processes
@@ -20,6 +19,7 @@ from conftest import reconcile_summary
 from inbox.runs import RunLog
 from inbox.store import Store
 from receiver import create_app
+from servers import serving
 from simulator import Faults
 from simulator import Simulator
 from webhook_helpers import event_body
@@ -41,15 +41,8 @@ def processes(tmp_path):
 
 @pytest.fixture
 def receiver(settings):
-    server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}/webhook"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(create_app(settings)) as url:
+        yield url
 
 
 def unknown_shape():
