@@ -183,13 +183,30 @@ def _all(driver, css):
 
 
 def _click(driver, element):
-    """Click something that loads a new page, and wait until the new page is there."""
-    from selenium.webdriver.support import expected_conditions
+    """Click something that loads a new page, and wait until the new page is there.
+
+    Once the page is replaced, chromedriver may answer a look at the old element with a plain
+    WebDriverException ("Node with given id does not belong to the document") instead of a
+    stale-element one: both mean the old page is gone."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
     old = _by(driver, "html")
+
+    def replaced(_):
+        try:
+            old.is_enabled()
+            return False
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+
     element.click()
-    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 20).until(replaced)
     WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
