@@ -8,13 +8,10 @@ Only ids, codes, sizes and durations are ever passed: never a body, subject or n
 """
 
 import contextvars
-import json
 import logging
 import logging.config
 import re
 import uuid
-
-import orjson
 
 #: the request being served by this thread or task ("" outside a request)
 REQUEST_ID = contextvars.ContextVar("request_id", default="")
@@ -37,59 +34,20 @@ def request_id(incoming=None):
     return uuid.uuid4().hex
 
 
-#: attributes every ``LogRecord`` has: everything else on a record came from ``extra``
-_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
-    "message", "asctime", "request_id", "taskName"}
-_DATEFMT = "%Y-%m-%dT%H:%M:%S%z"
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record: ``time``, ``level``, ``logger``, ``message``, ``request_id``,
-    then the record's ``extra`` fields (and ``exc_info``/``stack_info`` when present).
-
-    Built by hand on orjson rather than with python-json-logger, which walked and renamed every
-    record's attributes: the request line is written once per webhook, and formatting it costs
-    2.2 us here against 11.8 us there (bench/RESULTS.md). Values JSON cannot hold are written
-    as ``str(value)``.
-    """
-
-    def __init__(self):
-        super().__init__(datefmt=_DATEFMT)
-        self._second = None
-        self._time = ""
-
-    def formatTime(self, record, datefmt=None):
-        """The record's time to the second, formatted once per second (strftime is not free)."""
-        second = int(record.created)
-        if second != self._second:
-            self._time = super().formatTime(record, _DATEFMT)
-            self._second = second
-        return self._time
-
-    def format(self, record):
-        line = {
-            "time": self.formatTime(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            "request_id": getattr(record, "request_id", ""),
-        }
-        for name, value in record.__dict__.items():
-            if name not in _STANDARD:
-                line[name] = value
-        if record.exc_info:
-            line["exc_info"] = self.formatException(record.exc_info)
-        if record.stack_info:
-            line["stack_info"] = self.formatStack(record.stack_info)
-        try:
-            return orjson.dumps(line, default=str).decode()
-        except TypeError:  # an integer beyond 64 bits, a lone surrogate: the standard library
-            return json.dumps(line, default=str, ensure_ascii=False, separators=(",", ":"))
-
-
 def formatter():
-    """The JSON formatter of every line."""
-    return JsonFormatter()
+    """The JSON formatter of every line: python-json-logger's orjson flavour, short field names.
+
+    A maintained formatter rather than our own: it knows every ``LogRecord`` attribute, carries
+    ``extra`` fields and encodes exceptions; its orjson encoder keeps the per-webhook request
+    line cheap (bench/RESULTS.md).
+    """
+    from pythonjsonlogger.orjson import OrjsonFormatter
+
+    return OrjsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+    )
 
 
 def config(level="INFO"):
