@@ -13,7 +13,8 @@ only after its record, ledger entry and feed entry are written.
 
 Other per-request writes can ride along (``commands``): the hourly webhook counters
 (``inbox.traffic``), written after each answer, join the next batch instead of costing each
-webhook a round trip of its own.
+webhook a round trip of its own; being best effort, they do not wait for their reply when a
+batch is already under way (the caller that sends that batch sends them).
 """
 
 import threading
@@ -22,13 +23,15 @@ import redis
 
 
 class _Call:
-    __slots__ = ("keys", "args", "build", "done", "lead", "reply", "error")
+    __slots__ = ("keys", "args", "build", "wait", "done", "lead", "reply", "error")
 
-    def __init__(self, keys, args, build=None):
+    def __init__(self, keys, args, build=None, wait=True):
         self.keys = keys
         self.args = args
         #: for ``commands``: queues the caller's commands on the batch's pipeline
         self.build = build
+        #: False when nobody waits for the reply (``commands(..., wait=False)``)
+        self.wait = wait
         self.done = threading.Event()
         self.lead = False
         self.reply = None
@@ -56,17 +59,22 @@ class GroupCommit:
         """The script's reply for ``keys``/``args``; raises what the call alone would raise."""
         return self._submit(_Call(keys, args))
 
-    def commands(self, build):
+    def commands(self, build, wait=True):
         """The replies of the commands ``build(pipeline)`` queues, sent in the next batch.
 
-        Raises the first error among them, as a pipeline of their own would.
+        Raises the first error among them, as a pipeline of their own would. With
+        ``wait=False`` (best-effort writes such as counters) a batch already under way takes
+        the commands along and this returns None at once, without their replies or errors;
+        with no batch under way the caller sends them itself, as with ``wait=True``.
         """
-        return self._submit(_Call(None, None, build))
+        return self._submit(_Call(None, None, build, wait))
 
     def _submit(self, call):
         with self._lock:
             if self._busy:
                 self._queue.append(call)
+                if not call.wait:
+                    return None
             else:
                 self._busy = True
                 call.lead = True
@@ -79,19 +87,31 @@ class GroupCommit:
         return call.reply
 
     def _lead(self, call):
+        while call is not None:
+            call = self._lead_once(call)
+
+    def _lead_once(self, call):
+        """Send ``call`` and the queue; the call that leads next when nobody waits for one
+        (queued calls whose callers did not wait: this caller sends them too), else None."""
         with self._lock:
             batch, self._queue = [call, *self._queue], []
         outage = None
+        carry_on, sent = None, False
         try:
             outage = self._send(batch)
+            sent = True
         finally:
             with self._lock:
                 # Redis did not answer: the calls that queued meanwhile fail with the same error
                 # now, instead of each batch waiting out the timeouts again (a webhook answers
                 # 503 within one round trip's timeouts, as it would alone)
                 failed, self._queue = (self._queue, []) if outage else ([], self._queue)
-                successor = self._queue.pop(0) if self._queue else None
-                if successor is None:
+                successor = next((other for other in self._queue if other.wait), None)
+                if successor is not None:
+                    self._queue.remove(successor)
+                elif self._queue and sent:  # (when interrupted, the next caller takes them)
+                    carry_on = self._queue.pop(0)
+                else:
                     self._busy = False
             for other in failed:
                 other.error = outage
@@ -104,6 +124,7 @@ class GroupCommit:
             if successor is not None:
                 successor.lead = True
                 successor.done.set()
+        return carry_on
 
     def _send(self, batch):
         """One pipeline for ``batch``; each call gets its reply, or the error it alone raised.

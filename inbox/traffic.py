@@ -30,10 +30,11 @@ class Traffic:
         self.client = client
         self.batch = batch
 
-    def count(self, field, stats_field=None):
+    def count(self, field, stats_field=None, wait=True):
         """Add one to ``field`` of this hour (and to ``stats_field`` of the totals).
 
-        One round trip of its own, or a place in the next batch of ``batch``.
+        One round trip of its own, or a place in the next batch of ``batch``; with
+        ``wait=False`` and a batch under way, returns at once (a lost count is not reported).
         """
         key = self.redis_keys.webhooks_hour(current_hour())
 
@@ -45,7 +46,7 @@ class Traffic:
 
         with translate_errors("count a webhook"):
             if self.batch is not None:
-                self.batch.commands(queue)
+                self.batch.commands(queue, wait=wait)
                 return
             pipe = self.client.pipeline(transaction=False)
             queue(pipe)

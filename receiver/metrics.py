@@ -20,7 +20,6 @@ import time
 
 from flask import Blueprint
 from flask import Response
-from flask import g
 from flask import request
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client import CollectorRegistry
@@ -44,6 +43,7 @@ from inbox.jobs import Jobs
 from inbox.store import Outcome
 from inbox.store import Store
 from inbox.store import Via
+from receiver import requestlog
 from receiver.resources import resources
 
 PREFIX = "metriport_inbox"
@@ -226,17 +226,31 @@ def _by_reason(counters, prefix, family):
     return family
 
 
-def _start():
-    g.metrics_started = time.perf_counter()
+#: the labelled children of this process by (route, method, status): ``labels()`` validates and
+#: locks on every call, a dictionary lookup does not (each child still writes its own value)
+_REQUEST_CHILDREN = {}
+_WEBHOOK_CHILDREN = {}
 
 
 def _observe(response):
-    """Count the answer and time the webhook (route templates only: never an id from a path)."""
+    """Count the answer and time the webhook (route templates only: never an id from a path).
+
+    The webhook's duration is measured from ``receiver.requestlog``'s start of the request.
+    """
     route = request.url_rule.rule if request.url_rule else "unmatched"
-    status = str(response.status_code)
-    REQUESTS.labels(route, request.method, status).inc()
-    if route == "/webhook" and "metrics_started" in g:
-        WEBHOOK_SECONDS.labels(status).observe(time.perf_counter() - g.metrics_started)
+    status = response.status_code
+    key = (route, request.method, status)
+    child = _REQUEST_CHILDREN.get(key)
+    if child is None:
+        child = _REQUEST_CHILDREN[key] = REQUESTS.labels(route, request.method, str(status))
+    child.inc()
+    if route == "/webhook":
+        started = requestlog.started()
+        if started is not None:
+            timer = _WEBHOOK_CHILDREN.get(status)
+            if timer is None:
+                timer = _WEBHOOK_CHILDREN[status] = WEBHOOK_SECONDS.labels(str(status))
+            timer.observe(time.perf_counter() - started)
     return response
 
 
@@ -258,6 +272,5 @@ def init_app(app):
     ProcessCollector(registry=registry)
     registry.register(InboxCollector(shared.settings, shared.connections, shared.readiness_client))
     shared.metrics_registry = registry
-    app.before_request(_start)
     app.after_request(_observe)
     app.register_blueprint(bp)

@@ -35,6 +35,11 @@ def reason():
     return g.get("reason")
 
 
+def started():
+    """When this request began (``time.perf_counter()``), or None outside one."""
+    return g.get("started")
+
+
 def _start():
     g.started = time.perf_counter()
     g.request_id = logs.request_id(request.headers.get(HEADER))

@@ -173,17 +173,19 @@ def _count_answer(response):
         total = field if reason else None
     else:
         field, total = f"failed:{safe_code(reason or 'error')}", None
-    count = functools.partial(_count, resources().traffic, field, total)
+    traffic = resources().traffic
     if 400 <= status < 500:
-        count()  # a refusal is counted before it is answered, as it always was (one round trip)
+        # a refusal is counted before it is answered, as it always was (one round trip)
+        _count(traffic, field, total, wait=True)
     else:
-        response.call_on_close(count)
+        # after the answer, without waiting for the reply when a batch is under way
+        response.call_on_close(functools.partial(_count, traffic, field, total, wait=False))
     return response
 
 
-def _count(traffic, field, total):
+def _count(traffic, field, total, wait):
     try:
-        traffic.count(field, total)
+        traffic.count(field, total, wait=wait)
     except StoreUnavailable:
         pass
 

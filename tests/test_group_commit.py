@@ -135,6 +135,26 @@ def test_other_commands_ride_along_with_their_own_replies(grouped):
     assert grouped.batch.round_trips < grouped.batch.calls
 
 
+def test_commands_that_do_not_wait_are_sent_by_the_batch_under_way(grouped):
+    """commands(wait=False) during a batch returns at once; the callers that do wait are
+    answered only after those commands were sent too (none is stranded, none lost)."""
+    key = raw_keys(grouped).stats
+
+    def count():
+        return grouped.batch.commands(lambda pipe: pipe.hincrby(key, "nowait", 1), wait=False)
+
+    calls = [count for _ in range(CALLERS)]
+    calls += [lambda: grouped.upsert([record()], Via.WEBHOOK) for _ in range(CALLERS)]
+    results = race(calls)
+    counted, stored = results[:CALLERS], results[CALLERS:]
+    assert [r.outcomes for r in stored] == [(Outcome.CREATED,)] * CALLERS
+    # a count that found no batch under way sent its own and got its reply; the others None
+    assert all(reply is None or reply == [reply[0]] for reply in counted)
+    assert any(reply is None for reply in counted)
+    assert grouped.stats()["nowait"] == CALLERS
+    assert grouped.batch._busy is False and grouped.batch._queue == []
+
+
 def test_a_command_error_stays_with_its_caller(grouped):
     key = raw_keys(grouped).stats
     wrong = key + ":string"
