@@ -2,11 +2,7 @@
 
 Each subcommand is declared in ``pyproject.toml`` under ``metriport_inbox.commands`` and lives in a
 module of this package (one module per command family). The group imports only the command
-being run, so a scheduled ``reconcile --once`` does not pay for Flask or gunicorn. Our own
-commands are found in ``COMMANDS``, the same table as the entry points (a test keeps them equal):
-importing ``importlib.metadata`` and scanning every installed distribution's entry points cost
-about 30 ms of every start-up, an eighth of a scheduled ``reconcile --once``. Only a name not in
-the table (``--help``, a command another distribution adds, a typo) pays for the scan.
+being run, so a scheduled ``reconcile --once`` does not pay for Flask or gunicorn.
 
 Every deliberate error (``inbox.errors.InboxError``) ends the command with one line,
 ``error: <code>: <sentence>``, and its exit code (2 for configuration), never a traceback. A
@@ -14,8 +10,8 @@ command line click refuses (an option out of range, a missing argument, an unkno
 the same way, with code ``invalid_usage`` and click's exit code 2, so scripts parse one shape.
 """
 
-import importlib
 import sys
+from importlib.metadata import entry_points
 
 import click
 
@@ -24,45 +20,18 @@ from inbox.errors import InboxError
 GROUP = "metriport_inbox.commands"
 #: the code of a command line that click refuses (see the module docstring)
 USAGE_CODE = "invalid_usage"
-#: name -> "module:attribute" of every command pyproject.toml declares in ``GROUP``
-COMMANDS = {
-    "selfcheck": "cli.selfcheck:selfcheck",
-    "serve": "cli.web:serve",
-    "worker": "cli.work:worker",
-    "reconcile": "cli.work:reconcile",
-    "simulate": "cli.sim:simulate",
-    "sign": "cli.sim:sign",
-    "demo": "cli.demo:demo",
-    "keygen": "cli.keys:keygen",
-    "rekey": "cli.keys:rekey",
-    "tail": "cli.feed:tail",
-    "stats": "cli.feed:stats",
-    "audit": "cli.audit:audit",
-    "unreadable-webhooks": "cli.unreadable:unreadable_webhooks",
-    "trace": "cli.ops:trace",
-    "jobs": "cli.ops:jobs",
-    "expire": "cli.lifecycle:expire",
-    "backup": "cli.lifecycle:backup",
-    "restore": "cli.lifecycle:restore",
-    "forget": "cli.lifecycle:forget",
-}
 
 
 class _EntryPointGroup(click.Group):
     """A group that finds its commands among the installed entry points, loading them lazily."""
 
     def _entry_points(self):
-        from importlib.metadata import entry_points
-
         return {ep.name: ep for ep in entry_points(group=GROUP)}
 
     def list_commands(self, ctx):
-        return sorted(set(COMMANDS) | set(self._entry_points()))
+        return sorted(self._entry_points())
 
     def get_command(self, ctx, name):
-        if name in COMMANDS:
-            module, attribute = COMMANDS[name].split(":")
-            return getattr(importlib.import_module(module), attribute)
         entry_point = self._entry_points().get(name)
         return entry_point.load() if entry_point else None
 
