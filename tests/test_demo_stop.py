@@ -1,6 +1,7 @@
 """``metriport-inbox demo`` stopped by a signal, on a Redis it shares: every process it started
 is gone, and it leaves no key behind but RQ's own records that expire by themselves."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -41,9 +42,13 @@ def test_demo_stops_every_child_and_leaves_no_keys(shared, tmp_path, signum):
         demo.send_signal(signum)
         assert demo.wait(timeout=60) == 1
     finally:
-        if demo.poll() is None:
+        if demo.poll() is None:  # the test failed before the demo stopped: leave no orphan
+            leftovers = descendants(demo.pid)
             demo.kill()
             demo.wait()
+            for pid in leftovers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
     time.sleep(0.2)
     assert [pid for pid in children if alive(pid)] == []
     output = (tmp_path / "stderr").read_text()
