@@ -20,6 +20,7 @@ batch is already under way (the caller that sends that batch sends them).
 import os
 import threading
 
+import hiredis
 import redis
 
 
@@ -187,7 +188,9 @@ class GroupCommit:
         connection per process is enough.
         """
         connection = self._connection()
-        packed = connection.pack_commands([args for args, _ in command_stack])
+        # hiredis (a dependency) writes the protocol in C, as redis-py would after copying and
+        # re-checking every argument of every command
+        packed = [b"".join([hiredis.pack_command(args) for args, _ in command_stack])]
         callbacks = self.client.response_callbacks
 
         def attempt():
