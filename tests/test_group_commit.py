@@ -21,6 +21,8 @@ from inbox.store import Delivery
 from inbox.store import Outcome
 from inbox.store import Store
 from inbox.store import Via
+from inbox.traffic import Traffic
+from inbox.traffic import current_hour
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -186,3 +188,29 @@ def test_a_hung_redis_fails_the_queued_calls_with_the_batch_in_flight(settings):
             server.process.send_signal(signal.SIGCONT)
     assert all(isinstance(r, StoreUnavailable) for r in results), results
     assert elapsed < 2.8
+
+
+def test_hourly_counts_are_summed_into_batches_and_none_is_lost(grouped, settings):
+    """Webhook answers counted without waiting (``Traffic.count(wait=False)``) while upserts are
+    in flight are summed in the process and sent with a later batch: every count arrives."""
+    traffic = Traffic(settings, grouped.client, batch=grouped.batch)
+
+    def webhook():
+        grouped.upsert([record()], Via.WEBHOOK)
+        traffic.count("accepted", wait=False)
+
+    results = race([webhook] * CALLERS)
+    assert not [r for r in results if isinstance(r, Exception)]
+    traffic.count("rejected:signature_missing", "rejected:signature_missing")  # waits: flushes all
+    hour = raw_client(grouped).hgetall(raw_keys(grouped).webhooks_hour(current_hour()))
+    assert hour == {b"accepted": str(CALLERS).encode(), b"rejected:signature_missing": b"1"}
+    assert raw_client(grouped).hget(raw_keys(grouped).stats, "rejected:signature_missing") == b"1"
+
+
+def test_an_hourly_count_with_no_batch_under_way_is_written_at_once(grouped, settings):
+    """With nothing in flight a count that does not wait is sent by its caller, so it is in
+    Redis when ``count`` returns (a quiet receiver's charts are never behind)."""
+    traffic = Traffic(settings, grouped.client, batch=grouped.batch)
+    traffic.count("accepted", wait=False)
+    hour = raw_client(grouped).hgetall(raw_keys(grouped).webhooks_hour(current_hour()))
+    assert hour == {b"accepted": b"1"}
