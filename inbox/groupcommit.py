@@ -3,10 +3,13 @@
 The receiver stores each webhook with one script call. Under load a worker holds several
 webhooks at once (greenlets under gevent, or threads), each waiting on its own round trip; the
 socket writes, reads and redis-py's per-call work are then most of a webhook's cost. Here the
-first caller to arrive sends its call and every call that queued up meanwhile in one pipeline
-(no MULTI: each script call stays its own atomic unit, exactly as if sent alone), and each
-caller gets its own reply or error back. Nothing waits for a batch to fill: a call alone is
-sent at once, so the latency of a lone webhook is unchanged.
+first caller to arrive sends its call and every call that queued up meanwhile in one round
+trip, pipelined (no MULTI: each script call stays its own atomic unit, exactly as if sent
+alone), and each caller gets its own reply or error back. Nothing waits for a batch to fill: a
+call alone is sent at once, so the latency of a lone webhook is unchanged. Batches go out one
+at a time on a connection of their own, written and read directly (``_exchange``): a redis-py
+pipeline's per-call bookkeeping cost more CPU than the round trip itself
+(``bench/redis_client.py``).
 
 Every caller still returns only once Redis has answered its own call: a webhook is acknowledged
 only after its record, ledger entry and feed entry are written.
