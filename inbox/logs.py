@@ -11,7 +11,7 @@ import contextvars
 import logging
 import logging.config
 import re
-import uuid
+import secrets
 
 #: the request being served by this thread or task ("" outside a request)
 REQUEST_ID = contextvars.ContextVar("request_id", default="")
@@ -31,7 +31,7 @@ def request_id(incoming=None):
     """``incoming`` when it is a sane id (X-Request-ID from a proxy), else a fresh random one."""
     if incoming and _REQUEST_ID.match(incoming):
         return incoming
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)  # as random as uuid4().hex, without building a UUID
 
 
 def formatter():
@@ -80,5 +80,8 @@ def configure(level="INFO"):
     if any(getattr(handler, "_inbox_json", False) for handler in root.handlers):
         return
     logging.config.dictConfig(config(level))
+    # A line carries none of the thread, process or multiprocessing names (``formatter``), so
+    # they are not collected for every record either (the logging HOWTO's "Optimization").
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     for handler in root.handlers:
         handler._inbox_json = True

@@ -232,25 +232,27 @@ _REQUEST_CHILDREN = {}
 _WEBHOOK_CHILDREN = {}
 
 
-def _observe(response):
-    """Count the answer and time the webhook (route templates only: never an id from a path).
+def observe(route, method, status, started):
+    """Count one answer and, for the webhook, time it from ``started`` (``perf_counter``).
 
-    The webhook's duration is measured from ``receiver.requestlog``'s start of the request.
+    Route templates only, never an id from a path. Flask's routes are observed by ``_observe``;
+    the webhook, served below Flask, calls this itself (``receiver.webhook``).
     """
-    route = request.url_rule.rule if request.url_rule else "unmatched"
-    status = response.status_code
-    key = (route, request.method, status)
+    key = (route, method, status)
     child = _REQUEST_CHILDREN.get(key)
     if child is None:
-        child = _REQUEST_CHILDREN[key] = REQUESTS.labels(route, request.method, str(status))
+        child = _REQUEST_CHILDREN[key] = REQUESTS.labels(route, method, str(status))
     child.inc()
-    if route == "/webhook":
-        started = requestlog.started()
-        if started is not None:
-            timer = _WEBHOOK_CHILDREN.get(status)
-            if timer is None:
-                timer = _WEBHOOK_CHILDREN[status] = WEBHOOK_SECONDS.labels(str(status))
-            timer.observe(time.perf_counter() - started)
+    if route == "/webhook" and started is not None:
+        timer = _WEBHOOK_CHILDREN.get(status)
+        if timer is None:
+            timer = _WEBHOOK_CHILDREN[status] = WEBHOOK_SECONDS.labels(str(status))
+        timer.observe(time.perf_counter() - started)
+
+
+def _observe(response):
+    route = request.url_rule.rule if request.url_rule else "unmatched"
+    observe(route, request.method, response.status_code, requestlog.started())
     return response
 
 

@@ -2,10 +2,12 @@
 
 The request id is the caller's ``X-Request-ID`` when it looks like an id (a proxy or load balancer
 sets one), else a new one; it is echoed in the response's ``X-Request-ID`` and stamped on every
-log line written while the request is served (``inbox.logs``). Fields of the request line: ``route``, ``method``, ``status``, ``reason`` (machine code of an error), ``event``
-(webhook type), ``delivery`` (Metriport's ``meta.messageId``), ``messages`` (message ids),
-``bytes`` (body size) and ``ms`` (duration). Views add fields with ``note(...)``; nothing else of
-the request is read, so no body, subject, name or signature can reach a log line.
+log line written while the request is served (``inbox.logs``). Fields of the request line:
+``route``, ``method``, ``status``, ``reason`` (machine code of an error), ``event`` (webhook
+type), ``delivery`` (Metriport's ``meta.messageId``), ``messages`` (message ids), ``bytes`` (body
+size) and ``ms`` (duration). Views add fields with ``note(...)``; nothing else of the request is
+read, so no body, subject, name or signature can reach a log line. ``POST /webhook``, served below
+Flask (``receiver.webhook``), writes the same line with ``write``.
 """
 
 import logging
@@ -46,18 +48,23 @@ def _start():
     g.request_id_token = logs.REQUEST_ID.set(g.request_id)
 
 
-def _write(response):
-    started = g.get("started", time.perf_counter())
-    fields = {
-        "route": request.url_rule.rule if request.url_rule else None,
-        "method": request.method,
-        "status": response.status_code,
-        "reason": g.get("reason"),
-        "bytes": request.content_length,
-        **g.get("log_fields", {}),
+def write(route, method, status, reason, size, fields, started):
+    """Write one request's log line (Flask's routes through ``_write``, the webhook directly)."""
+    LOGGER.info("request", extra={
+        "route": route,
+        "method": method,
+        "status": status,
+        "reason": reason,
+        "bytes": size,
+        **fields,
         "ms": round((time.perf_counter() - started) * 1000, 2),
-    }
-    LOGGER.info("request", extra=fields)
+    })
+
+
+def _write(response):
+    write(request.url_rule.rule if request.url_rule else None, request.method, response.status_code,
+          g.get("reason"), request.content_length, g.get("log_fields", {}),
+          g.get("started", time.perf_counter()))
     if "request_id" in g:
         response.headers[HEADER] = g.request_id
     return response
