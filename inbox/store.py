@@ -272,13 +272,10 @@ class Store:
             args.extend((
                 record.id,
                 self.vault.seal(record.id, record.body),
-                ",".join(record_digests),
-                int(record.shape),
-                record.direction or "",
-                record.patient or "",
-                record.status or "",
-                "" if record.message_time is None else record.message_time,
-                record.as_of,
+                # the script's per-message fields in one argument (messages_upsert.lua, ARGV)
+                f"{','.join(record_digests)}|{int(record.shape)}|{record.direction or ''}|"
+                f"{record.patient or ''}|{record.status or ''}|"
+                f"{'' if record.message_time is None else record.message_time}|{record.as_of}",
             ))
         reply = self._upsert_call(keys=keys, args=args)
         if reply in (b"replay", b"lock_lost"):
