@@ -98,6 +98,7 @@ bench: install
 	$(BIN)/python bench/feed.py --encrypt > bench/out/feed-encrypted.txt
 	$(BIN)/python bench/feed_mirror.py > bench/out/feed-mirror.txt
 	$(BIN)/python bench/crypto.py > bench/out/crypto.txt
+	$(BIN)/python bench/redis_client.py > bench/out/redis-client.txt
 	$(BIN)/python bench/sim.py > bench/out/sim.txt
 	$(BIN)/python bench/lifecycle.py > bench/out/lifecycle.txt
 	$(BIN)/python -m pytest -q -s -p no:cacheprovider tests/chaos > bench/out/chaos.txt

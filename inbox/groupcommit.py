@@ -17,8 +17,10 @@ webhook a round trip of its own; being best effort, they do not wait for their r
 batch is already under way (the caller that sends that batch sends them).
 """
 
+import os
 import threading
 
+import hiredis
 import redis
 
 
@@ -51,6 +53,8 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._queue = []
         self._busy = False
+        self._own_connection = None
+        self._connection_pid = None
         #: calls sent and round trips made, for the benchmark's batch size
         self.calls = 0
         self.round_trips = 0
@@ -127,18 +131,12 @@ class GroupCommit:
         return carry_on
 
     def _send(self, batch):
-        """One pipeline for ``batch``; each call gets its reply, or the error it alone raised.
+        """One round trip for ``batch``; each call gets its reply, or the error it alone raised.
 
         Returns the error when the round trip itself failed because Redis did not answer.
         """
-        if len(batch) == 1 and batch[0].build is None:
-            only = batch[0]
-            try:
-                only.reply = self.script(keys=only.keys, args=only.args)
-            except Exception as exc:  # handed to the caller, raised in its own frame
-                only.error = exc
-            self._count(batch)
-            return _outage(only.error)
+        # a pipeline only as the collector of the commands (the ``commands`` builders write to
+        # one); they are sent by ``_exchange``
         pipe = self.client.pipeline(transaction=False)
         spans = []
         for call in batch:
@@ -153,7 +151,7 @@ class GroupCommit:
                     call.error = exc
             spans.append((start, len(pipe)))
         try:
-            replies = pipe.execute(raise_on_error=False) if len(pipe) else []
+            replies = self._exchange(pipe.command_stack) if len(pipe) else []
         except Exception as exc:  # the round trip failed for every call in it
             for call in batch:
                 call.error = call.error or exc
@@ -178,6 +176,50 @@ class GroupCommit:
             else:
                 call.reply = reply
         self._count(batch)
+
+    def _exchange(self, command_stack):
+        """Send the commands of ``command_stack`` and read every reply (an error reply as its
+        exception, in its place), on this group commit's own connection.
+
+        The same exchange as ``pipeline.execute(raise_on_error=False)``, with the client's own
+        retry policy, minus what a pipeline does per call (checking a connection out of the pool
+        and back, retry and event bookkeeping), which cost more CPU than the whole round trip
+        on the socket (bench/RESULTS.md). Only the leader sends, one batch at a time, so one
+        connection per process is enough.
+        """
+        connection = self._connection()
+        # hiredis (a dependency) writes the protocol in C, as redis-py would after copying and
+        # re-checking every argument of every command
+        packed = [b"".join([hiredis.pack_command(args) for args, _ in command_stack])]
+        callbacks = self.client.response_callbacks
+
+        def attempt():
+            connection.send_packed_command(packed)
+            replies = []
+            try:
+                for args, options in command_stack:
+                    try:
+                        reply = connection.read_response()
+                    except redis.ResponseError as exc:
+                        replies.append(exc)
+                        continue
+                    callback = callbacks.get(args[0])
+                    replies.append(callback(reply, **options) if callback else reply)
+            except BaseException:
+                # replies left unread would answer the next batch's commands: start afresh
+                connection.disconnect()
+                raise
+            return replies
+
+        return connection.retry.call_with_retry(attempt, lambda error: connection.disconnect())
+
+    def _connection(self):
+        """This process's connection, made by the client's pool (server, credentials, timeouts
+        and retries as configured there); a new one after a fork."""
+        if self._connection_pid != os.getpid():
+            self._own_connection = self.client.connection_pool.make_connection()
+            self._connection_pid = os.getpid()
+        return self._own_connection
 
     def _count(self, batch):
         self.calls += len(batch)

@@ -80,8 +80,10 @@ def configure(level="INFO"):
     if any(getattr(handler, "_inbox_json", False) for handler in root.handlers):
         return
     logging.config.dictConfig(config(level))
-    # A line carries none of the thread, process or multiprocessing names (``formatter``), so
-    # they are not collected for every record either (the logging HOWTO's "Optimization").
+    # A line carries neither the caller's file and line nor the thread, process or
+    # multiprocessing names (``formatter``), so they are not collected for every record either
+    # (the logging HOWTO's "Optimization" names these switches).
+    logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     for handler in root.handlers:
         handler._inbox_json = True

@@ -38,10 +38,10 @@ def post(client, body, key=TEST_WEBHOOK_KEY, headers=None):
     return client.post("/webhook", data=body, headers={**headers_for(body, key), **(headers or {})})
 
 
-def post_fixture(client, name):
+def post_fixture(client, name, headers=None):
     """Post a shared fixture with the signature Metriport computed for it."""
     signature = SIGNATURES["x-metriport-signature"][name]
-    return client.post("/webhook", data=fixture_bytes(name), headers={HEADER: signature})
+    return client.post("/webhook", data=fixture_bytes(name), headers={HEADER: signature, **(headers or {})})
 
 
 def feed_length(redis_client, settings):
@@ -340,10 +340,11 @@ def test_app_refuses_to_start_without_a_webhook_key(settings):
 
 
 def test_get_on_webhook_is_json_405(client):
-    """Only POST is served on /webhook, and the refusal is JSON."""
+    """Only POST is served on /webhook, and the refusal is JSON that says what is allowed."""
     response = client.get("/webhook")
     assert response.status_code == 405
     assert response.get_json()["error"] == "method_not_allowed"
+    assert response.headers["Allow"] == "POST"
 
 
 @pytest.fixture
@@ -380,6 +381,17 @@ def test_request_id_is_taken_from_the_header_or_made_and_echoed(client, log_line
     assert given.headers["X-Request-ID"] == "edge-42"
     assert made.headers["X-Request-ID"] not in ("", "bad id with spaces")
     assert [line["request_id"] for line in log_lines] == ["edge-42", made.headers["X-Request-ID"]]
+
+
+def test_webhook_request_id_is_taken_or_made_echoed_and_logged(client, log_lines):
+    """The webhook (served below Flask) handles X-Request-ID like every other route."""
+    given = post_fixture(client, RECEIVED, headers={"X-Request-ID": "edge-43"})
+    made = client.post("/webhook", data=b"{}", headers={"X-Request-ID": "bad id with spaces"})
+    assert (given.status_code, made.status_code) == (200, 401)
+    assert given.headers["X-Request-ID"] == "edge-43"
+    assert made.headers["X-Request-ID"] not in ("", "bad id with spaces")
+    assert [line["request_id"] for line in log_lines] == ["edge-43", made.headers["X-Request-ID"]]
+    assert [line["reason"] for line in log_lines] == [None, "signature_missing"]
 
 
 def test_unexpected_error_is_json_500_without_its_message(settings, log_lines, caplog):

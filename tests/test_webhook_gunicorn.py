@@ -116,6 +116,22 @@ def test_chunked_body_under_the_limit_is_accepted(server):
     assert (status, answer["created"]) == (200, 1)
 
 
+def test_body_cut_short_of_its_length_is_400(server):
+    """A client that closes its side before sending the Content-Length it declared is answered
+    400 bad_request, before the partial body is parsed."""
+    port, _ = server
+    body = event_body("message.received", payload=message())
+    head = ("POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            + "".join(f"{name}: {value}\r\n" for name, value in headers_for(body).items())
+            + f"Content-Length: {len(body)}\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head.encode() + body[: len(body) // 2])
+        sock.shutdown(socket.SHUT_WR)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        assert (response.status, json.loads(response.read())["error"]) == (400, "bad_request")
+
+
 def test_body_without_length_is_411(server):
     """A POST with neither Content-Length nor chunked encoding is refused with 411."""
     port, _ = server
