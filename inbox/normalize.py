@@ -122,7 +122,9 @@ def normalize(message, direction=None):
     if direction is not None and direction not in DIRECTIONS:
         raise InvalidMessage("The direction must be inbound or outbound.", "invalid_direction")
     status = resource.get("status")
-    times = [t for t in map(parse_time, map(resource.get, _MESSAGE_TIMES)) if t is not None]
+    # each parsed once: the meaning reads them again (a page parses 500 messages' times)
+    sent, received, sent_at = (parse_time(resource.get(name)) for name in _MESSAGE_TIMES)
+    times = [t for t in (sent, received, sent_at) if t is not None]
     message_time = times[0] if times else None
     as_of = (
         parse_time(resource.get("updatedAt"))
@@ -136,7 +138,7 @@ def normalize(message, direction=None):
     return Record(
         id=message_id,
         body=compactjson.dumps(resource),
-        meaning=_meaning(resource, shape, message_id, patient, direction),
+        meaning=_meaning(resource, shape, message_id, patient, direction, (sent, received, sent_at)),
         shape=shape,
         direction=direction,
         patient=patient,
@@ -154,7 +156,7 @@ def _shape(resource):
     return Shape.OTHER
 
 
-def _meaning(resource, shape, message_id, patient, direction):
+def _meaning(resource, shape, message_id, patient, direction, times):
     """The message's meaning as canonical JSON: equal for a Communication and its flat object.
 
     Fields (``docs/store.md``, "Same message"): id, patient, subject line, the other party's
@@ -162,13 +164,14 @@ def _meaning(resource, shape, message_id, patient, direction):
     ``sent``; the object's ``sentAt``), the text parts and the attachment ids. Status and as-of
     are compared beside the digest, so a status change is an update and a status webhook does
     not make the later API copy look different. A resource of neither known shape means itself
-    (its key-sorted JSON).
+    (its key-sorted JSON). ``times``: ``sent``, ``received`` and ``sentAt`` parsed (``normalize``).
     """
     if shape is Shape.OTHER:
         return compactjson.dumps([MEANING_VERSION, "other", resource], sort_keys=True, exact=True)
     if shape is Shape.COMMUNICATION:
         topic = _field(resource.get("topic"), "text")
-        time = parse_time(resource.get("received")) or parse_time(resource.get("sent"))
+        sent, received, _ = times
+        time = received or sent
         recipients = [r for r in _list(resource.get("recipient")) if isinstance(r, dict)]
         if direction is None:
             # a Communication read without a direction (a fetch): Metriport's inbound ones carry
@@ -180,13 +183,19 @@ def _meaning(resource, shape, message_id, patient, direction):
             organizations = [r for r in recipients if r.get("type") == "Organization"]
             party = _field((organizations or recipients or [None])[0], "display")
         npis = [r.get("display") for r in recipients if r.get("type") == "Practitioner"]
-        parts = [p for p in _list(resource.get("payload")) if isinstance(p, dict)]
-        texts = [p["contentString"] for p in parts if isinstance(p.get("contentString"), str)]
-        documents = [_field(p.get("contentReference"), "reference") for p in parts]
-        attachments = [d.split("/", 1)[-1] for d in documents if isinstance(d, str)]
+        texts, attachments = [], []
+        for part in _list(resource.get("payload")):
+            if not isinstance(part, dict):
+                continue
+            text = part.get("contentString")
+            if isinstance(text, str):
+                texts.append(text)
+            document = _field(part.get("contentReference"), "reference")
+            if isinstance(document, str):
+                attachments.append(document.split("/", 1)[-1])
     else:
         topic = resource.get("subject")
-        time = parse_time(resource.get("sentAt"))
+        time = times[2]
         party = resource.get("destination")
         npis = _list(resource.get("intendedRecipientNpi"))
         body = resource.get("body")

@@ -118,6 +118,21 @@ class Page:
 
 
 @dataclasses.dataclass(frozen=True)
+class Prepared:
+    """Records made ready for one upsert call (``Store.prepare``): their digests, and their part of
+    the script's KEYS and ARGV (sealed resources included).
+
+    Worked out apart from the call so a caller can do it in another thread while Redis is busy
+    with the previous call: the reconcile read-ahead prepares the next page this way.
+    """
+
+    records: tuple
+    digests: tuple
+    keys: tuple
+    args: tuple
+
+
+@dataclasses.dataclass(frozen=True)
 class StoredMessage(Meta):
     """A record as the store holds it: its packed fields, and the resource opened and parsed."""
 
@@ -199,7 +214,9 @@ class Store:
         return Delivery(delivery_id, self.body_hash(body))
 
     def upsert(self, records, via, delivery=None, page=None):
-        """Record ``records`` (normalized) in one atomic call; a ``Result`` in the same order.
+        """Record ``records`` (normalized, or ``Prepared`` by
+        ``prepare``) in one atomic call; a
+        ``Result`` in the same order.
 
         With a ``delivery``, a replay of the same delivery id and body is answered
         ``Result(replay=True)`` without touching any record. With a ``page`` (see ``Page``) the
@@ -213,11 +230,11 @@ class Store:
         after a key change; every later call compares digests alone.
         """
         via = Via(via)
-        records = list(records)
-        digests = [self.vault.digests(record.meaning, MEANING_VERSION) for record in records]
+        prepared = records if isinstance(records, Prepared) else self.prepare(records)
+        records, digests = prepared.records, prepared.digests
         round_trips = 1
         with translate_errors("store messages"):
-            outcomes = self._call_upsert(records, digests, via, delivery, page)
+            outcomes = self._call_upsert(prepared, via, delivery, page)
             for _ in range(RECHECK_ATTEMPTS):
                 if outcomes in ("replay", "lock_lost"):
                     return Result(replay=outcomes == "replay", lock_lost=outcomes == "lock_lost",
@@ -228,9 +245,9 @@ class Store:
                 markers = self._recheck([records[i] for i in pending],
                                         [digests[i][0] for i in pending])
                 settled = self._call_upsert(
-                    [records[i] for i in pending],
-                    [digests[i] + marker for i, marker in zip(pending, markers)], via, delivery,
-                    page)
+                    self._prepare([records[i] for i in pending],
+                                [digests[i] + marker for i, marker in zip(pending, markers)]),
+                    via, delivery, page)
                 round_trips += 2
                 if settled == "lock_lost":
                     return Result(lock_lost=True, round_trips=round_trips)
@@ -245,7 +262,29 @@ class Store:
         return Result(outcomes=tuple(Outcome(outcome) for outcome in outcomes),
                       round_trips=round_trips)
 
-    def _call_upsert(self, records, digests, via, delivery, page):
+    def prepare(self, records):
+        """``records`` (normalized) made ready for ``upsert``: ``Prepared``."""
+        records = tuple(records)
+        return self._prepare(records, [self.vault.digests(record.meaning, MEANING_VERSION)
+                                     for record in records])
+
+    def _prepare(self, records, digests):
+        keys, args = [], []
+        for record, record_digests in zip(records, digests):
+            keys.append(self.redis_keys.msg(record.id))
+            keys.append(self.redis_keys.idx_direction(record.direction) if record.direction else self.redis_keys.idx_all)
+            keys.append(self.redis_keys.idx_patient(record.patient) if record.patient else self.redis_keys.idx_all)
+            args.extend((
+                record.id,
+                self.vault.seal(record.id, record.body),
+                # the script's per-message fields in one argument (messages_upsert.lua, ARGV)
+                f"{','.join(record_digests)}|{int(record.shape)}|{record.direction or ''}|"
+                f"{record.patient or ''}|{record.status or ''}|"
+                f"{'' if record.message_time is None else record.message_time}|{record.as_of}",
+            ))
+        return Prepared(tuple(records), tuple(digests), tuple(keys), tuple(args))
+
+    def _call_upsert(self, prepared, via, delivery, page):
         """One script call: the outcome words in order, or "replay" / "lock_lost"."""
         keys = [self.redis_keys.feed, self.redis_keys.stats, self.redis_keys.idx_all]
         keys.append(self.redis_keys.delivery(delivery.id) if delivery else self.redis_keys.stats)
@@ -265,21 +304,8 @@ class Store:
                          "changed" if page.keep_if_changed else ""))
         else:
             args.extend(("", 0, "", 0, "", ""))
-        for record, record_digests in zip(records, digests):
-            keys.append(self.redis_keys.msg(record.id))
-            keys.append(self.redis_keys.idx_direction(record.direction) if record.direction else self.redis_keys.idx_all)
-            keys.append(self.redis_keys.idx_patient(record.patient) if record.patient else self.redis_keys.idx_all)
-            args.extend((
-                record.id,
-                self.vault.seal(record.id, record.body),
-                ",".join(record_digests),
-                int(record.shape),
-                record.direction or "",
-                record.patient or "",
-                record.status or "",
-                "" if record.message_time is None else record.message_time,
-                record.as_of,
-            ))
+        keys.extend(prepared.keys)
+        args.extend(prepared.args)
         reply = self._upsert_call(keys=keys, args=args)
         if reply in (b"replay", b"lock_lost"):
             return reply.decode()

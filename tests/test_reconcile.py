@@ -1,5 +1,6 @@
 """Reconciliation runs against the simulator (a real HTTP server on 127.0.0.1) and a real Redis."""
 
+import gc
 import json
 import math
 import threading
@@ -186,3 +187,18 @@ def test_wrong_api_key_fails_the_run_and_frees_the_lock(settings, sim, redis_cli
     assert summary["outcome"] == "failed"
     assert summary["error"]["code"] == "unauthorized"
     assert redis_client.get(RedisKeys(settings.namespace).reconcile_lock) is None
+
+
+def test_the_collector_threshold_is_restored_after_a_run(settings, sim):
+    """A walk collects garbage less often (worker.reconcile); completed or failed, the run gives
+    the process its own thresholds back."""
+    sim.mailbox.add(60, "inbound")
+    before = gc.get_threshold()
+    gc.set_threshold(1234, *before[1:])
+    try:
+        assert run(_settings(settings, sim))["outcome"] == "completed"
+        assert gc.get_threshold()[0] == 1234
+        assert run(_settings(settings, sim).replace(api_key="wrong"))["outcome"] == "failed"
+        assert gc.get_threshold()[0] == 1234
+    finally:
+        gc.set_threshold(*before)

@@ -46,12 +46,13 @@ ARGV
   10  more counters to add, "name,count,name,count" ("" for none)
   11  "changed" when the checkpoint is kept only if this page created or updated a message (an
       incremental walk stops after a page that changed nothing, and must then start afresh)
-  per message i, at b = 11 + 9*(i-1):
+  per message i, at b = 11 + 3*(i-1):
   b+1 id   b+2 blob (stored resource)
-  b+3 digests "<tag>:<hex>", comma-joined, current first (then any "=" / "!" marker, see above)
-  b+4 shape rank (inbox.normalize.Shape)
-  b+5 direction or ""   b+6 patient id or ""   b+7 status or ""
-  b+8 message time ms or ""   b+9 as-of ms
+  b+3 the message's other fields, "|"-joined (one argument instead of seven: each argument
+      costs the client's packing and Redis's parsing, and a page sends 500 of each):
+      digests "<tag>:<hex>", comma-joined, current first (then any "=" / "!" marker, see above)
+      | shape rank (inbox.normalize.Shape) | direction or "" | patient id or "" | status or ""
+      | message time ms or "" | as-of ms
 
 Expired and forgotten records (see messages_expire.lua, messages_forget.lua) carry a field e.
 An expired record (e = expiry time) is a tombstone: h and a slim m without the blob r, in no
@@ -136,14 +137,19 @@ local function compare(h, digests)
 end
 
 local n = (#KEYS - 6) / 3
-if n ~= math.floor(n) or #ARGV ~= 11 + 9 * n then
+if n ~= math.floor(n) or #ARGV ~= 11 + 3 * n then
   return redis.error_reply('ERR messages_upsert: KEYS and ARGV do not describe the same batch')
 end
--- Check every as-of before the first write: a script error later would leave a partial batch.
+-- Split every message's fields and check every as-of before the first write: a script error
+-- later would leave a partial batch. (No field holds a "|": ids, codes, digests and numbers.)
+local FIELDS = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$'
+local fields = {}
 for i = 1, n do
-  if not tonumber(ARGV[11 + 9 * i]) or not tonumber(ARGV[6 + 9 * i]) then
+  local f = { string.match(ARGV[11 + 3 * i], FIELDS) }
+  if not tonumber(f[7]) or not tonumber(f[2]) then
     return redis.error_reply('ERR messages_upsert: as-of of message ' .. i .. ' is not a number')
   end
+  fields[i] = f
 end
 
 if token ~= '' and redis.call('GET', lock) ~= token then
@@ -170,12 +176,11 @@ local counts = { created = 0, updated = 0, duplicate = 0, stale = 0, recheck = 0
 local outcomes, moved = {}, {}
 
 for i = 1, n do
-  local k, a = 6 + 3 * (i - 1), 11 + 9 * (i - 1)
+  local k, a = 6 + 3 * (i - 1), 11 + 3 * (i - 1)
   local msg, idx_dir, idx_patient = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
-  local id, blob, digests, shape = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4])
-  local direction, patient, status = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
-  local message_time, as_of_text = ARGV[a + 8], ARGV[a + 9]
-  local as_of = tonumber(as_of_text)
+  local id, blob = ARGV[a + 1], ARGV[a + 2]
+  local digests, shape_text, direction, patient, status, message_time, as_of_text = unpack(fields[i])
+  local shape, as_of = tonumber(shape_text), tonumber(as_of_text)
   local current = string.match(digests, '^[^,]+')
   local digest = shape .. current
 
