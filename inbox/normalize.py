@@ -75,8 +75,6 @@ def valid_status(value):
 def valid_code(value):
     """True for an event type or reason code usable as a counter name: 1-64 of A-Z a-z 0-9 . _ : -."""
     return isinstance(value, str) and _CODE.fullmatch(value) is not None
-#: where the message time comes from, first found wins (FHIR, then the SDK DTO)
-_MESSAGE_TIMES = ("sent", "received", "sentAt")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +121,10 @@ def normalize(message, direction=None):
         raise InvalidMessage("The direction must be inbound or outbound.", "invalid_direction")
     status = resource.get("status")
     # each parsed once: the meaning reads them again (a page parses 500 messages' times)
-    sent, received, sent_at = (parse_time(resource.get(name)) for name in _MESSAGE_TIMES)
+    sent = parse_time(resource.get("sent"))
+    received = parse_time(resource.get("received"))
+    sent_at = parse_time(resource.get("sentAt"))
+    # the message time: first found wins (FHIR, then the SDK DTO)
     times = [t for t in (sent, received, sent_at) if t is not None]
     message_time = times[0] if times else None
     as_of = (
@@ -220,7 +221,9 @@ def _text(value):
 
 
 def _strings(values):
-    return sorted(value for value in values if isinstance(value, str))
+    strings = [value for value in values if isinstance(value, str)]
+    strings.sort()
+    return strings
 
 
 def status_code(value):
