@@ -5,7 +5,6 @@ the same script call, so the store and the feed always agree. Redis failures sur
 ``StoreUnavailable`` (translated in ``inbox.connection``), never as redis-py exceptions.
 """
 
-import collections
 import dataclasses
 import enum
 import importlib.resources
@@ -77,12 +76,12 @@ class Result:
 
     def counts(self):
         """``{"created": n, "updated": n, "duplicates": n, "stale": n}`` for summaries."""
-        tally = collections.Counter(self.outcomes)
+        outcomes = self.outcomes  # tuple.count compares by identity first: no enum hashing
         return {
-            "created": tally[Outcome.CREATED],
-            "updated": tally[Outcome.UPDATED],
-            "duplicates": tally[Outcome.DUPLICATE],
-            "stale": tally[Outcome.STALE],
+            "created": outcomes.count(Outcome.CREATED),
+            "updated": outcomes.count(Outcome.UPDATED),
+            "duplicates": outcomes.count(Outcome.DUPLICATE),
+            "stale": outcomes.count(Outcome.STALE),
         }
 
 
