@@ -213,8 +213,7 @@ class Store:
         return Delivery(delivery_id, self.body_hash(body))
 
     def upsert(self, records, via, delivery=None, page=None):
-        """Record ``records`` (normalized, or ``Prepared`` by
-        ``prepare``) in one atomic call; a
+        """Record ``records`` (normalized, or ``Prepared`` by ``prepare``) in one atomic call; a
         ``Result`` in the same order.
 
         With a ``delivery``, a replay of the same delivery id and body is answered

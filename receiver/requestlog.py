@@ -32,11 +32,6 @@ def set_reason(code):
     g.reason = code
 
 
-def reason():
-    """The reason code recorded for this request, or None."""
-    return g.get("reason")
-
-
 def started():
     """When this request began (``time.perf_counter()``), or None outside one."""
     return g.get("started")
