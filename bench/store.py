@@ -118,6 +118,8 @@ def breakdown(client, store, count):
     keys = RedisKeys(store.settings.namespace)
     sample = store.ids(store.index_key(), count=200)
     record = statistics.mean(client.memory_usage(keys.msg(i), samples=0) for i in sample)
+    # the stored resource alone (deflated, and sealed when encrypted), against its JSON's size
+    blob = statistics.mean(client.hstrlen(keys.msg(i), "r") for i in sample)
     indexes = sum(client.memory_usage(k, samples=0) or 0 for k in (
         keys.idx_all, keys.idx_direction("inbound")))
     patient_keys = list(client.scan_iter(match=keys.pattern()[:-1] + "idx:patient:*", count=5000))
@@ -125,6 +127,7 @@ def breakdown(client, store, count):
     feed = client.memory_usage(keys.feed, samples=0) or 0
     return {
         "record": record,
+        "of which resource": blob,
         "idx all+direction": indexes / count,
         "idx patients": patients / count,
         "feed": feed / count,

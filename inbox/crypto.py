@@ -5,6 +5,12 @@ associated data, so a ciphertext copied to another record fails to open. The fir
 ring seals; any key of the ring opens (rotation). Without keys the blob is ``0x00 ‖ JSON``: the
 record says it was written unencrypted.
 
+The JSON is deflated first whenever that makes it shorter (about half the size for a 1 KB
+Communication): the resource is most of a record's Redis memory, and the deflated form is marked
+by its own first byte, ``0x03`` sealed (with the mark in the associated data, so a changed mark
+fails to open) and ``0x02`` written unencrypted. Deflating before sealing lets a ciphertext's
+length say how repetitive its message is, not only how long; docs/security.md weighs that.
+
 With keys, a blob carrying neither mark (plain JSON put there by anything but this store: a
 hand edit, another tool, a restore of a clear dump) is refused (``decrypt_unsealed``), never served
 as authentic; a marked unencrypted blob is served until ``rekey`` seals it, which ends the
@@ -24,13 +30,21 @@ import datetime
 import hashlib
 import hmac
 import os
+import zlib
 
 from inbox.errors import DecryptionError
 from inbox.settings import KEY_ID
 
-#: first byte of a sealed blob, and of a blob written unencrypted (no keys in the ring)
+#: first byte of a sealed blob, and of a blob written unencrypted (no keys in the ring); the
+#: ``_DEFLATED`` forms hold the JSON deflated (raw DEFLATE, RFC 1951)
 FORMAT_VERSION = 1
 FORMAT_PLAIN = 0
+FORMAT_PLAIN_DEFLATED = 2
+FORMAT_SEALED_DEFLATED = 3
+_SEALED = (FORMAT_VERSION, FORMAT_SEALED_DEFLATED)
+_PLAIN = (FORMAT_PLAIN, FORMAT_PLAIN_DEFLATED)
+#: raw DEFLATE: no zlib header and checksum (6 bytes), GCM authenticates a sealed blob
+_WBITS = -15
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
 _DIGEST_CONTEXT = b"metriport-inbox digest v1"
@@ -129,14 +143,21 @@ class Vault:
     def seal(self, message_id, plaintext):
         """The stored form of ``plaintext`` for ``message_id``: encrypted when the ring has keys.
 
-        Without keys, the plaintext marked as written unencrypted (``FORMAT_PLAIN``).
+        Without keys, the plaintext marked as written unencrypted (``FORMAT_PLAIN``). Either way
+        deflated first when that is shorter.
         """
+        deflated = zlib.compress(plaintext, 6, _WBITS)
+        shorter = len(deflated) < len(plaintext)
         if not self.ring:
+            if shorter:
+                return bytes((FORMAT_PLAIN_DEFLATED,)) + deflated
             return bytes((FORMAT_PLAIN,)) + plaintext
+        form = FORMAT_SEALED_DEFLATED if shorter else FORMAT_VERSION
         kid = self.current_kid.encode("ascii")
         nonce = os.urandom(_NONCE_BYTES)
-        sealed = self._aead[self.current_kid].encrypt(nonce, plaintext, message_id.encode("utf-8"))
-        return bytes((FORMAT_VERSION, len(kid))) + kid + nonce + sealed
+        sealed = self._aead[self.current_kid].encrypt(
+            nonce, deflated if shorter else plaintext, _associated_data(form, message_id))
+        return bytes((form, len(kid))) + kid + nonce + sealed
 
     def open(self, message_id, blob):
         """The plaintext of a stored ``blob``; raises DecryptionError when it cannot be opened.
@@ -144,9 +165,10 @@ class Vault:
         A blob written unencrypted (before encryption was switched on) opens as its JSON until
         ``rekey`` seals it. An unmarked blob opens as itself only while the ring is empty.
         """
-        if blob and blob[0] == FORMAT_PLAIN:
-            return blob[1:]
-        if not blob or blob[0] != FORMAT_VERSION:
+        form = blob[0] if blob else None
+        if form in _PLAIN:
+            return _inflate(message_id, blob[1:]) if form == FORMAT_PLAIN_DEFLATED else blob[1:]
+        if form not in _SEALED:
             if self.ring:
                 raise DecryptionError(
                     f"Message {message_id} is stored unsealed without the mark of an unencrypted "
@@ -169,11 +191,12 @@ class Vault:
             )
         nonce, sealed = blob[start:start + _NONCE_BYTES], blob[start + _NONCE_BYTES:]
         try:
-            return aead.decrypt(nonce, sealed, message_id.encode("utf-8"))
+            plaintext = aead.decrypt(nonce, sealed, _associated_data(form, message_id))
         except _invalid_tag():
             raise DecryptionError(
                 f"Message {message_id} failed authentication: tampered, moved, or wrong key."
             ) from None
+        return _inflate(message_id, plaintext) if form == FORMAT_SEALED_DEFLATED else plaintext
 
     def is_current(self, blob):
         """True when ``blob`` is stored the way this ring writes today (``rekey`` skips it)."""
@@ -182,11 +205,30 @@ class Vault:
     @staticmethod
     def kid_of(blob):
         """The key id a blob was sealed with, or None for a plaintext blob."""
-        if not blob or blob[0] != FORMAT_VERSION:
+        if not blob or blob[0] not in _SEALED:
             return None
         if len(blob) < 2:
             return ""
         return blob[2:2 + blob[1]].decode("ascii", "replace")
+
+
+def _associated_data(form, message_id):
+    """What GCM authenticates besides the ciphertext: the message id, and for the deflated form
+    its mark too (the first format predates the mark being covered; it stays as it was)."""
+    data = message_id.encode("utf-8")
+    return data if form == FORMAT_VERSION else bytes((form,)) + data
+
+
+def _inflate(message_id, data):
+    """The JSON of a deflated blob; a DecryptionError when it is not valid DEFLATE."""
+    try:
+        return zlib.decompress(data, _WBITS)
+    except zlib.error:
+        raise DecryptionError(
+            f"Message {message_id} holds a deflated resource that does not inflate: tampered "
+            "or truncated.",
+            "decrypt_malformed",
+        ) from None
 
 
 def _invalid_tag():

@@ -1,6 +1,8 @@
 """The vault on its own: sealing, opening, key rings, tampering, keyed digests, key helpers."""
 
 import base64
+import json
+import zlib
 
 import pytest
 
@@ -14,6 +16,21 @@ from inbox.settings import Settings
 OLD = ("old", b"\x01" * 32)
 NEW = ("new", b"\x02" * 32)
 BODY = b'{"id":"m-1","topic":{"text":"canary-subject"},"payload":[{"contentString":"canary-body"}]}'
+#: too short to deflate into fewer bytes: stored as it is
+TINY = b'{"id":"m-1"}'
+#: a Communication of about 1 KB, as the store keeps it
+RESOURCE = json.dumps({
+    "resourceType": "Communication", "id": "m-1", "status": "completed",
+    "subject": {"reference": "Patient/0195f1c2-7a33-7c1e-9e43-5b0f6c2d9a10"},
+    "topic": {"text": "canary-subject: discharge summary"},
+    "sender": {"reference": "Practitioner/0195f1c2-7a33-7c1e-9e43-5b0f6c2d9a11"},
+    "recipient": [{"reference": "Organization/0195f1c2-7a33-7c1e-9e43-5b0f6c2d9a12"}],
+    "sent": "2026-11-29T10:00:00.000Z", "received": "2026-11-29T10:00:01.000Z",
+    "payload": [{"contentString": "canary-body. Patient discharged on 11/28 after three days of "
+                 "observation. Please schedule a follow-up visit within seven days and review the "
+                 "attached medication list; labs pending at discharge will be sent when final."},
+                {"contentReference": {"reference": "DocumentReference/0195f1c2-7a33-7c1e-9e43"}}],
+}, separators=(",", ":")).encode()
 
 
 def test_sealed_blob_opens_to_the_plaintext_and_hides_it():
@@ -78,13 +95,46 @@ def test_malformed_header_is_a_decryption_error(blob):
     assert caught.value.code == "decrypt_malformed"
 
 
-def test_a_blob_written_unencrypted_says_so_and_opens_with_or_without_keys():
-    """Written with no keys (before encryption was switched on), it reads until rekey seals it."""
-    blob = Vault().seal("m-1", BODY)
-    assert blob == b"\x00" + BODY
-    assert Vault().open("m-1", blob) == BODY
-    assert Vault([OLD]).open("m-1", blob) == BODY
+@pytest.mark.parametrize("body, mark", [(TINY, b"\x00"), (RESOURCE, b"\x02")])
+def test_a_blob_written_unencrypted_says_so_and_opens_with_or_without_keys(body, mark):
+    """Written with no keys (before encryption was switched on), it reads until rekey seals it;
+    deflated (mark 0x02) when that is shorter, as it is (mark 0x00) otherwise."""
+    blob = Vault().seal("m-1", body)
+    assert blob[:1] == mark
+    assert blob == mark + (body if mark == b"\x00" else zlib.compress(body, 6, -15))
+    assert Vault().open("m-1", blob) == body
+    assert Vault([OLD]).open("m-1", blob) == body
     assert not Vault([OLD]).is_current(blob) and Vault().is_current(blob)
+
+
+def test_a_resource_is_deflated_before_sealing_and_a_short_one_is_not():
+    """A 1 KB Communication is sealed deflated (mark 0x03), in about half its JSON's bytes; a
+    body that does not deflate shorter is sealed as it is (mark 0x01)."""
+    vault = Vault([OLD])
+    blob = vault.seal("m-1", RESOURCE)
+    assert blob[0] == 3 and b"canary" not in blob
+    assert len(blob) < 0.7 * len(RESOURCE)
+    assert vault.open("m-1", blob) == RESOURCE and Vault.kid_of(blob) == "old"
+    assert vault.seal("m-1", TINY)[0] == 1 and vault.open("m-1", vault.seal("m-1", TINY)) == TINY
+
+
+def test_a_changed_mark_fails_authentication():
+    """Switching a sealed blob's mark between deflated and not fails to open, both ways."""
+    vault = Vault([OLD])
+    for body, other in ((RESOURCE, 1), (TINY, 3)):
+        blob = vault.seal("m-1", body)
+        with pytest.raises(DecryptionError) as caught:
+            vault.open("m-1", bytes((other,)) + blob[1:])
+        assert caught.value.code == "decrypt_failed"
+
+
+def test_a_deflated_blob_that_does_not_inflate_is_a_decryption_error():
+    """A truncated deflated blob written unencrypted raises DecryptionError, not zlib.error."""
+    blob = Vault().seal("m-1", RESOURCE)
+    with pytest.raises(DecryptionError) as caught:
+        Vault().open("m-1", blob[:-40])
+    assert caught.value.code == "decrypt_malformed"
+    assert "canary" not in caught.value.detail
 
 
 def test_an_unmarked_plain_blob_is_refused_while_encryption_is_on():

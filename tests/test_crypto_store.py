@@ -2,6 +2,7 @@
 
 import hashlib
 import uuid
+import zlib
 
 import pytest
 
@@ -58,13 +59,24 @@ def values(client, key):
     kind = client.type(key).decode()
     read = {
         "string": lambda: [client.get(key)],
-        "hash": lambda: [b for pair in client.hgetall(key).items() for b in pair],
+        "hash": lambda: [b for pair in client.hgetall(key).items() for b in pair for b in readable(b)],
         "stream": lambda: [b for _, fields in client.xrange(key) for pair in fields.items() for b in pair],
         "zset": lambda: client.zrange(key, 0, -1),
         "set": lambda: list(client.smembers(key)),
         "list": lambda: client.lrange(key, 0, -1),
     }[kind]
     return b"\n".join(read())
+
+
+def readable(value):
+    """``value``, and its JSON too when it is a resource written unencrypted and deflated (mark
+    0x02): deflating alone hides text from a byte search, and must not pass for encryption."""
+    if value[:1] == b"\x02":
+        try:
+            return [value, zlib.decompress(value[1:], -15)]
+        except zlib.error:
+            pass
+    return [value]
 
 
 @pytest.fixture
@@ -97,7 +109,8 @@ def test_no_plaintext_anywhere_in_redis_with_encryption_on(settings, uncompresse
 
 
 def test_the_leak_scan_finds_plaintext_when_encryption_is_off(settings, uncompressed_dumps):
-    """Control: without keys the same scan finds the canary in every record, so the check above can fail."""
+    """Control: without keys the same scan finds the canary in every record, so the check above can
+    fail (those records are deflated: the scan inflates them first)."""
     store = Store(settings)
     canary = "CANARY" + uuid.uuid4().hex[:10]
     populate(store, canary)

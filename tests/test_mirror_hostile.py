@@ -11,6 +11,7 @@ import pytest
 
 from conftest import raw_client
 from conftest import raw_keys
+from inbox.crypto import Vault
 from inbox.crypto import keygen
 from inbox.normalize import normalize
 from inbox.rekey import rekey
@@ -92,7 +93,7 @@ def test_an_unsealed_blob_is_served_only_when_written_unencrypted_and_rekey_ends
 
     progress = rekey(store)
     assert progress.resealed == 1 and progress.failed == [("m-02", "decrypt_unsealed")]
-    assert raw_client(store).hget(raw_keys(store).msg("m-01"), "r")[0] == 1  # sealed now
+    assert Vault.kid_of(raw_client(store).hget(raw_keys(store).msg("m-01"), "r")) == "new"  # sealed now
     assert client.get("/medical/v1/message/m-01", headers=KEY).get_json()["communication"]["id"] == "m-01"
 
 
