@@ -17,7 +17,7 @@ OLD = ("old", b"\x01" * 32)
 NEW = ("new", b"\x02" * 32)
 BODY = b'{"id":"m-1","topic":{"text":"canary-subject"},"payload":[{"contentString":"canary-body"}]}'
 #: too short to deflate into fewer bytes: stored as it is
-TINY = b'{"id":"m-1"}'
+TINY = b'{"k":"Zq8wX"}'
 #: a Communication of about 1 KB, as the store keeps it
 RESOURCE = json.dumps({
     "resourceType": "Communication", "id": "m-1", "status": "completed",
@@ -101,7 +101,7 @@ def test_a_blob_written_unencrypted_says_so_and_opens_with_or_without_keys(body,
     deflated (mark 0x02) when that is shorter, as it is (mark 0x00) otherwise."""
     blob = Vault().seal("m-1", body)
     assert blob[:1] == mark
-    assert blob == mark + (body if mark == b"\x00" else zlib.compress(body, 6, -15))
+    assert len(blob) < len(body) if mark == b"\x02" else blob == mark + body
     assert Vault().open("m-1", blob) == body
     assert Vault([OLD]).open("m-1", blob) == body
     assert not Vault([OLD]).is_current(blob) and Vault().is_current(blob)

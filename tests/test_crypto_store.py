@@ -2,7 +2,6 @@
 
 import hashlib
 import uuid
-import zlib
 
 import pytest
 
@@ -72,10 +71,7 @@ def readable(value):
     """``value``, and its JSON too when it is a resource written unencrypted and deflated (mark
     0x02): deflating alone hides text from a byte search, and must not pass for encryption."""
     if value[:1] == b"\x02":
-        try:
-            return [value, zlib.decompress(value[1:], -15)]
-        except zlib.error:
-            pass
+        return [value, Vault().open("any", value)]
     return [value]
 
 
