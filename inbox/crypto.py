@@ -5,12 +5,12 @@ associated data, so a ciphertext copied to another record fails to open. The fir
 ring seals; any key of the ring opens (rotation). Without keys the blob is ``0x00 ‖ JSON``: the
 record says it was written unencrypted.
 
-The JSON is deflated first (against a preset dictionary of Metriport's message shapes) when
-that makes it shorter, to about a third for a 1 KB Communication: the resource is most of a
-record's Redis memory. The deflated forms have marks of their own, ``0x03`` sealed (the mark is
-in the associated data, so a changed mark fails to open) and ``0x02`` written unencrypted.
-Deflating before sealing lets a ciphertext's length tell how repetitive its message is, not
-only how long; docs/security.md weighs that.
+The JSON is compressed first (Zstandard against a dictionary of Metriport's message shapes,
+inbox/compression.py) when that makes it shorter, to about a third for a 1 KB Communication: the
+resource is most of a record's Redis memory. The compressed forms have marks of their own,
+``0x03`` sealed (the mark is in the associated data, so a changed mark fails to open) and ``0x02``
+written unencrypted. Compressing before sealing lets a ciphertext's length tell how repetitive
+its message is, not only how long; docs/security.md weighs that.
 
 With keys, a blob carrying neither mark (plain JSON put there by anything but this store: a
 hand edit, another tool, a restore of a clear dump) is refused (``decrypt_unsealed``), never served
@@ -31,40 +31,19 @@ import datetime
 import hashlib
 import hmac
 import os
-import zlib
 
+from inbox import compression
 from inbox.errors import DecryptionError
 from inbox.settings import KEY_ID
 
 #: first byte of a sealed blob, and of a blob written unencrypted (no keys in the ring); the
-#: ``_DEFLATED`` forms hold the JSON deflated (raw DEFLATE, RFC 1951)
+#: ``_COMPRESSED`` forms hold the JSON compressed (inbox/compression.py)
 FORMAT_VERSION = 1
 FORMAT_PLAIN = 0
-FORMAT_PLAIN_DEFLATED = 2
-FORMAT_SEALED_DEFLATED = 3
-_SEALED = (FORMAT_VERSION, FORMAT_SEALED_DEFLATED)
-_PLAIN = (FORMAT_PLAIN, FORMAT_PLAIN_DEFLATED)
-#: raw DEFLATE: no zlib header and checksum (6 bytes), GCM authenticates a sealed blob
-_WBITS = -15
-#: zlib's preset dictionary for resources: the two shapes Metriport lists messages in (its SDK's
-#: flat message and the FHIR Communication), values left empty. One ~1 KB JSON document alone
-#: deflates to about half, as its keys appear once each; against these bytes the keys and fixed
-#: strings cost a few bits each: about a third (bench/RESULTS.md). Part of the stored format:
-#: blobs marked 0x02 and 0x03 open only with exactly these bytes, so they never change (other
-#: bytes would need marks of their own).
-_DICTIONARY = (
-    b'{"id":"","patientId":"","direction":"outbound","status":"in-progress","transportMethod":'
-    b'"xcdr","destination":"","subject":"","body":"","attachments":[""],"sentAt":"","updatedAt":""}'
-    b'{"id":"","patientId":"","direction":"inbound","status":"completed","transportMethod":'
-    b'"direct","destination":"","subject":"","body":"","attachments":[""],"sentAt":"","updatedAt":""}'
-    b'{"resourceType":"Communication","id":"","meta":{"lastUpdated":""},"status":"completed",'
-    b'"subject":{"reference":"Patient/"},"topic":{"text":""},"sender":{"reference":"Practitioner/",'
-    b'"display":""},"recipient":[{"type":"Organization","display":""}],"sent":"","received":"",'
-    b'"payload":[{"contentString":""},{"contentReference":{"reference":"DocumentReference/"}}],'
-    b'"extension":[{"url":"https://public.metriport.com/fhir/StructureDefinition/data-source.json",'
-    b'"valueCoding":{"system":"https://public.metriport.com/fhir/StructureDefinition/'
-    b'data-source.json","code":""}}]}'
-)
+FORMAT_PLAIN_COMPRESSED = 2
+FORMAT_SEALED_COMPRESSED = 3
+_SEALED = (FORMAT_VERSION, FORMAT_SEALED_COMPRESSED)
+_PLAIN = (FORMAT_PLAIN, FORMAT_PLAIN_COMPRESSED)
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
 _DIGEST_CONTEXT = b"metriport-inbox digest v1"
@@ -164,20 +143,19 @@ class Vault:
         """The stored form of ``plaintext`` for ``message_id``: encrypted when the ring has keys.
 
         Without keys, the plaintext marked as written unencrypted (``FORMAT_PLAIN``). Either way
-        deflated first when that is shorter.
+        compressed first when that is shorter.
         """
-        deflater = zlib.compressobj(6, zlib.DEFLATED, _WBITS, 8, zlib.Z_DEFAULT_STRATEGY, _DICTIONARY)
-        deflated = deflater.compress(plaintext) + deflater.flush()
-        shorter = len(deflated) < len(plaintext)
+        compressed = compression.compress(plaintext)
+        shorter = len(compressed) < len(plaintext)
         if not self.ring:
             if shorter:
-                return bytes((FORMAT_PLAIN_DEFLATED,)) + deflated
+                return bytes((FORMAT_PLAIN_COMPRESSED,)) + compressed
             return bytes((FORMAT_PLAIN,)) + plaintext
-        form = FORMAT_SEALED_DEFLATED if shorter else FORMAT_VERSION
+        form = FORMAT_SEALED_COMPRESSED if shorter else FORMAT_VERSION
         kid = self.current_kid.encode("ascii")
         nonce = os.urandom(_NONCE_BYTES)
         sealed = self._aead[self.current_kid].encrypt(
-            nonce, deflated if shorter else plaintext, _associated_data(form, message_id))
+            nonce, compressed if shorter else plaintext, _associated_data(form, message_id))
         return bytes((form, len(kid))) + kid + nonce + sealed
 
     def open(self, message_id, blob):
@@ -188,7 +166,7 @@ class Vault:
         """
         form = blob[0] if blob else None
         if form in _PLAIN:
-            return _inflate(message_id, blob[1:]) if form == FORMAT_PLAIN_DEFLATED else blob[1:]
+            return _decompress(message_id, blob[1:]) if form == FORMAT_PLAIN_COMPRESSED else blob[1:]
         if form not in _SEALED:
             if self.ring:
                 raise DecryptionError(
@@ -217,7 +195,7 @@ class Vault:
             raise DecryptionError(
                 f"Message {message_id} failed authentication: tampered, moved, or wrong key."
             ) from None
-        return _inflate(message_id, plaintext) if form == FORMAT_SEALED_DEFLATED else plaintext
+        return _decompress(message_id, plaintext) if form == FORMAT_SEALED_COMPRESSED else plaintext
 
     def is_current(self, blob):
         """True when ``blob`` is stored the way this ring writes today (``rekey`` skips it)."""
@@ -234,26 +212,22 @@ class Vault:
 
 
 def _associated_data(form, message_id):
-    """What GCM authenticates besides the ciphertext: the message id, and for the deflated form
+    """What GCM authenticates besides the ciphertext: the message id, and for the compressed form
     its mark too (the first format predates the mark being covered; it stays as it was)."""
     data = message_id.encode("utf-8")
     return data if form == FORMAT_VERSION else bytes((form,)) + data
 
 
-def _inflate(message_id, data):
-    """The JSON of a deflated blob; a DecryptionError when it is not one whole DEFLATE stream."""
-    inflater = zlib.decompressobj(_WBITS, _DICTIONARY)
+def _decompress(message_id, data):
+    """The JSON of a compressed blob; a DecryptionError when it does not decompress."""
     try:
-        plaintext = inflater.decompress(data)
-    except zlib.error:
-        plaintext = None
-    if plaintext is None or not inflater.eof or inflater.unused_data:
+        return compression.decompress(data)
+    except ValueError:
         raise DecryptionError(
-            f"Message {message_id} holds a deflated resource that does not inflate: tampered "
-            "or truncated.",
+            f"Message {message_id} holds a compressed resource that does not decompress: "
+            "tampered or truncated.",
             "decrypt_malformed",
-        )
-    return plaintext
+        ) from None
 
 
 def _invalid_tag():

@@ -2,7 +2,6 @@
 
 import base64
 import json
-import zlib
 
 import pytest
 
@@ -16,7 +15,7 @@ from inbox.settings import Settings
 OLD = ("old", b"\x01" * 32)
 NEW = ("new", b"\x02" * 32)
 BODY = b'{"id":"m-1","topic":{"text":"canary-subject"},"payload":[{"contentString":"canary-body"}]}'
-#: too short to deflate into fewer bytes: stored as it is
+#: too short to compress into fewer bytes: stored as it is
 TINY = b'{"k":"Zq8wX"}'
 #: a Communication of about 1 KB, as the store keeps it
 RESOURCE = json.dumps({
@@ -98,7 +97,7 @@ def test_malformed_header_is_a_decryption_error(blob):
 @pytest.mark.parametrize("body, mark", [(TINY, b"\x00"), (RESOURCE, b"\x02")])
 def test_a_blob_written_unencrypted_says_so_and_opens_with_or_without_keys(body, mark):
     """Written with no keys (before encryption was switched on), it reads until rekey seals it;
-    deflated (mark 0x02) when that is shorter, as it is (mark 0x00) otherwise."""
+    compressed (mark 0x02) when that is shorter, as it is (mark 0x00) otherwise."""
     blob = Vault().seal("m-1", body)
     assert blob[:1] == mark
     assert len(blob) < len(body) if mark == b"\x02" else blob == mark + body
@@ -107,9 +106,9 @@ def test_a_blob_written_unencrypted_says_so_and_opens_with_or_without_keys(body,
     assert not Vault([OLD]).is_current(blob) and Vault().is_current(blob)
 
 
-def test_a_resource_is_deflated_before_sealing_and_a_short_one_is_not():
-    """A 1 KB Communication is sealed deflated (mark 0x03), in about half its JSON's bytes; a
-    body that does not deflate shorter is sealed as it is (mark 0x01)."""
+def test_a_resource_is_compressed_before_sealing_and_a_short_one_is_not():
+    """A Communication is sealed compressed (mark 0x03), in well under its JSON's bytes; a body
+    that does not compress shorter is sealed as it is (mark 0x01)."""
     vault = Vault([OLD])
     blob = vault.seal("m-1", RESOURCE)
     assert blob[0] == 3 and b"canary" not in blob
@@ -119,7 +118,7 @@ def test_a_resource_is_deflated_before_sealing_and_a_short_one_is_not():
 
 
 def test_a_changed_mark_fails_authentication():
-    """Switching a sealed blob's mark between deflated and not fails to open, both ways."""
+    """Switching a sealed blob's mark between compressed and not fails to open, both ways."""
     vault = Vault([OLD])
     for body, other in ((RESOURCE, 1), (TINY, 3)):
         blob = vault.seal("m-1", body)
@@ -128,8 +127,8 @@ def test_a_changed_mark_fails_authentication():
         assert caught.value.code == "decrypt_failed"
 
 
-def test_a_deflated_blob_that_does_not_inflate_is_a_decryption_error():
-    """A truncated deflated blob written unencrypted raises DecryptionError, not zlib.error."""
+def test_a_compressed_blob_that_does_not_decompress_is_a_decryption_error():
+    """A truncated compressed blob written unencrypted raises DecryptionError, nothing else."""
     blob = Vault().seal("m-1", RESOURCE)
     with pytest.raises(DecryptionError) as caught:
         Vault().open("m-1", blob[:-40])

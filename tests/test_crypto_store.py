@@ -68,8 +68,8 @@ def values(client, key):
 
 
 def readable(value):
-    """``value``, and its JSON too when it is a resource written unencrypted and deflated (mark
-    0x02): deflating alone hides text from a byte search, and must not pass for encryption."""
+    """``value``, and its JSON too when it is a resource written unencrypted and compressed (mark
+    0x02): compressing alone hides text from a byte search, and must not pass for encryption."""
     if value[:1] == b"\x02":
         return [value, Vault().open("any", value)]
     return [value]
@@ -106,7 +106,7 @@ def test_no_plaintext_anywhere_in_redis_with_encryption_on(settings, uncompresse
 
 def test_the_leak_scan_finds_plaintext_when_encryption_is_off(settings, uncompressed_dumps):
     """Control: without keys the same scan finds the canary in every record, so the check above can
-    fail (those records are deflated: the scan inflates them first)."""
+    fail (those records are compressed: the scan decompresses them first)."""
     store = Store(settings)
     canary = "CANARY" + uuid.uuid4().hex[:10]
     populate(store, canary)
