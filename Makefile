@@ -93,6 +93,7 @@ bench: install
 	$(BIN)/python bench/reconcile.py > bench/out/reconcile.txt
 	@echo; sed -n 1,3p bench/out/ingest.txt; sed -n 1,4p bench/out/reconcile.txt; echo
 	$(BIN)/python bench/store.py > bench/out/store.txt
+	$(BIN)/python bench/compression.py > bench/out/compression.txt
 	$(BIN)/python bench/store.py --cluster > bench/out/store-cluster.txt
 	$(BIN)/python bench/feed.py > bench/out/feed.txt
 	$(BIN)/python bench/feed.py --encrypt > bench/out/feed-encrypted.txt
