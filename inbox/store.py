@@ -118,8 +118,8 @@ class Page:
 
 @dataclasses.dataclass(frozen=True)
 class Prepared:
-    """Records made ready for one upsert call (``Store.prepare``): their digests, and their part of
-    the script's KEYS and ARGV (sealed resources included).
+    """Records made ready for one upsert call (``Store.prepare``): their digests, their sealed
+    resources, and their part of the script's KEYS and ARGV.
 
     Worked out apart from the call so a caller can do it in another thread while Redis is busy
     with the previous call: the reconcile read-ahead prepares the next page this way.
@@ -127,6 +127,8 @@ class Prepared:
 
     records: tuple
     digests: tuple
+    #: each record's resource as stored (compressed, sealed): a recheck call sends it again as is
+    blobs: tuple
     keys: tuple
     args: tuple
 
@@ -229,7 +231,7 @@ class Store:
         """
         via = Via(via)
         prepared = records if isinstance(records, Prepared) else self.prepare(records)
-        records, digests = prepared.records, prepared.digests
+        records, digests, blobs = prepared.records, prepared.digests, prepared.blobs
         round_trips = 1
         with translate_errors("store messages"):
             outcomes = self._call_upsert(prepared, via, delivery, page)
@@ -244,7 +246,8 @@ class Store:
                                         [digests[i][0] for i in pending])
                 settled = self._call_upsert(
                     self._prepare([records[i] for i in pending],
-                                [digests[i] + marker for i, marker in zip(pending, markers)]),
+                                  [digests[i] + marker for i, marker in zip(pending, markers)],
+                                  [blobs[i] for i in pending]),
                     via, delivery, page)
                 round_trips += 2
                 if settled == "lock_lost":
@@ -263,24 +266,25 @@ class Store:
     def prepare(self, records):
         """``records`` (normalized) made ready for ``upsert``: ``Prepared``."""
         records = tuple(records)
-        return self._prepare(records, [self.vault.digests(record.meaning, MEANING_VERSION)
-                                     for record in records])
+        return self._prepare(records,
+                             [self.vault.digests(record.meaning, MEANING_VERSION) for record in records],
+                             [self.vault.seal(record.id, record.body) for record in records])
 
-    def _prepare(self, records, digests):
+    def _prepare(self, records, digests, blobs):
         keys, args = [], []
-        for record, record_digests in zip(records, digests):
+        for record, record_digests, blob in zip(records, digests, blobs):
             keys.append(self.redis_keys.msg(record.id))
             keys.append(self.redis_keys.idx_direction(record.direction) if record.direction else self.redis_keys.idx_all)
             keys.append(self.redis_keys.idx_patient(record.patient) if record.patient else self.redis_keys.idx_all)
             args.extend((
                 record.id,
-                self.vault.seal(record.id, record.body),
+                blob,
                 # the script's per-message fields in one argument (messages_upsert.lua, ARGV)
                 f"{','.join(record_digests)}|{int(record.shape)}|{record.direction or ''}|"
                 f"{record.patient or ''}|{record.status or ''}|"
                 f"{'' if record.message_time is None else record.message_time}|{record.as_of}",
             ))
-        return Prepared(tuple(records), tuple(digests), tuple(keys), tuple(args))
+        return Prepared(tuple(records), tuple(digests), tuple(blobs), tuple(keys), tuple(args))
 
     def _call_upsert(self, prepared, via, delivery, page):
         """One script call: the outcome words in order, or "replay" / "lock_lost"."""
